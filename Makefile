@@ -1,0 +1,31 @@
+# Set-up and the two everyday jobs. `make demo` and `make test` work on a fresh clone.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+OUT ?= demo_out
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+# torch is pinned here, not in pyproject: 2.13.0 is a local CPU wheel on CPU machines and the CUDA build on GPU ones.
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+demo: setup
+	$(BIN)/talmts demo --out $(OUT)
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""talmts: temporal action localization with features of multi-temporal scales (TAL-MTS)."""
+
+__version__ = "0.1.0"

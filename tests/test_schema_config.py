@@ -1,0 +1,67 @@
+"""Schema records and the typed config: errors name the key, the file and the allowed values."""
+
+import pytest
+
+from talmts.config import Config, ConfigError, load_config
+from talmts.schema import ClassMap, SchemaError, check_segment, normalize_subset
+
+
+def test_class_map_is_one_based_with_background_zero():
+    cm = ClassMap(("run", "jump"))
+    assert cm.index("run") == 1 and cm.index("jump") == 2 and cm.name(2) == "jump"
+    with pytest.raises(KeyError, match="swim"):
+        cm.index("swim")
+    with pytest.raises(ValueError, match="duplicate"):
+        ClassMap(("a", "a"))
+    assert ClassMap.from_labels(["b", "a", "b"]).names == ("a", "b")
+
+
+def test_subset_aliases_and_errors():
+    assert normalize_subset("Validation") == "validation"
+    assert normalize_subset("training") == "train"
+    with pytest.raises(SchemaError, match=r"gt\.json.*'v1'.*subset"):
+        normalize_subset("dev", file="gt.json", record="v1")
+    with pytest.raises(SchemaError, match="before start"):
+        check_segment(5, 4, file="f", record="r")
+    with pytest.raises(SchemaError, match="negative"):
+        check_segment(-1, 4, file="f", record="r")
+
+
+def test_defaults_follow_the_paper():
+    cfg = load_config()
+    assert isinstance(cfg, Config)
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.train.batch_size, cfg.train.epochs) == (1e-5, 1e-3, 1, 25)
+    assert (cfg.loss.alpha, cfg.loss.beta) == (10.0, 1.0)
+    assert (cfg.data.clip_frames, cfg.data.frame_size, cfg.model.fsa.patch) == (256, 96, 24)
+
+
+def test_yaml_base_and_dotted_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("train:\n  epochs: 3\nmodel:\n  fsa:\n    patch: 48\n")
+    (tmp_path / "child.yaml").write_text("_base_: base.yaml\ntrain:\n  lr: 0.001\n")
+    cfg = load_config(tmp_path / "child.yaml", ["model.fsa.patch=32", "train.epochs=5", "infer.nms_iou_gate=0.3"])
+    assert cfg.train.epochs == 5 and cfg.train.lr == 1e-3 and cfg.model.fsa.patch == 32
+    assert cfg.infer.nms_iou_gate == 0.3 and cfg.model.fsa.layers == 1
+
+
+def test_errors_name_key_and_allowed_values(tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key 'train\.epoch'.*epochs"):
+        load_config(None, ["train.epoch=3"])
+    with pytest.raises(ConfigError, match=r"model\.stt\.tokens='pixels'.*features"):
+        load_config(None, ["model.stt.tokens=pixels"])
+    with pytest.raises(ConfigError, match=r"train\.epochs must be int"):
+        load_config(None, ["train.epochs=three"])
+    with pytest.raises(ConfigError, match="must divide"):
+        load_config(None, ["model.fsa.patch=25"])
+    with pytest.raises(ConfigError, match="test split"):
+        load_config(None, ["data.val_subset=test"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [1, 2\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+
+
+def test_dump_roundtrip(tmp_path):
+    cfg = load_config(None, ["train.epochs=7", "loss.ranges=[[0,30],[15,60],[30,120],[60,240],[96,768],[256,768]]"])
+    cfg.dump(tmp_path / "c.yaml")
+    again = load_config(tmp_path / "c.yaml")
+    assert again == cfg

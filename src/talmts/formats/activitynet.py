@@ -1,0 +1,103 @@
+"""The ActivityNet ground-truth layout, read and written.
+
+``{"version", "taxonomy"?, "database": {vid: {"subset", "duration"?, "fps"?, "annotations": [{"segment", "label"}]}}}``
+
+The same reader serves the official ``activity_net.v1-3.min.json``, files derived from it, ActionFormer's
+``thumos14.json`` (subsets "Validation"/"Test", extra keys ignored) and AFSD's ``thumos_gt.json`` (segments stored as
+strings, no duration). Subset names are normalised to train/validation/test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from talmts.formats.classes import check_labels
+from talmts.formats.common import AMBIGUOUS, as_float, load_json, parse_pair, require, write_json_atomic
+from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
+
+# How each normalised subset is spelled when written (the official file's spelling).
+_WRITTEN_SUBSET = {"train": "training", "validation": "validation", "test": "testing"}
+
+
+def taxonomy_leaves(taxonomy: Any, *, file: str) -> list[str]:
+    """Names of the leaf nodes of an ActivityNet taxonomy, in file order (the action classes)."""
+    if not isinstance(taxonomy, list):
+        raise SchemaError(file, "taxonomy", "taxonomy", "expected a list of nodes")
+    parents = set()
+    for i, node in enumerate(taxonomy):
+        parents.add(require(node, "parentId", file=file, record=f"taxonomy[{i}]"))
+    leaves = []
+    for i, node in enumerate(taxonomy):
+        if require(node, "nodeId", file=file, record=f"taxonomy[{i}]") not in parents:
+            leaves.append(require(node, "nodeName", file=file, record=f"taxonomy[{i}]", kind=str))
+    return leaves
+
+
+def parse_activitynet(
+    data: Any, *, file: str, classes: ClassMap | None = None, exclude_ambiguous: bool = True
+) -> AnnotationSet:
+    """Turn a loaded ActivityNet-layout object into an AnnotationSet (see the module doc)."""
+    database = require(data, "database", file=file, record="<top level>", kind=dict)
+    videos: dict[str, Video] = {}
+    labels: list[tuple[str, str]] = []
+    for vid, entry in database.items():
+        subset = normalize_subset(require(entry, "subset", file=file, record=vid, kind=str), file=file, record=vid)
+        duration = fps = None
+        if entry.get("duration") is not None:
+            duration = as_float(entry["duration"], file=file, record=vid, field_name="duration")
+            if duration < 0:
+                raise SchemaError(file, vid, "duration", f"negative duration {duration}", "durations are >= 0 s")
+        if entry.get("fps") is not None:
+            fps = as_float(entry["fps"], file=file, record=vid, field_name="fps")
+            if fps <= 0:
+                raise SchemaError(file, vid, "fps", f"fps {fps} is not positive", "use frames per second > 0")
+        anns = require(entry, "annotations", file=file, record=vid, kind=list)
+        segments = []
+        for i, ann in enumerate(anns):
+            record = f"{vid} annotation {i}"
+            label = require(ann, "label", file=file, record=record, kind=str)
+            start, end = parse_pair(require(ann, "segment", file=file, record=record), file=file, record=record)
+            check_segment(start, end, file=file, record=record)
+            if label == AMBIGUOUS and exclude_ambiguous:
+                continue
+            labels.append((record, label))
+            segments.append(Segment(start, end, label))
+        videos[vid] = Video(vid, subset, duration, fps, segments)
+    fallback = taxonomy_leaves(data["taxonomy"], file=file) if data.get("taxonomy") else ()
+    class_map = check_labels(labels, classes, file=file, fallback=fallback)
+    return AnnotationSet(videos, class_map, source=file)
+
+
+def read_activitynet(
+    path: str | Path, *, classes: ClassMap | None = None, exclude_ambiguous: bool = True
+) -> AnnotationSet:
+    """Read an ActivityNet-layout ground-truth JSON file."""
+    return parse_activitynet(load_json(path), file=str(path), classes=classes, exclude_ambiguous=exclude_ambiguous)
+
+
+def ground_truth_to_json(annotations: AnnotationSet, version: str = "talmts") -> dict[str, Any]:
+    """The ActivityNet layout as a plain dict; the class map travels as a flat taxonomy (one leaf per class)."""
+    taxonomy = [
+        {"nodeId": i + 1, "nodeName": name, "parentId": 0, "parentName": "Root"}
+        for i, name in enumerate(annotations.classes.names)
+    ]
+    database: dict[str, Any] = {}
+    for vid, video in annotations.videos.items():
+        if video.subset not in _WRITTEN_SUBSET:
+            raise SchemaError("<AnnotationSet>", vid, "subset", f"unknown subset {video.subset!r}")
+        entry: dict[str, Any] = {"subset": _WRITTEN_SUBSET[video.subset]}
+        if video.duration is not None:
+            entry["duration"] = float(video.duration)
+        if video.fps is not None:
+            entry["fps"] = float(video.fps)
+        entry["annotations"] = [
+            {"segment": [float(s.start), float(s.end)], "label": s.label} for s in video.annotations
+        ]
+        database[vid] = entry
+    return {"version": version, "taxonomy": taxonomy, "database": database}
+
+
+def write_ground_truth(annotations: AnnotationSet, path: str | Path, version: str = "talmts") -> None:
+    """Write ground truth in the ActivityNet layout, atomically (temporary file + rename)."""
+    write_json_atomic(ground_truth_to_json(annotations, version), path)

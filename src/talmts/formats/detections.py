@@ -1,0 +1,52 @@
+"""Detections in the ActivityNet results layout.
+
+``{"version", "results": {vid: [{"label", "score", "segment": [s, e]}]}, "external_data": {}}``
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from talmts.formats.common import as_float, load_json, parse_pair, require, write_json_atomic
+from talmts.schema import Detection, SchemaError, check_segment
+
+
+def detections_to_json(results: dict[str, list[Detection]], version: str = "talmts") -> dict[str, Any]:
+    """The results layout as a plain dict (floats made plain Python floats)."""
+    out = {
+        vid: [{"label": d.label, "score": float(d.score), "segment": [float(d.start), float(d.end)]} for d in dets]
+        for vid, dets in results.items()
+    }
+    return {"version": version, "results": out, "external_data": {}}
+
+
+def write_detections(results: dict[str, list[Detection]], path: str | Path, version: str = "talmts") -> None:
+    """Write detections in the ActivityNet results layout, atomically (temporary file + rename)."""
+    write_json_atomic(detections_to_json(results, version), path)
+
+
+def parse_detections(data: Any, *, file: str) -> dict[str, list[Detection]]:
+    """Turn a loaded results object into ``{video: [Detection]}`` (file order kept: it decides score ties)."""
+    results = require(data, "results", file=file, record="<top level>", kind=dict)
+    out: dict[str, list[Detection]] = {}
+    for vid, items in results.items():
+        if not isinstance(items, list):
+            raise SchemaError(file, vid, "results", f"expected a list of detections, got {type(items).__name__}")
+        dets = []
+        for i, item in enumerate(items):
+            record = f"{vid} detection {i}"
+            label = require(item, "label", file=file, record=record, kind=str)
+            score = as_float(
+                require(item, "score", file=file, record=record), file=file, record=record, field_name="score"
+            )
+            start, end = parse_pair(require(item, "segment", file=file, record=record), file=file, record=record)
+            check_segment(start, end, file=file, record=record)
+            dets.append(Detection(start, end, label, score))
+        out[vid] = dets
+    return out
+
+
+def read_detections(path: str | Path) -> dict[str, list[Detection]]:
+    """Read an ActivityNet results JSON file into ``{video: [Detection]}``."""
+    return parse_detections(load_json(path), file=str(path))

@@ -124,6 +124,12 @@ class TrainConfig:
     log_every: int = 10
     out_dir: str = "runs/default"
     device: str = "auto"
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"  # lr rule for the global batch, see docs/DESIGN.md
+    lr_batch: int = 1  # the global batch (clips per step over all processes) that train.lr is tuned for
+    schedule: Literal["constant", "cosine"] = "constant"  # the paper: constant
+    warmup_steps: int = 0  # linear warm-up from 0 at the start
+    backbone_lr_mult: float = 1.0  # lr multiplier of the I3D backbone (the paper: 1, fine-tuned with the head)
+    find_unused_parameters: bool = False  # DDP: set when a config leaves some parameters out of the loss
 
 
 # ----------------------------------------------------------------------------------------------- inference
@@ -174,6 +180,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         key, value = item.split("=", 1)
         _set_dotted(raw, key.strip(), yaml.safe_load(value))
     cfg = _build(Config, raw, prefix="", source=str(path or "<defaults>"))
+    validate(cfg)
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Config:
+    """A Config from a plain dict such as ``Config.to_dict()`` (e.g. the one stored in a checkpoint), validated."""
+    cfg = _build(Config, raw, prefix="", source=source)
     validate(cfg)
     return cfg
 

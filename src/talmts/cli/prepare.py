@@ -1,0 +1,46 @@
+"""``talmts prepare VIDEOS_DIR OUT_DIR``: raw videos -> 10 fps frames, optical flow and video_info.csv."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos_dir", help="folder with the video files (video id = file name without extension)")
+    parser.add_argument("out_dir", help="output folder: frames/, flow/, meta/, video_info.csv")
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="sample rate (default 10; with --max-frames the default is each video's own rate, as AFSD)",
+    )
+    parser.add_argument("--size", type=int, default=112, help="frames are resized to SIZE x SIZE (default 112)")
+    parser.add_argument(
+        "--flow", choices=["tvl1", "dis", "none"], default="tvl1", help="optical flow method (default tvl1)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)"
+    )
+    parser.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        help="ActivityNet dynamic fps: at most N frames per video, fps' = fps * min(N / frame_count, 1)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from talmts.data.prepare import PrepareOptions, prepare_dataset
+
+    fps = args.fps if args.fps is not None else (None if args.max_frames else 10.0)
+    options = PrepareOptions(fps=fps, size=args.size, flow=args.flow, max_frames=args.max_frames)
+    try:
+        summary = prepare_dataset(args.videos_dir, args.out_dir, options, workers=args.workers, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"talmts prepare: {e}", file=sys.stderr)
+        return 2
+    print(summary.report())
+    return 0 if summary.ok else 1

@@ -1,0 +1,190 @@
+"""Decode a video with PyAV and sample it the way AFSD does: a fixed rate, resized to a square.
+
+AFSD (common/video2npy.py) walks the decoded frames and keeps one whenever an accumulator, advanced by 1 per
+decoded frame, reaches ``step = fps / sample_fps``; the kept frame is resized to S x S (aspect ratio not kept)
+with bicubic interpolation. We do the same with two differences, both recorded in docs/DESIGN.md:
+
+* resizing and YUV -> RGB conversion happen in one swscale call (bicubic, which filters over the whole
+  footprint when shrinking, as PIL's bicubic does);
+* a video slower than the sample rate repeats frames (``while`` instead of AFSD's ``if``), so the output is
+  always at ``sample_fps``; AFSD refuses such videos.
+
+ActivityNet's "dynamic fps" (at most N frames per video) is :func:`dynamic_sample_fps`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
+INTERPOLATION = "BICUBIC"  # swscale flag name, see av.video.reformatter.Interpolation
+
+
+class VideoDecodeError(RuntimeError):
+    """A video could not be decoded; ``reason`` says why in a few words."""
+
+    def __init__(self, path: str | Path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass(frozen=True)
+class SampledVideo:
+    """A decoded, sampled and resized video with AFSD's video_info columns."""
+
+    frames: np.ndarray  # uint8 [T, S, S, 3] RGB
+    fps: float  # the video's own frame rate
+    sample_fps: float  # rate of ``frames``
+    count: int  # frames decoded from the file
+    sample_count: int  # T
+
+
+class AccumulatorSampler:
+    """AFSD's frame picker: after each decoded frame, say how many copies of it to keep (0, 1, or more)."""
+
+    def __init__(self, fps: float, sample_fps: float):
+        if fps <= 0 or sample_fps <= 0:
+            raise ValueError(f"frame rates must be positive (fps={fps}, sample_fps={sample_fps})")
+        self.step = fps / sample_fps
+        self._acc = 0.0
+
+    def __call__(self) -> int:
+        self._acc += 1.0
+        keep = 0
+        while self._acc >= self.step:  # AFSD: `if`; identical whenever step >= 1
+            self._acc -= self.step
+            keep += 1
+        return keep
+
+
+def sample_indices(count: int, fps: float, sample_fps: float) -> list[int]:
+    """Indices (0-based, with repeats when upsampling) of the decoded frames the sampler keeps."""
+    sampler = AccumulatorSampler(fps, sample_fps)
+    out: list[int] = []
+    for i in range(count):
+        out.extend([i] * sampler())
+    return out
+
+
+def dynamic_sample_fps(fps: float, count: int, max_frames: int, cap: float | None = None) -> float:
+    """ActivityNet "dynamic fps" (AFSD): fps' = fps * min(max_frames / count, 1), optionally capped at ``cap``."""
+    if count <= 0:
+        raise ValueError("count must be positive")
+    rate = fps * min(max_frames / count, 1.0)
+    return rate if cap is None else min(rate, cap)
+
+
+def _open(path: Path):  # noqa: ANN202 - (container, stream)
+    if not path.is_file():
+        raise VideoDecodeError(path, "file not found")
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot open: {_short(e)}") from e
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(path, "no video stream")
+    return container, container.streams.video[0]
+
+
+def _short(e: Exception) -> str:
+    # FFmpeg errors carry the path in str(e); the reason alone is in strerror.
+    text = str(getattr(e, "strerror", None) or e).strip() or type(e).__name__
+    return text.splitlines()[0][:200]
+
+
+def stream_fps(path: str | Path) -> float:
+    """Frame rate the container declares (average, else guessed, else base rate)."""
+    container, stream = _open(Path(path))
+    try:
+        return _rate(path, stream)
+    finally:
+        container.close()
+
+
+def _rate(path: str | Path, stream) -> float:  # noqa: ANN001
+    for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
+        if rate is not None and float(rate) > 0 and math.isfinite(float(rate)):
+            return float(rate)
+    raise VideoDecodeError(path, "the container declares no frame rate")
+
+
+def count_frames(path: str | Path) -> int:
+    """Number of video frames, by demuxing packets (no decoding); used to pick the dynamic fps."""
+    container, stream = _open(Path(path))
+    try:
+        return sum(1 for p in container.demux(stream) if p.size > 0)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"cannot read packets: {_short(e)}") from e
+    finally:
+        container.close()
+
+
+def iter_frames(path: str | Path, threads: int = 0) -> Iterator[av.VideoFrame]:
+    """Decoded frames of the first video stream, in order. ``threads`` 0 lets FFmpeg choose."""
+    container, stream = _open(Path(path))
+    stream.thread_type = "AUTO"
+    stream.codec_context.thread_count = threads
+    try:
+        yield from container.decode(stream)
+    except av.FFmpegError as e:
+        raise VideoDecodeError(path, f"decoding failed: {_short(e)}") from e
+    finally:
+        container.close()
+
+
+def to_rgb(frame: av.VideoFrame, size: int | None) -> np.ndarray:
+    """One frame as uint8 RGB [H, W, 3], resized to size x size when ``size`` is given (aspect not kept)."""
+    if size is None:
+        return frame.to_ndarray(format="rgb24")
+    return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation=INTERPOLATION)
+
+
+def read_video(
+    path: str | Path,
+    sample_fps: float | None = 10.0,
+    size: int | None = 112,
+    max_frames: int | None = None,
+    threads: int = 0,
+) -> SampledVideo:
+    """Decode ``path``, keep frames at ``sample_fps`` and resize them to ``size`` x ``size``.
+
+    ``max_frames`` switches to AFSD's ActivityNet dynamic fps: the rate is fps * min(max_frames / count, 1)
+    (further capped at ``sample_fps`` when that is given) and at most ``max_frames`` frames are kept.
+    ``sample_fps=None`` without ``max_frames`` keeps every frame at the video's own rate.
+    Raises :class:`VideoDecodeError` for missing, corrupt or empty videos.
+    """
+    path = Path(path)
+    fps = stream_fps(path)
+    if max_frames is not None:
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        expected = count_frames(path)
+        if expected == 0:
+            raise VideoDecodeError(path, "zero frames")
+        rate = dynamic_sample_fps(fps, expected, max_frames, cap=sample_fps)
+    else:
+        rate = fps if sample_fps is None else float(sample_fps)
+    sampler = AccumulatorSampler(fps, rate)
+    kept: list[np.ndarray] = []
+    count = 0
+    for frame in iter_frames(path, threads=threads):
+        count += 1
+        copies = sampler()
+        if copies and (max_frames is None or len(kept) < max_frames):
+            image = to_rgb(frame, size)
+            kept.extend([image] * copies)
+    if count == 0:
+        raise VideoDecodeError(path, "zero frames decoded")
+    if max_frames is not None:
+        kept = kept[:max_frames]
+    if not kept:
+        raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {count} frames")
+    frames = np.stack(kept, 0)  # [T, S, S, 3]
+    return SampledVideo(frames=frames, fps=fps, sample_fps=rate, count=count, sample_count=len(frames))

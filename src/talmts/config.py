@@ -58,7 +58,8 @@ class BackboneConfig:
 @dataclass
 class RFPConfig:
     enabled: bool = True  # off: AFSD's pyramid (one top-down add from level 1 into level 0)
-    mode: Literal["nearest", "linear"] = "nearest"
+    mode: Literal["nearest", "linear"] = "nearest"  # top-down interpolation
+    frame_mode: Literal["nearest", "linear"] = "linear"  # level 0 -> T for f_ca (the paper's linear; AFSD nearest)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class ModelConfig:
     rfp: RFPConfig = field(default_factory=RFPConfig)
     stt: STTConfig = field(default_factory=STTConfig)
     fsa: FSAConfig = field(default_factory=FSAConfig)
+    segment_plus_one: bool = False  # AFSD's "+1" in the frame-unit pooling length (see docs/DESIGN.md)
 
 
 # ----------------------------------------------------------------------------------------------- loss

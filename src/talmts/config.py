@@ -110,6 +110,10 @@ class LossConfig:
     focal_alpha: float = 0.25  # background weight; foreground classes get 1 - focal_alpha (AFSD)
     refined_iou: float = 0.5  # coarse tIoU that makes a refined positive (eq. 9)
     ranges: list[list[float]] | None = None  # per-level [lo, hi] on max(left, right) in frames; None: no ranges
+    refined_iou_mode: Literal["fixed", "min_max"] = "fixed"  # min_max: min(refined_iou, best coarse IoU) (AFSD-ANet)
+    refined_loc: Literal["smooth_l1", "l1"] = "smooth_l1"  # eq. 11 says smooth L1; AFSD-THUMOS used L1
+    smooth_l1_beta: float = 1.0  # quadratic below this |error| (Fast R-CNN's 1.0, as the paper cites)
+    quality_on: Literal["refined", "coarse"] = "refined"  # eq. 12: refined positives / N_r; AFSD: coarse / N
 
 
 # ----------------------------------------------------------------------------------------------- train
@@ -146,6 +150,8 @@ class InferConfig:
     nms_top_k: int = 5000  # per class and video, after Soft-NMS
     max_per_video: int | None = None
     fusion: Literal["logits", "detections"] = "logits"
+    video_scores: str | None = None  # video-level classifier scores (CUHK layout) for class-agnostic detectors
+    video_top_k: int = 1  # classes taken from video_scores per video (AFSD: top-1)
     batch_size: int = 1
 
 

@@ -99,6 +99,16 @@ def segments_to_distances(anchor: Array, seg: Array) -> Array:
     return np.stack([left, right], axis=-1)
 
 
+def refine_distances(coarse: Array, offsets: Array) -> Array:
+    """Eq. 13 in distance form, shared by the loss and decoding so their sign conventions cannot drift apart.
+
+    ``coarse [..., 2]`` distances (d_s, d_e) and ``offsets [..., 2]`` (delta_s, delta_e) in units of half the
+    coarse width w = d_s + d_e: d' = d + 0.5 w delta. A positive delta_s moves the start earlier.
+    """
+    width = coarse[..., 0:1] + coarse[..., 1:2]  # [..., 1]
+    return coarse + 0.5 * width * offsets
+
+
 def _safe_div(num: Array, den: Array, eps: float = 1e-12) -> Array:
     if _is_torch(num):
         torch = _lib(num)

@@ -1,0 +1,171 @@
+"""Detection mAP with the numbers of the official ActivityNet evaluator (``Evaluation/eval_detection.py``).
+
+What is evaluated, as there:
+- the classes are the labels with ground truth in the subset; mAP is the plain mean of their APs;
+- per class, detections are ranked by descending score and matched greedily per tIoU threshold
+  (see :func:`talmts.evaluation.matching.greedy_match`); AP is VOC all-point interpolated;
+- a class without detections scores 0; detections on videos without ground truth of that class in the subset
+  (including videos absent from the subset) are false positives.
+
+Where talmts decides what the official code leaves to chance:
+- score ties keep input order (videos in the order of the ``detections`` dict, then list order); the official
+  code uses ``argsort()[::-1]``, which reverses ties;
+- a detection whose label has no ground truth in the subset is ignored with a warning (the official code stops
+  with a KeyError); ``strict=True`` makes it an error;
+- THUMOS14 "Ambiguous" ground truth (only present when the reader kept it) is never a class; as in the THUMOS14
+  devkit, a detection that matches nothing and overlaps an Ambiguous segment is dropped from the false positives.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+
+from talmts.evaluation.matching import greedy_match, interpolated_ap
+from talmts.evaluation.result import EvalResult, thresholds_array
+from talmts.formats import AMBIGUOUS
+from talmts.geometry import pairwise_tiou
+from talmts.schema import AnnotationSet, Detection, SchemaError, normalize_subset
+
+
+def _class_order(gt: AnnotationSet, labels: set[str]) -> list[str]:
+    known = [c for c in gt.classes.names if c in labels]
+    return known + sorted(labels - set(known))
+
+
+def evaluate_detections(
+    ground_truth: AnnotationSet,
+    detections: dict[str, list[Detection]],
+    tiou: Sequence[float],
+    subset: str | None = None,
+    strict: bool = False,
+) -> EvalResult:
+    """Score ``detections`` against the ground truth of ``subset`` (all videos when None) at each tIoU threshold."""
+    thr = thresholds_array(tiou)
+    videos = [v for v in ground_truth.videos.values() if subset is None or v.subset == normalize_subset(subset)]
+    # ---- ground truth as flat arrays: video index, class index, start, end -------------------------------------
+    vid_index = {v.id: i for i, v in enumerate(videos)}
+    gt_rows = [(vid_index[v.id], s) for v in videos for s in v.annotations]
+    classes = _class_order(ground_truth, {s.label for _, s in gt_rows if s.label != AMBIGUOUS})
+    if not classes:
+        raise ValueError(f"no ground truth in subset {subset!r}: nothing to evaluate")
+    cls_index = {c: i for i, c in enumerate(classes)}
+    amb = [(vi, s.start, s.end) for vi, s in gt_rows if s.label == AMBIGUOUS]
+    gt_rows = [(vi, s) for vi, s in gt_rows if s.label != AMBIGUOUS]
+    gt_vid = np.array([vi for vi, _ in gt_rows], dtype=np.int64)
+    gt_cls = np.array([cls_index[s.label] for _, s in gt_rows], dtype=np.int64)
+    gt_seg = np.array([(s.start, s.end) for _, s in gt_rows], dtype=np.float64).reshape(-1, 2)
+
+    # ---- detections as flat arrays; unknown videos get fresh indices (they hold no ground truth) ---------------
+    det_vid, det_cls, det_seg, det_score = _flatten(detections, vid_index, cls_index, subset, strict)
+
+    num_t, num_c, num_v = len(thr), len(classes), len(vid_index) + len(detections)
+    # Rank inside each class: descending score, ties in input order (lexsort: last key is the primary one).
+    rank_order = np.lexsort((np.arange(len(det_score)), -det_score, det_cls))
+    rank = np.empty_like(rank_order)
+    rank[rank_order] = np.arange(len(rank_order))
+    tp = np.zeros((num_t, len(det_score)), dtype=bool)
+
+    # ---- match inside each (class, video) block that has ground truth -----------------------------------------
+    det_key = det_cls * num_v + det_vid
+    det_sorted = np.lexsort((rank, det_key))  # blocks of one key, each in rank order
+    det_keys_sorted = det_key[det_sorted]
+    gt_key = gt_cls * num_v + gt_vid
+    gt_sorted = np.argsort(gt_key, kind="stable")  # blocks in annotation order (decides equal-tIoU ties)
+    keys, gt_starts = np.unique(gt_key[gt_sorted], return_index=True)
+    gt_ends = np.append(gt_starts[1:], len(gt_sorted))
+    lo = np.searchsorted(det_keys_sorted, keys, side="left")
+    hi = np.searchsorted(det_keys_sorted, keys, side="right")
+    for k in np.flatnonzero(hi > lo):
+        d_idx = det_sorted[lo[k] : hi[k]]
+        g_idx = gt_sorted[gt_starts[k] : gt_ends[k]]
+        tp[:, d_idx] = greedy_match(pairwise_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
+
+    counted = np.ones_like(tp)  # False where an unmatched detection overlaps Ambiguous ground truth
+    if amb:
+        counted = ~(_overlaps_ambiguous(amb, det_vid, det_seg)[None, :] & ~tp)
+
+    # ---- AP per class -----------------------------------------------------------------------------------------
+    ap = np.zeros((num_t, num_c))
+    npos = np.bincount(gt_cls, minlength=num_c)
+    cls_sorted = det_cls[rank_order]
+    bounds = np.searchsorted(cls_sorted, np.arange(num_c + 1))
+    for c in range(num_c):
+        idx = rank_order[bounds[c] : bounds[c + 1]]
+        if idx.size == 0:
+            continue  # no detections: AP 0, as the official evaluator
+        tp_c = np.cumsum(tp[:, idx] & counted[:, idx], axis=1).astype(np.float64)
+        fp_c = np.cumsum(~tp[:, idx] & counted[:, idx], axis=1).astype(np.float64)
+        recall = tp_c / npos[c]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            precision = np.where(tp_c + fp_c > 0, tp_c / (tp_c + fp_c), 0.0)
+        for t in range(num_t):
+            ap[t, c] = interpolated_ap(precision[t], recall[t])
+
+    mAP = ap.mean(axis=1)
+    return EvalResult(
+        tiou=[float(t) for t in thr],
+        mAP=[float(m) for m in mAP],
+        average_mAP=float(mAP.mean()),
+        per_class={c: [float(a) for a in ap[:, i]] for i, c in enumerate(classes)},
+    )
+
+
+def _flatten(
+    detections: dict[str, list[Detection]],
+    vid_index: dict[str, int],
+    cls_index: dict[str, int],
+    subset: str | None,
+    strict: bool,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``{video: [Detection]}`` -> video index [N], class index [N], segments [N, 2], scores [N]."""
+    vids, labels, starts, ends, scores = [], [], [], [], []
+    unknown: dict[str, tuple[str, int]] = {}  # label without ground truth -> (first video, count)
+    extra = len(vid_index)
+    for vid, dets in detections.items():
+        vi = vid_index.get(vid)
+        if vi is None:
+            vi, extra = extra, extra + 1
+        for d in dets:
+            c = cls_index.get(d.label)
+            if c is None:
+                first, n = unknown.get(d.label, (vid, 0))
+                unknown[d.label] = (first, n + 1)
+                continue
+            vids.append(vi)
+            labels.append(c)
+            starts.append(d.start)
+            ends.append(d.end)
+            scores.append(d.score)
+    if unknown:
+        label, (vid, _) = next(iter(unknown.items()))
+        where = f"subset {subset!r}" if subset else "the ground truth"
+        if strict:
+            raise SchemaError(
+                "<detections>", vid, "label", f"label {label!r} has no ground truth in {where}", "fix the labels"
+            )
+        summary = ", ".join(f"{lab!r} ({n})" for lab, (_, n) in sorted(unknown.items()))
+        warnings.warn(f"ignored detections whose label has no ground truth in {where}: {summary}", stacklevel=3)
+    seg = np.stack([np.asarray(starts, dtype=np.float64), np.asarray(ends, dtype=np.float64)], axis=1)
+    return (
+        np.asarray(vids, dtype=np.int64),
+        np.asarray(labels, dtype=np.int64),
+        seg.reshape(-1, 2),
+        np.asarray(scores, dtype=np.float64),
+    )
+
+
+def _overlaps_ambiguous(amb: list[tuple[int, float, float]], det_vid: np.ndarray, det_seg: np.ndarray) -> np.ndarray:
+    """[N] bool: the detection shares some time with an Ambiguous segment of its video."""
+    out = np.zeros(len(det_vid), dtype=bool)
+    amb_vid = np.array([a[0] for a in amb])
+    amb_seg = np.array([(a[1], a[2]) for a in amb], dtype=np.float64)
+    for v in np.unique(amb_vid):
+        d = np.flatnonzero(det_vid == v)
+        if d.size:
+            seg = amb_seg[amb_vid == v]
+            inter = np.minimum(det_seg[d, None, 1], seg[None, :, 1]) - np.maximum(det_seg[d, None, 0], seg[None, :, 0])
+            out[d] = (inter > 0).any(axis=1)
+    return out

@@ -1,0 +1,57 @@
+"""The two kernels of detection mAP: greedy matching of ranked detections to ground truth, and VOC AP.
+
+Both follow the official ActivityNet evaluator (``Evaluation/eval_detection.py``) step for step in what they
+compute, but the matching runs over *matches* rather than detections, so a video with hundreds of detections
+costs one numpy step per matched ground truth instead of one Python step per detection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Which detections are true positives, for every threshold at once.
+
+    tiou: ``[D, G]`` tIoU of D detections (already in rank order: descending score) with G ground truths of
+    one class in one video. thresholds: ``[T]``. Returns ``[T, D]`` bool.
+
+    Rule (the official one): detections are taken in rank order; each takes the unmatched ground truth of highest
+    tIoU among those with ``tIoU >= threshold`` (equal tIoU: the one listed first); a ground truth matches once.
+
+    Why the loop is over matches: a detection whose candidates are all taken is a false positive and never
+    changes the state, and candidates only disappear, so "the next detection that matches" is the first row that
+    still has an available candidate. Each iteration finds it for all thresholds at once.
+    """
+    num_det, num_gt = tiou.shape
+    tp = np.zeros((len(thresholds), num_det), dtype=bool)
+    if num_det == 0 or num_gt == 0:
+        return tp
+    cand = tiou[None, :, :] >= thresholds[:, None, None]  # [T, D, G]
+    avail = cand.sum(axis=2)  # [T, D]: unmatched candidate ground truths of each detection
+    locked = np.zeros((len(thresholds), num_gt), dtype=bool)  # [T, G]
+    while True:
+        has = avail > 0
+        live = np.flatnonzero(has.any(axis=1))  # thresholds that still have a match to make
+        if live.size == 0:
+            return tp
+        det = has[live].argmax(axis=1)  # [t'] first detection in rank order with a free candidate
+        free = cand[live, det] & ~locked[live]  # [t', G]
+        gt = np.where(free, tiou[det], -1.0).argmax(axis=1)  # best free candidate; ties -> first listed
+        locked[live, gt] = True
+        tp[live, det] = True
+        avail[live] -= cand[live, :, gt]  # [t', D]: that ground truth is no longer free for anyone
+        avail[live, det] = 0  # the detection is decided
+
+
+def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
+    """VOC (2010+) all-point interpolated average precision of one ranked list.
+
+    precision, recall: ``[N]`` after each of the N ranked detections. The precision envelope is made
+    non-increasing from the right and integrated over the recall steps, recall ending at 1 with precision 0.
+    """
+    prec = np.concatenate(([0.0], precision, [0.0]))
+    rec = np.concatenate(([0.0], recall, [1.0]))
+    prec = np.maximum.accumulate(prec[::-1])[::-1]
+    steps = np.flatnonzero(rec[1:] != rec[:-1]) + 1
+    return float(np.sum((rec[steps] - rec[steps - 1]) * prec[steps]))

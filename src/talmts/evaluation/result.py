@@ -1,0 +1,79 @@
+"""The result of a detection evaluation, the default thresholds and the paper-style table row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+# THUMOS14: 0.1:0.1:0.7 written as decimals; ActivityNet: the official evaluator's np.linspace(0.5, 0.95, 10)
+# (whose 0.6 and 0.85 are a hair above the decimals; matching uses >=, so the exact values matter at ties).
+DEFAULT_TIOU: dict[str, list[float]] = {
+    "thumos": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+    "anet": [float(x) for x in np.linspace(0.5, 0.95, 10)],
+}
+
+
+@dataclass
+class EvalResult:
+    """mAP at each tIoU threshold (fractions in [0, 1]), its mean, and each class's AP per threshold."""
+
+    tiou: list[float]
+    mAP: list[float]
+    average_mAP: float
+    per_class: dict[str, list[float]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"tiou": self.tiou, "mAP": self.mAP, "average_mAP": self.average_mAP, "per_class": self.per_class}
+
+    def mean_over(self, lo: float, hi: float) -> float | None:
+        """Mean mAP over the thresholds in [lo, hi]; None unless every paper threshold of that window is present."""
+        picked = [m for t, m in zip(self.tiou, self.mAP) if lo - 1e-9 <= t <= hi + 1e-9]
+        expected = int(round((hi - lo) / 0.1)) + 1
+        return float(np.mean(picked)) if len(picked) == expected else None
+
+
+def _find(result: EvalResult, t: float) -> float | None:
+    for tt, m in zip(result.tiou, result.mAP):
+        if abs(tt - t) < 1e-9:
+            return m
+    return None
+
+
+def format_table(result: EvalResult, style: Literal["thumos", "anet"] = "thumos") -> str:
+    """Two lines, header and row, in percent with one decimal, as in the paper.
+
+    thumos (Table I): every threshold, then Avg{0.1:0.5} and Avg{0.3:0.7} when those thresholds were evaluated
+    (plain "Avg" over all thresholds when neither window is complete). anet (Table II): 0.5, 0.75, 0.95 (those
+    evaluated) and Avg over all thresholds.
+    """
+    cols: list[tuple[str, float]] = []
+    if style == "thumos":
+        cols += [(f"{t:g}", m) for t, m in zip(result.tiou, result.mAP)]
+        for lo, hi in ((0.1, 0.5), (0.3, 0.7)):
+            avg = result.mean_over(lo, hi)
+            if avg is not None:
+                cols.append((f"Avg{{{lo:g}:{hi:g}}}", avg))
+        if len(cols) == len(result.tiou):
+            cols.append(("Avg", result.average_mAP))
+    elif style == "anet":
+        for t in (0.5, 0.75, 0.95):
+            m = _find(result, t)
+            if m is not None:
+                cols.append((f"{t:g}", m))
+        cols.append(("Avg", result.average_mAP))
+    else:
+        raise ValueError(f"unknown table style {style!r}: use 'thumos' or 'anet'")
+    width = [max(len(name), 5) for name, _ in cols]
+    head = " ".join(name.rjust(w) for (name, _), w in zip(cols, width))
+    row = " ".join(f"{100 * v:.1f}".rjust(w) for (_, v), w in zip(cols, width))
+    return f"{head}\n{row}"
+
+
+def thresholds_array(tiou: Sequence[float]) -> np.ndarray:
+    arr = np.asarray(list(tiou), dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0 or np.any(arr <= 0) or np.any(arr > 1):
+        raise ValueError(f"tIoU thresholds must be a non-empty list of numbers in (0, 1], got {list(tiou)}")
+    return arr

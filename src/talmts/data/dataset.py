@@ -1,0 +1,235 @@
+"""Torch datasets over a prepared dataset (``talmts prepare``): training windows, test windows, one raw video.
+
+Layout read (see contracts): ROOT/frames/<video>.npy (uint8 [T, S, S, 3]) or ROOT/flow/<video>.npy
+(uint8 [T, S, S, 2]) by ``data.modality``, ROOT/video_info.csv, and the annotation file ``data.annotations``
+read by :func:`talmts.formats.read_annotations`. Arrays are memory-mapped: a clip reads only its own frames.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from talmts.config import Config, DataConfig
+from talmts.data.transforms import make_clip
+from talmts.data.windows import ClipPlan, VideoInfo, Window, plan_clips, read_video_info, test_windows
+from talmts.schema import AnnotationSet, ClassMap, normalize_subset
+
+AGNOSTIC = ClassMap(("action",))  # data.class_agnostic: every label is class 1
+CHANNELS = {"rgb": 3, "flow": 2}
+MAX_OPEN_ARRAYS = 32  # memory maps kept open per dataset (each holds a file descriptor)
+
+
+def _read_annotations(path: str | Path, classes: ClassMap | None, exclude_ambiguous: bool) -> AnnotationSet:
+    from talmts.formats import read_annotations  # imported here: formats is a lower layer, loaded on use
+
+    return read_annotations(path, classes=classes, exclude_ambiguous=exclude_ambiguous)
+
+
+def load_annotations(data: DataConfig, *, for_eval: bool = False) -> AnnotationSet:
+    """The annotation file of the config (``data.eval_annotations`` first when ``for_eval`` and it is set)."""
+    path = data.eval_annotations if for_eval and data.eval_annotations else data.annotations
+    if not path:
+        raise ValueError("data.annotations is empty: set it to the ground-truth file (e.g. data.annotations=gt.json)")
+    classes = ClassMap(tuple(data.classes)) if data.classes and not data.class_agnostic else None
+    return _read_annotations(path, classes, data.exclude_ambiguous)
+
+
+def build_class_map(data: DataConfig, annotations: AnnotationSet) -> ClassMap:
+    """``data.classes`` in its order, or the sorted labels of the file; one "action" class when class-agnostic."""
+    if data.class_agnostic:
+        return AGNOSTIC
+    if data.classes:
+        classes = ClassMap(tuple(data.classes))
+        unknown = sorted({s.label for v in annotations.videos.values() for s in v.annotations} - set(classes))
+        if unknown:
+            raise ValueError(
+                f"{annotations.source or data.annotations}: labels {unknown[:5]} are not in data.classes "
+                f"({len(classes)} classes); add them to data.classes or remove data.classes to use the file's labels"
+            )
+        return classes
+    return ClassMap.from_labels(s.label for v in annotations.videos.values() for s in v.annotations)
+
+
+def class_index_fn(classes: ClassMap, agnostic: bool):  # noqa: ANN201 - a label -> index callable
+    return (lambda _label: 1) if agnostic else classes.index
+
+
+class ClipDataset(Dataset):
+    """Clips of one subset of a prepared dataset.
+
+    train=True: the training protocol (windows holding a whole action), random crop and flip. train=False: every
+    test window of every video of the subset in video order, centre crop (sliding-window inference and held-out
+    losses). Items: {"clip": float32 [C, T, H, W] in [-1, 1], "targets": float32 [M, 3] (start, end, class) in
+    clip frames, "video": str, "offset": int (window start, sample frames), "fps": float (sample frames per second
+    of this video: seconds = (frame + offset) / fps), "frames": int (real frames in the clip; the rest is padding)}.
+    """
+
+    def __init__(self, cfg: Config, subset: str, train: bool, *, annotations: AnnotationSet | None = None):
+        self.cfg, self.data, self.train = cfg, cfg.data, train
+        self.subset = normalize_subset(subset, file="config", record="data subset")
+        d = self.data
+        if not d.root:
+            raise ValueError("data.root is empty: set it to a folder made by `talmts prepare` (data.root=DIR)")
+        self.root = Path(d.root)
+        self.array_dir = self.root / ("frames" if d.modality == "rgb" else "flow")
+        self.infos: dict[str, VideoInfo] = read_video_info(self.root / "video_info.csv")
+        self.annotations = annotations if annotations is not None else load_annotations(d)
+        self.classes = build_class_map(d, self.annotations)
+        wanted = self.annotations.subset(self.subset).videos
+        if not wanted:
+            found = sorted({v.subset for v in self.annotations.videos.values()})
+            raise ValueError(
+                f"{d.annotations}: no video in subset {self.subset!r} (the file has {found}); "
+                "set data.train_subset / data.test_subset to one of those"
+            )
+        self.missing = sorted(set(wanted) - set(self.infos))
+        if len(self.missing) == len(wanted):
+            raise ValueError(
+                f"none of the {len(wanted)} {self.subset!r} videos of {d.annotations} is in {self.root}/video_info.csv "
+                f"(e.g. {self.missing[:3]}); run `talmts prepare` on their videos or fix data.root"
+            )
+        if self.missing:
+            warnings.warn(
+                f"{len(self.missing)} of {len(wanted)} {self.subset!r} videos are not prepared in {self.root} "
+                f"and are skipped (e.g. {self.missing[:3]})",
+                stacklevel=2,
+            )
+        self.videos = [wanted[k] for k in sorted(wanted) if k in self.infos]
+        self.plans: list[ClipPlan] = plan_clips(
+            self.videos,
+            self.infos,
+            class_index_fn(self.classes, d.class_agnostic),
+            protocol=d.protocol,
+            clip=d.clip_frames,
+            stride=d.train_stride if train else d.test_stride,
+            min_overlap=d.min_overlap,
+            train=train,
+        )
+        self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def in_channels(self) -> int:
+        return CHANNELS[self.data.modality]
+
+    def __len__(self) -> int:
+        return len(self.plans)
+
+    def array(self, video: str) -> np.ndarray:
+        """The stored uint8 array of a video, memory-mapped and checked against video_info.csv."""
+        if video in self._arrays:
+            self._arrays.move_to_end(video)
+            return self._arrays[video]
+        arr = load_video_array(self.array_dir / f"{video}.npy", self.in_channels, self.infos[video].sample_count)
+        self._arrays[video] = arr
+        if len(self._arrays) > MAX_OPEN_ARRAYS:
+            self._arrays.popitem(last=False)
+        return arr
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        plan = self.plans[index]
+        w: Window = plan.window
+        frames = self.array(w.video)
+        d = self.data
+        clip = make_clip(
+            frames,
+            w.offset,
+            w.length,
+            d.frame_size,
+            train=self.train,
+            flip=d.flip,
+            flow=d.modality == "flow",
+            negate_flow_x=d.flip_negates_flow,
+        )
+        return {
+            "clip": clip,
+            "targets": torch.from_numpy(plan.targets.copy()),
+            "video": w.video,
+            "offset": w.offset,
+            "fps": plan.rate,
+            "frames": min(w.length, plan.num_frames - w.offset),
+        }
+
+    def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get no open memory maps
+        state = self.__dict__.copy()
+        state["_arrays"] = OrderedDict()
+        return state
+
+
+def load_video_array(path: Path, channels: int, expected_frames: int | None = None) -> np.ndarray:
+    """Memory-map one prepared array and check it: uint8 [T, S, S, channels] with T = video_info's count."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: prepared array missing (run `talmts prepare`, or check data.root/modality)")
+    arr = np.load(path, mmap_mode="r")
+    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != channels:
+        raise ValueError(
+            f"{path}: expected uint8 [T, S, S, {channels}], got {arr.dtype} {list(arr.shape)} "
+            "(re-run `talmts prepare`, or check data.modality)"
+        )
+    if expected_frames is not None and arr.shape[0] != expected_frames:
+        raise ValueError(
+            f"{path}: {arr.shape[0]} frames but video_info.csv says sample_count={expected_frames} "
+            "(the array and the csv come from different runs: re-run `talmts prepare` for this video)"
+        )
+    return arr
+
+
+def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack clips into [B, C, T, H, W]; targets stay a list (their counts differ); other keys become lists."""
+    batch: dict[str, Any] = {
+        "clip": torch.stack([it["clip"] for it in items]),
+        "targets": [it["targets"] for it in items],
+    }
+    for key in items[0]:
+        if key not in batch:
+            batch[key] = [it[key] for it in items]
+    return batch
+
+
+class VideoClips(Dataset):
+    """Every inference window of one video held in memory (``talmts detect``): uint8 [N, S, S, C] frames.
+
+    Windows follow the test protocol of ``data`` (``sliding``: every test_stride frames, the last aligned to the end;
+    ``whole``: one window at 0, the video must have at most clip_frames frames). Items are like ClipDataset's with
+    an empty "targets". ``rate`` is the video's sample frames per second.
+    """
+
+    def __init__(self, frames: np.ndarray, data: DataConfig, rate: float, video: str = "video"):
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != CHANNELS[data.modality]:
+            raise ValueError(
+                f"{video}: expected uint8 [N, S, S, {CHANNELS[data.modality]}] for modality {data.modality!r}, "
+                f"got {frames.dtype} {list(frames.shape)}"
+            )
+        n = frames.shape[0]
+        if data.protocol == "whole" and n > data.clip_frames:
+            raise ValueError(
+                f"{video}: {n} frames exceed data.clip_frames={data.clip_frames} under the 'whole' protocol "
+                f"(sample it at most {data.clip_frames} frames, e.g. `talmts prepare --max-frames`)"
+            )
+        self.frames, self.data, self.rate, self.video = frames, data, float(rate), video
+        self.offsets = [0] if data.protocol == "whole" else test_windows(n, data.clip_frames, data.test_stride)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        d, offset = self.data, self.offsets[index]
+        clip = make_clip(self.frames, offset, d.clip_frames, d.frame_size, train=False)
+        return {
+            "clip": clip,
+            "targets": torch.zeros((0, 3)),
+            "video": self.video,
+            "offset": offset,
+            "fps": self.rate,
+            "frames": min(d.clip_frames, self.frames.shape[0] - offset),
+        }

@@ -1,0 +1,199 @@
+"""Clip protocols: window offsets, training windows and their targets, video_info reading, clip planning."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from talmts.data.windows import (
+    VideoInfo,
+    plan_clips,
+    read_video_info,
+    train_windows,
+    whole_video_targets,
+    window_offsets,
+    window_targets,
+)
+from talmts.data.windows import test_windows as sliding_test_windows
+from talmts.schema import SchemaError, Segment, Video
+
+
+# ------------------------------------------------------------------------------------------ offsets
+def test_offsets_hand_cases():
+    assert window_offsets(100, 256, 30) == [0]  # shorter than a clip: one padded window
+    assert window_offsets(256, 256, 30) == [0]
+    assert window_offsets(286, 256, 30) == [0, 30]  # the stride lands exactly on the end
+    assert window_offsets(300, 256, 30) == [0, 30, 44]  # last window aligned to the end
+    assert sliding_test_windows(600, 256, 128) == [0, 128, 256, 344]
+
+
+def _offsets_reference(n: int, clip: int, stride: int) -> list[int]:
+    out, o = [], 0
+    while True:
+        if o + clip >= n:  # this window reaches the end: align it and stop
+            out.append(max(n - clip, 0))
+            break
+        out.append(o)
+        o += stride
+    return sorted(set(out))
+
+
+@given(st.integers(1, 2000), st.integers(1, 300), st.integers(1, 300))
+@settings(max_examples=300, deadline=None)
+def test_offsets_match_reference_and_cover_the_video(n, clip, stride):
+    offs = window_offsets(n, clip, stride)
+    assert offs == _offsets_reference(n, clip, stride)
+    assert offs[-1] == max(n - clip, 0) and all(b - a <= stride for a, b in zip(offs, offs[1:]))
+    if stride <= clip:  # the protocols' case: every frame lies in some window
+        covered = np.zeros(n, bool)
+        for o in offs:
+            covered[o : o + clip] = True
+        assert covered.all()
+
+
+# ------------------------------------------------------------------------------------------ targets
+def test_train_windows_hand_case():
+    # 600 frames, clip 256, stride 30: offsets 0, 30, ..., 330, 344
+    seg = np.array([[10.0, 50.0], [240.0, 270.0], [250.0, 270.0], [400.0, 590.0]])
+    lab = np.array([1, 2, 3, 4])
+    wins = dict((o, t) for o, t in train_windows(600, seg, lab, 256, 30, 0.5))
+    # window 0 holds [10, 50] wholly; [240, 270] is 16/30 inside (joins, clipped); [250, 270] is 6/20 inside (not)
+    np.testing.assert_allclose(wins[0], [[10, 50, 1], [240, 256, 2]])
+    # [400, 590] (190 frames) is wholly inside windows with offset in [334, 400]: only the aligned one, 344
+    np.testing.assert_allclose(wins[344], [[56, 246, 4]])
+    # offsets 30..240 hold [240, 270] wholly (offset 14..240); at 240 [400, 590] is 96/190 inside and joins
+    assert sorted(wins) == [0, 30, 60, 90, 120, 150, 180, 210, 240, 344]
+    np.testing.assert_allclose(wins[240], [[0, 30, 2], [10, 30, 3], [160, 256, 4]])
+    np.testing.assert_allclose(wins[210], [[30, 60, 2], [40, 60, 3]])  # [400, 590]: 66/190 inside, left out
+
+
+def test_afsd_left_edge_drops_an_action_starting_on_the_window_edge():
+    seg, lab = np.array([[0.0, 40.0]]), np.array([5])
+    assert [o for o, _ in train_windows(300, seg, lab, 256, 30)] == [0]
+    assert train_windows(300, seg, lab, 256, 30, afsd_left_edge=True) == []  # AFSD: left edge is offset + 1
+    t = window_targets(np.array([[0.0, 40.0]]), lab, 0, 256, 0.5, afsd_left_edge=True)
+    np.testing.assert_allclose(t, [[1, 40, 5]])  # 39/40 inside, clipped to [1, 256]
+
+
+def _targets_reference(seg, lab, offset, clip, min_overlap):
+    """Exact rational arithmetic, one segment at a time."""
+    rows = []
+    for (s, e), c in zip(seg.tolist(), lab.tolist()):
+        s, e = Fraction(s), Fraction(e)
+        lo, hi = max(s, Fraction(offset)), min(e, Fraction(offset + clip))
+        if hi > lo and (hi - lo) / (e - s) >= Fraction(min_overlap):
+            rows.append([float(lo - offset), float(hi - offset), c])
+    return np.array(rows, np.float64).reshape(-1, 3)
+
+
+segments_st = st.lists(
+    st.tuples(st.integers(0, 1190), st.integers(1, 400)).map(lambda p: (p[0] / 2, p[0] / 2 + p[1] / 2)),
+    min_size=1,
+    max_size=8,
+)
+
+
+@given(st.integers(50, 800), segments_st, st.sampled_from([0.3, 0.5, 0.75]))
+@settings(max_examples=150, deadline=None)
+def test_train_windows_match_reference(n, segs, min_overlap):
+    seg = np.array(segs, np.float64)
+    lab = np.arange(1, len(seg) + 1)
+    got = train_windows(n, seg, lab, 128, 16, min_overlap)
+    expected = []
+    for o in _offsets_reference(n, 128, 16):
+        if any(s >= o and e <= o + 128 for s, e in segs):
+            expected.append((o, _targets_reference(seg, lab, o, 128, min_overlap)))
+    assert [o for o, _ in got] == [o for o, _ in expected]
+    for (_, a), (_, b) in zip(got, expected):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)  # float32 targets
+
+
+def test_whole_video_targets_clip_and_drop_empty():
+    seg = np.array([[10.0, 20.0], [5.0, 5.0], [760.0, 790.0], [800.0, 900.0]])
+    t = whole_video_targets(seg, np.array([1, 1, 2, 3]), 768)
+    np.testing.assert_allclose(t, [[10, 20, 1], [760, 768, 2]])
+
+
+# ------------------------------------------------------------------------------------------ video info
+def test_rates_convert_seconds_to_sample_frames():
+    info = VideoInfo("v", fps=30.0, sample_fps=10.0, count=5091.0, sample_count=1697)
+    assert info.rate("sliding") == pytest.approx(30.0 * 1697 / 5091)
+    assert 67.5 * info.rate("sliding") == pytest.approx(2025 * 1697 / 5091)  # AFSD: startFrame * sample/count
+    dyn = VideoInfo("a", fps=30.0, sample_fps=7.2, count=3200.0, sample_count=768)
+    assert dyn.rate("whole") == 7.2
+
+
+def test_read_video_info_layouts(tmp_path):
+    afsd = tmp_path / "video_info.csv"
+    afsd.write_text("video,fps,sample_fps,count,sample_count\nv1,30.0,10.0,5091.0,1697\nv2,25,10,250,100\n")
+    rows = read_video_info(afsd)
+    assert rows["v1"] == VideoInfo("v1", 30.0, 10.0, 5091.0, 1697) and rows["v2"].sample_count == 100
+    bsn = tmp_path / "video_info_new.csv"
+    bsn.write_text(
+        "video,numFrame,seconds,fps,rfps,subset,featureFrame\n"
+        "v_abc,3072,102.4,30.0,30.0,training,3072\nv_short,300,10.0,30.0,30.0,validation,304\n"
+    )
+    rows = read_video_info(bsn, max_frames=768)
+    assert rows["abc"].sample_count == 768 and rows["abc"].sample_fps == pytest.approx(7.5)
+    assert rows["short"].sample_count == 300 and rows["short"].sample_fps == 30.0  # short videos keep their rate
+    assert read_video_info(bsn)["abc"].sample_count == 3072
+
+
+@pytest.mark.parametrize(
+    "text, field",
+    [
+        ("video,fps,sample_fps,count,sample_count\nv1,30,10,abc,10\n", "count"),
+        ("video,fps,sample_fps,count,sample_count\nv1,30,10,0,10\n", "count"),
+        ("video,fps,sample_fps,count,sample_count\nv1,30,10,90,10\nv1,30,10,90,10\n", "video"),
+        ("name,frames\nv1,10\n", "name,frames"),
+    ],
+)
+def test_read_video_info_errors_name_the_record(tmp_path, text, field):
+    p = tmp_path / "video_info.csv"
+    p.write_text(text)
+    with pytest.raises(SchemaError) as e:
+        read_video_info(p)
+    assert str(p) in str(e.value) and field in str(e.value)
+
+
+# ------------------------------------------------------------------------------------------ planning
+def _video(vid, segs, subset="train"):
+    return Video(vid, subset, annotations=[Segment(s, e, lab) for s, e, lab in segs])
+
+
+def test_plan_clips_sliding_converts_seconds_with_each_videos_rate():
+    infos = {
+        "a": VideoInfo("a", 30.0, 10.0, 3000.0, 1000),  # rate 10
+        "b": VideoInfo("b", 25.0, 10.0, 1000.0, 400),  # rate 10
+        "c": VideoInfo("c", 30.0, 10.0, 300.0, 100),  # no action wholly inside any window
+    }
+    videos = [_video("a", [(2.0, 4.0, "x")]), _video("b", [(30.0, 31.0, "y")]), _video("c", [])]
+    index = {"x": 1, "y": 2}.__getitem__
+    plans = plan_clips(videos, infos, index, protocol="sliding", clip=256, stride=30, min_overlap=0.5, train=True)
+    assert {p.window.video for p in plans} == {"a", "b"}
+    a0 = next(p for p in plans if p.window.video == "a" and p.window.offset == 0)
+    np.testing.assert_allclose(a0.targets, [[20, 40, 1]])
+    assert a0.rate == pytest.approx(10.0) and a0.num_frames == 1000
+    test = plan_clips(videos, infos, index, protocol="sliding", clip=256, stride=128, min_overlap=0.5, train=False)
+    assert [(p.window.video, p.window.offset) for p in test] == [
+        ("a", 0), ("a", 128), ("a", 256), ("a", 384), ("a", 512), ("a", 640), ("a", 744),
+        ("b", 0), ("b", 128), ("b", 144), ("c", 0),
+    ]  # fmt: skip
+
+
+def test_plan_clips_whole_protocol():
+    infos = {"a": VideoInfo("a", 30.0, 7.5, 3072.0, 768), "b": VideoInfo("b", 30.0, 30.0, 300.0, 300)}
+    videos = [_video("a", [(10.0, 20.0, "x")]), _video("b", [])]
+    plans = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=True)
+    assert len(plans) == 1 and plans[0].window.offset == 0 and plans[0].window.length == 768
+    np.testing.assert_allclose(plans[0].targets, [[75, 150, 1]])  # seconds * sample_fps
+    test = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=False)
+    assert [p.window.video for p in test] == ["a", "b"]
+    too_long = {"a": VideoInfo("a", 30.0, 30.0, 3072.0, 3072)}
+    with pytest.raises(ValueError, match="max-frames"):
+        plan_clips(videos[:1], too_long, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5,
+                   train=True)  # fmt: skip

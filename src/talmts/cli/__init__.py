@@ -49,7 +49,14 @@ def _load(module: str):  # noqa: ANN202 - returns a module or None
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Dotted overrides may follow options (`talmts train CFG --resume x train.epochs=5`); argparse alone would
+    # reject positionals after an option, so the leftovers that look like key=value join args.overrides.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stray = [e for e in extra if e.startswith("-") or "=" not in e]
+        if stray or not isinstance(getattr(args, "overrides", None), list):
+            parser.error(f"unrecognized arguments: {' '.join(stray or extra)}")
+        args.overrides.extend(extra)
     if args.command is None:
         parser.print_help()
         return 2

@@ -27,6 +27,10 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     tp = np.zeros((len(thresholds), num_det), dtype=bool)
     if num_det == 0 or num_gt == 0:
         return tp
+    useful = np.flatnonzero((tiou >= thresholds.min()).any(axis=1))
+    if useful.size < num_det:  # detections without any candidate are false positives at every threshold
+        tp[:, useful] = greedy_match(tiou[useful], thresholds)
+        return tp
     cand = tiou[None, :, :] >= thresholds[:, None, None]  # [T, D, G]
     avail = cand.sum(axis=2)  # [T, D]: unmatched candidate ground truths of each detection
     locked = np.zeros((len(thresholds), num_gt), dtype=bool)  # [T, G]

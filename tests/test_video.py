@@ -66,7 +66,10 @@ def test_sampler_matches_exact_arithmetic(count: int, rates: tuple[float, float]
 
 def test_sampler_on_ntsc_rate_keeps_one_in_three() -> None:
     got = sample_indices(3000, 30000 / 1001, 10)  # 100.1 s
+    assert got == exact_indices(3000, Fraction(30000, 1001), Fraction(10))
     assert len(got) == 1001 and np.all(np.diff(got) >= 2) and np.all(np.diff(got) <= 3)
+    # dynamic fps with a rate that is not exact in floating point: still exactly max_frames frames
+    assert len(sample_indices(250, 25, dynamic_sample_fps(25, 250, 60))) == 60
 
 
 def test_dynamic_fps_is_afsd_formula() -> None:

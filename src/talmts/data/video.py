@@ -57,7 +57,9 @@ class AccumulatorSampler:
     def __call__(self) -> int:
         self._acc += 1.0
         keep = 0
-        while self._acc >= self.step:  # AFSD: `if`; identical whenever step >= 1
+        # AFSD: `if`, identical whenever step >= 1. The tolerance makes the float accumulator agree with exact
+        # arithmetic where k / step is a whole number (e.g. 250 frames at 25 -> 6 fps must give 60, not 59).
+        while self._acc >= self.step - 1e-9:
             self._acc -= self.step
             keep += 1
         return keep

@@ -1,0 +1,78 @@
+"""Logs and small reports: per-step loss logs (JSON + CSV), detections as CSV, TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from talmts.schema import Detection
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """JSON written atomically (tmp + rename), so a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def write_loss_log(history: Sequence[Mapping[str, float]], out_dir: str | Path, stem: str = "losses") -> Path:
+    """Per-step losses as ``<stem>.json`` (a list of dicts) and ``<stem>.csv`` (one row a step)."""
+    out_dir = Path(out_dir)
+    write_json(list(history), out_dir / f"{stem}.json")
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with open(out_dir / f"{stem}.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+    return out_dir / f"{stem}.json"
+
+
+def read_loss_log(path: str | Path) -> list[dict[str, float]]:
+    return json.loads(Path(path).read_text())
+
+
+def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str | Path) -> Path:
+    """One row a detection: video, label, start, end (seconds), score; highest score first per video."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["video", "label", "start", "end", "score"])
+        for vid, dets in results.items():
+            for d in sorted(dets, key=lambda d: -d.score):
+                w.writerow([vid, d.label, f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"])
+    return path
+
+
+class ScalarLogger:
+    """TensorBoard scalars when tensorboard is installed; a silent no-op (with one warning) otherwise."""
+
+    def __init__(self, log_dir: str | Path | None):
+        self.writer = None
+        if log_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a declared dependency, but a stripped install may lack it
+            warnings.warn("tensorboard is not installed: no TensorBoard scalars are written", stacklevel=2)
+            return
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            for k, v in values.items():
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,69 @@
+"""Distributed training: 2 gloo processes on CPU equal one process with the same global batch."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from engine_fixtures import RandomClips, TinyNet, ddp_worker
+from talmts.engine.checkpoint import load_checkpoint
+from talmts.engine.distributed import DistContext, ResumableSampler, scaled_lr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+    """DDP (2 x batch 2) after 3 steps == 1 process (batch 4): same clips per step, averaged gradients."""
+    mp.spawn(ddp_worker, args=(2, _free_port(), str(tmp_path / "ddp"), 3, 2), nprocs=2, join=True)
+    ddp_worker(0, 1, _free_port(), str(tmp_path / "one"), 3, 4)
+    a = load_checkpoint(tmp_path / "ddp" / "last.pt")
+    b = load_checkpoint(tmp_path / "one" / "last.pt")
+    assert a["step"] == b["step"] == 3
+    for k in a["model"]:
+        assert torch.allclose(a["model"][k], b["model"][k], rtol=1e-4, atol=1e-6), k
+    # not vacuous: training moved the weights (lr 0.01) far more than the tolerance
+    torch.manual_seed(0)
+    init = TinyNet(dropout=0.0).state_dict()
+    assert max(float((init[k] - b["model"][k]).abs().max()) for k in init) > 1e-2
+    assert [round(r["total"], 4) for r in a["history"]] == [round(r["total"], 4) for r in b["history"]]
+
+
+def test_sampler_shards_cover_the_single_process_batches():
+    """Process r takes positions r, r + P, ... of one (seed, epoch) order: per step the union of the shards'
+    batches is exactly the one-process batch of P times the size."""
+    data = RandomClips(10)
+    one = ResumableSampler(data, DistContext(0, 1), seed=5)
+    shards = [ResumableSampler(data, DistContext(r, 2), seed=5) for r in range(2)]
+    for s in [one, *shards]:
+        s.set_epoch(3)
+    order = list(one)
+    parts = [list(s) for s in shards]
+    b = 2
+    for step in range(len(parts[0]) // b):
+        union = sorted(parts[0][step * b : (step + 1) * b] + parts[1][step * b : (step + 1) * b])
+        assert union == sorted(order[step * 2 * b : (step + 1) * 2 * b])
+    one.set_epoch(4)
+    assert list(one) != order  # a new epoch, a new order
+
+
+def test_sampler_skips_seen_samples_once():
+    s = ResumableSampler(RandomClips(8), DistContext(0, 1), seed=1)
+    full = list(s)
+    s.set_start(3)
+    assert len(s) == 5 and list(s) == full[3:]
+    assert list(s) == full  # the skip applies to one pass only
+
+
+def test_learning_rate_rule():
+    assert scaled_lr(1e-4, 16, 1, "sqrt") == pytest.approx(4e-4)
+    assert scaled_lr(1e-4, 16, 4, "linear") == pytest.approx(4e-4)
+    assert scaled_lr(1e-4, 16, 4, "none") == 1e-4
+    with pytest.raises(ValueError, match="lr_scaling"):
+        scaled_lr(1e-4, 2, 1, "cubic")

@@ -1,0 +1,152 @@
+"""The training loop: exact resume, NaN handling, logs, schedule, per-sample loss normalisation, EMA."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from talmts.config import load_config
+from talmts.engine.checkpoint import load_checkpoint
+from talmts.engine.ema import ModelEMA
+from talmts.engine.train import NonFiniteLossError, lr_factor, per_sample_losses, train
+
+
+def _train(cfg, resume=None, loss_fn=tiny_loss, n=12):
+    torch.manual_seed(0)  # the same initial weights in every run
+    return train(
+        cfg, resume=resume, model=TinyNet(), dataset=RandomClips(n), collate=collate, loss_fn=loss_fn, progress=False
+    )
+
+
+def _same_state(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def _same_optimizer(a: dict, b: dict) -> None:
+    for pid, st in a["state"].items():
+        for key, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["state"][pid][key])), (pid, key)
+
+
+def test_resume_is_exact(tmp_path):
+    """2 epochs in one go == 1 epoch, then --resume for the second: bit for bit (model, EMA, optimiser)."""
+    opts = {"batch_size": 2, "ema": 0.9, "warmup_steps": 3}
+    full = _train(tiny_config(tmp_path / "full", epochs=2, **opts))
+    _train(tiny_config(tmp_path / "half", epochs=1, **opts))
+    cfg2 = tiny_config(tmp_path / "half", epochs=2, **opts)
+    resumed = _train(cfg2, resume=tmp_path / "half" / "checkpoint-1.pt")
+    a = load_checkpoint(full.out_dir / "checkpoint-2.pt")
+    b = load_checkpoint(resumed.out_dir / "checkpoint-2.pt")
+    _same_state(a["model"], b["model"])
+    _same_state(a["ema"]["weights"], b["ema"]["weights"])
+    _same_optimizer(a["optimizer"], b["optimizer"])
+    assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (2, 12)
+    assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
+
+
+def test_resume_mid_epoch_is_exact(tmp_path):
+    """A run stopped by train.max_steps inside an epoch continues from last.pt as if never stopped."""
+    full = _train(tiny_config(tmp_path / "full", epochs=2, batch_size=2))
+    _train(tiny_config(tmp_path / "part", epochs=2, batch_size=2, max_steps=4))
+    resumed = _train(tiny_config(tmp_path / "part", epochs=2, batch_size=2), resume=tmp_path / "part" / "last.pt")
+    a = load_checkpoint(full.out_dir / "last.pt")
+    b = load_checkpoint(resumed.out_dir / "last.pt")
+    _same_state(a["model"], b["model"])
+    assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
+
+
+def test_run_folder_outputs(tmp_path):
+    """config.yaml, per-epoch checkpoints carrying config and classes, loss logs (JSON + CSV) and curves."""
+    res = _train(tiny_config(tmp_path, epochs=2, batch_size=3))
+    assert load_config(tmp_path / "config.yaml").train.batch_size == 3
+    for name in ("checkpoint-1.pt", "checkpoint-2.pt", "last.pt", "losses.csv", "loss_curves.png"):
+        assert (tmp_path / name).is_file(), name
+    ck = load_checkpoint(tmp_path / "checkpoint-1.pt")
+    assert ck["classes"] == ["a", "b"] and ck["in_channels"] == 3 and ck["epoch"] == 1 and ck["step"] == 4
+    assert ck["config"]["train"]["batch_size"] == 3
+    log = json.loads((tmp_path / "losses.json").read_text())
+    assert len(log) == res.steps == 8
+    assert {"step", "epoch", "total", "coarse_cls", "lr"} <= set(log[0])
+    assert log[-1]["epoch"] == pytest.approx(2.0)
+    lines = (tmp_path / "losses.csv").read_text().splitlines()
+    assert len(lines) == 9 and lines[0].startswith("step,epoch,")
+    assert (tmp_path / "tensorboard").is_dir()
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tmp_path):
+    """A NaN in one loss term stops the run naming the step and the term; checkpoint-1 stays as it was."""
+    calls = {"n": 0}
+
+    def poisoned(out, targets, cfg):
+        calls["n"] += 1
+        terms = tiny_loss(out, targets, cfg)
+        if calls["n"] == 6:  # step 6 = the 2nd step of epoch 2 (4 steps an epoch)
+            terms["refined_loc"] = terms["refined_loc"] * float("nan")
+            terms["total"] = sum(v for k, v in terms.items() if k != "total")
+        return terms
+
+    _train(tiny_config(tmp_path, epochs=1, batch_size=3))
+    before = load_checkpoint(tmp_path / "checkpoint-1.pt")
+    with pytest.raises(NonFiniteLossError) as err:
+        _train(tiny_config(tmp_path, epochs=3, batch_size=3), resume=tmp_path / "checkpoint-1.pt", loss_fn=poisoned)
+    msg = str(err.value)
+    assert "step 6" in msg and "refined_loc=nan" in msg and "checkpoint-1.pt is intact" in msg, msg
+    assert "total=nan" in msg
+    after = load_checkpoint(tmp_path / "checkpoint-1.pt")
+    _same_state(before["model"], after["model"])
+    assert not (tmp_path / "checkpoint-2.pt").exists()
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_per_sample_losses_average_single_clip_losses():
+    """Batch losses = mean of each clip's own losses (what makes P processes x b == 1 process x P*b)."""
+    torch.manual_seed(0)
+    net = TinyNet().eval()
+    data = RandomClips(4, flip=False)
+    items = [data[i] for i in range(4)]
+    batch = collate(items)
+    out = net(batch["clip"])
+    together = per_sample_losses(out, batch["targets"], None, tiny_loss)
+    for key in together:
+        alone = [tiny_loss(net(it["clip"][None]), [it["targets"]], None)[key] for it in items]
+        assert float(together[key]) == pytest.approx(float(sum(alone) / 4), rel=1e-5)
+
+
+def test_lr_schedule():
+    cfg = load_config(None, ["train.warmup_steps=10", "train.schedule=cosine"])
+    assert lr_factor(0, 110, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 110, cfg) == pytest.approx(1.0)
+    assert lr_factor(60, 110, cfg) == pytest.approx(0.5)
+    assert lr_factor(110, 110, cfg) == pytest.approx(0.0, abs=1e-12)
+    const = load_config(None, [])
+    assert {lr_factor(s, 100, const) for s in (0, 50, 99)} == {1.0}
+
+
+def test_ema_matches_hand_computed_average():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 2)
+    ema = ModelEMA(net, decay=0.9)
+    w0 = net.weight.detach().clone()
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    ema.update(net)  # decay warm-up: min(0.9, 2 / 11)
+    d = 2 / 11
+    assert torch.allclose(ema.module.weight, d * w0 + (1 - d) * (w0 + 1.0))
+    for _ in range(200):
+        ema.update(net)
+    assert torch.allclose(ema.module.weight, w0 + 1.0, atol=1e-6)
+    assert ema.current_decay() == 0.9
+    with pytest.raises(ValueError, match="decay"):
+        ModelEMA(net, 1.5)
+
+
+def test_grad_clip_bounds_the_update(tmp_path):
+    """With a tiny gradient-norm bound and plain Adam the first step moves every weight by about lr at most."""
+    res = _train(tiny_config(tmp_path, epochs=1, batch_size=12, grad_clip=1e-3, lr=1e-3))
+    assert res.steps == 1 and math.isfinite(res.history[0]["total"])

@@ -1,0 +1,68 @@
+"""Timelines, loss curves and the HTML page: what is drawn, and well-formed files."""
+
+from __future__ import annotations
+
+import base64
+import re
+
+import matplotlib.image as mpimg
+import pytest
+
+from talmts.schema import Detection, Segment
+from talmts.viz import _smooth, plot_loss_curves, plot_timeline, timeline_bars, write_html
+
+DETS = [
+    Detection(1.0, 3.0, "jump", 0.9),
+    Detection(1.2, 3.1, "jump", 0.05),  # below min_score: not drawn
+    Detection(5.0, 6.0, "run", 0.5),
+    Detection(7.0, 8.0, "run", 0.4),
+    Detection(9.0, 9.5, "run", 0.3),
+]
+GT = [Segment(1.1, 2.9, "jump"), Segment(4.0, 4.5, "wave")]
+
+
+def test_timeline_bars_filter_and_rows():
+    classes, gt_bars, det_bars = timeline_bars(DETS, GT, min_score=0.1, max_per_class=2)
+    assert classes == ["jump", "run", "wave"]  # a class with ground truth only still gets a row
+    assert gt_bars == [(0, 1.1, 2.9), (2, 4.0, 4.5)]
+    assert sorted(det_bars) == [(0, 1.0, 3.0, 0.9), (1, 5.0, 6.0, 0.5), (1, 7.0, 8.0, 0.4)]
+
+
+def test_timeline_png(tmp_path):
+    path = plot_timeline(DETS, tmp_path / "t.png", duration=10.0, ground_truth=GT, title="video x")
+    img = mpimg.imread(path)
+    assert img.ndim == 3 and img.shape[0] > 100 and img.shape[1] > 1000
+    assert plot_timeline([], tmp_path / "empty.png").is_file()  # no detections: still a picture
+
+
+def test_smooth_is_a_trailing_mean():
+    assert _smooth([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
+    assert _smooth([2.0, 4.0], 5) == [2.0, 3.0]
+
+
+def test_loss_curves_png(tmp_path):
+    log = [{"epoch": (i + 1) / 4, "total": 5.0 / (i + 1), "coarse_cls": 1.0, "quality": 0.0} for i in range(12)]
+    path = plot_loss_curves({"rgb": log, "flow": log[:6], "empty": []}, tmp_path / "loss.png")
+    assert mpimg.imread(path).shape[1] > 1000
+
+
+def test_html_page_is_self_contained(tmp_path):
+    png = plot_timeline(DETS, tmp_path / "t.png")
+    evil = Detection(0.0, 1.0, "<script>alert(1)</script>", 0.7)
+    page = write_html(
+        tmp_path / "index.html",
+        title="x & y",
+        detections=[*DETS, evil],
+        timeline_png=png,
+        video_src="../v.mp4",
+        notes={"checkpoint": "a.pt"},
+    )
+    text = page.read_text()
+    assert "<script>" not in text and "&lt;script&gt;" in text and "x &amp; y" in text
+    data = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1)
+    assert base64.b64decode(data) == png.read_bytes()
+    assert text.count("<tr>") == 1 + len(DETS) + 1  # header + one row a detection
+    assert "src='../v.mp4'" in text
+    rows = re.findall(r"<tr><td>(\d+)</td><td class='l'>[^<]*</td><td>[^<]*</td><td>[^<]*</td><td>([\d.]+)", text)
+    scores = [float(s) for _, s in rows]
+    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(0.9)

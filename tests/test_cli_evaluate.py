@@ -1,0 +1,73 @@
+"""``talmts evaluate``: JSON and table output, dataset guess, strict mode and errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from talmts.cli import main
+from talmts.formats import write_detections, write_ground_truth
+from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    gt = AnnotationSet(
+        {
+            "video_test_1": Video(
+                "video_test_1", "test", 60.0, 30.0, [Segment(0, 10, "Diving"), Segment(20, 30, "Diving")]
+            ),
+            "video_validation_1": Video("video_validation_1", "validation", 60.0, 30.0, [Segment(0, 5, "Shotput")]),
+        },
+        ClassMap(("Diving", "Shotput")),
+    )
+    write_ground_truth(gt, tmp_path / "gt.json")
+    # The same detections as the hand case of test_evaluation: AP 5/6 at 0.5 and 1/2 at 0.7.
+    dets = [Detection(0, 10, "Diving", 0.9), Detection(1, 10, "Diving", 0.8), Detection(20, 25, "Diving", 0.7)]
+    write_detections({"video_test_1": dets}, tmp_path / "pred.json")
+    return tmp_path / "gt.json", tmp_path / "pred.json"
+
+
+def test_json_output(files, capsys) -> None:
+    gt, pred = files
+    assert main(["evaluate", str(gt), str(pred), "--tiou", "0.5", "0.7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"tiou", "mAP", "average_mAP", "per_class"}
+    assert out["tiou"] == [0.5, 0.7] and out["mAP"] == pytest.approx([5 / 6, 1 / 2])
+    assert list(out["per_class"]) == ["Diving"]  # default subset for THUMOS-like data: test
+
+
+def test_table_output_and_defaults(files, capsys) -> None:
+    gt, pred = files
+    assert main(["evaluate", str(gt), str(pred)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split()[-2:] == ["Avg{0.1:0.5}", "Avg{0.3:0.7}"]  # guessed THUMOS: Table I columns
+    # thresholds 0.1..0.5: AP 5/6 each (d3 has tIoU 0.5); 0.6, 0.7: 1/2; Avg{0.3:0.7} = (3 * 5/6 + 2 * 1/2) / 5 = 0.7
+    assert lines[2].split() == ["83.3"] * 5 + ["50.0", "50.0", "83.3", "70.0"]
+    assert main(["evaluate", str(gt), str(pred), "--dataset", "anet", "--subset", "test"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["0.5", "0.75", "0.95", "Avg"]
+
+
+def test_strict_and_errors(files, tmp_path, capsys) -> None:
+    gt, _ = files
+    pred = tmp_path / "other.json"
+    write_detections({"video_test_1": [Detection(0, 10, "Diving", 0.9), Detection(0, 10, "Shotput", 0.5)]}, pred)
+    with pytest.warns(UserWarning, match="Shotput"):
+        assert main(["evaluate", str(gt), str(pred), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(gt), str(pred), "--strict"]) == 2
+    assert "Shotput" in capsys.readouterr().err
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"results": {"v": [{"label": "Diving", "segment": [1, 2]}]}}')
+    assert main(["evaluate", str(gt), str(bad)]) == 2
+    assert "'v detection 0', field 'score': missing key" in capsys.readouterr().err
+
+
+def test_proposals_mode(files, capsys) -> None:
+    gt, pred = files
+    assert main(["evaluate", str(gt), str(pred), "--proposals", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert {"AR@1", "AR@100", "AUC", "average_recall"} <= set(out)

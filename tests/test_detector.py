@@ -204,3 +204,10 @@ def test_bad_sizes_and_widths_are_refused() -> None:
     cfg.model.stt.heads = 3
     with pytest.raises(ConfigError, match="model.stt.dim"):
         head_only(cfg)
+
+
+def test_outputs_are_float32_under_autocast() -> None:
+    net = head_only(tiny())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net.forward_features(*random_inputs(net, batch=1))
+    assert {t.dtype for t in (out.loc, out.conf, out.prop_loc, out.prop_conf, out.quality)} == {torch.float32}

@@ -158,15 +158,20 @@ class TALMTS(nn.Module):
             for (lf, cf, lc, _), p, t in zip(coarse, pooled.split(sizes, dim=2), sizes)
         ]
         return DetectorOutput(
-            loc=loc,
-            conf=torch.cat([c[3] for c in coarse], dim=1),
-            prop_loc=torch.cat([r[0] for r in refined], dim=1),
-            prop_conf=torch.cat([r[1] for r in refined], dim=1),
-            quality=torch.cat([r[2] for r in refined], dim=1),
+            loc=_full(loc),
+            conf=_full(torch.cat([c[3] for c in coarse], dim=1)),
+            prop_loc=_full(torch.cat([r[0] for r in refined], dim=1)),
+            prop_conf=_full(torch.cat([r[1] for r in refined], dim=1)),
+            quality=_full(torch.cat([r[2] for r in refined], dim=1)),
             anchors=anchors,
             level_sizes=sizes,
             clip_frames=t_clip,
         )
+
+
+def _full(t: Tensor) -> Tensor:
+    """Half-precision outputs (autocast) become float32: losses and decoding need the precision."""
+    return t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
 
 
 def build_detector(cfg: Config, num_classes: int, in_channels: int) -> TALMTS:

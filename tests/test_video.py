@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -159,3 +160,16 @@ def test_bad_videos_raise_with_a_reason(tmp_path: Path) -> None:
         c.start_encoding()
     with pytest.raises(VideoDecodeError, match="no video stream"):
         read_video(audio_only)
+
+
+def test_sampler_reproduces_afsd_thumos14_sample_counts(shared_data: Path) -> None:
+    # AFSD's published video_info files: (fps, count) -> sample_count for all 412 THUMOS14 videos
+    checked = 0
+    for name in ("val_video_info.csv", "test_video_info.csv"):
+        with open(shared_data / "thumos14" / name, newline="") as f:
+            for row in csv.DictReader(f):
+                count, fps = int(float(row["count"])), float(row["fps"])
+                sampler = AccumulatorSampler(fps, float(row["sample_fps"]))
+                assert sum(sampler() for _ in range(count)) == int(row["sample_count"]), row["video"]
+                checked += 1
+    assert checked == 412

@@ -64,6 +64,25 @@ def test_hand_case_greedy_takes_highest_tiou_not_best_assignment() -> None:
     assert r.mAP == pytest.approx([1.0, 0.5], abs=1e-15)
 
 
+def test_equal_tiou_goes_to_the_ground_truth_listed_last() -> None:
+    # d1 [0,5] has tIoU 2/5 with g1 [0,2] and 2/5 with g2 [3,5] (bit-equal). As the official descending
+    # argsort()[::-1] (over a stable sort) it takes g2, the one listed last; d2 [3,5] then finds g2 taken -> FP.
+    # thr 0.3: precision [1, 1/2], recall [1/2, 1/2] -> AP 1/2.  Listing g2 first makes d1 take g1: AP 1.
+    dets = {"v": _det((0, 5, "A", 0.9), (3, 5, "A", 0.8))}
+    assert evaluate_detections(_gt({"v": [(0, 2, "A"), (3, 5, "A")]}), dets, [0.3]).mAP == [0.5]
+    assert evaluate_detections(_gt({"v": [(3, 5, "A"), (0, 2, "A")]}), dets, [0.3]).mAP == [1.0]
+
+
+def test_point_detection_against_point_ground_truth_matches_as_official() -> None:
+    # The official tIoU of two zero-length segments is 0/0 = NaN, which its loop accepts at every threshold.
+    gt = _gt({"v": [(5, 5, "A"), (0, 10, "A")]})
+    r = evaluate_detections(gt, {"v": _det((7, 7, "A", 0.9), (0, 10, "A", 0.8))}, [0.5, 0.95])
+    assert r.mAP == [1.0, 1.0]
+    # A zero-length detection against a real segment overlaps nothing: FP. precision [0, 1/2] -> AP 1/2.
+    gt = _gt({"v": [(0, 10, "A")]})
+    assert evaluate_detections(gt, {"v": _det((5, 5, "A", 0.9), (0, 10, "A", 0.8))}, [0.5]).mAP == [0.5]
+
+
 def test_threshold_is_inclusive() -> None:
     gt = _gt({"v": [(0, 10, "A")]})
     # [0, 5] has tIoU exactly 0.5 (binary-exact), a match at 0.5 but not at 0.5 + 1 ulp.
@@ -134,7 +153,7 @@ def test_greedy_match_kernel() -> None:
 def _tiou(a: tuple[float, float], b: tuple[float, float]) -> float:
     inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
     union = (a[1] - a[0]) + (b[1] - b[0]) - inter
-    return inter / union if union > 0 else 0.0
+    return inter / union if union > 0 else float("inf")  # point against point: the official 0/0 matches
 
 
 def reference_map(gt: AnnotationSet, dets: dict[str, list[Detection]], thresholds: list[float]) -> dict:
@@ -157,7 +176,7 @@ def reference_map(gt: AnnotationSet, dets: dict[str, list[Detection]], threshold
                 best, best_iou = None, -1.0
                 for gi, s in by_video.get(vid, []):
                     iou = _tiou((d.start, d.end), (s.start, s.end))
-                    if gi not in used and iou >= thr and iou > best_iou:
+                    if gi not in used and iou >= thr and iou >= best_iou:  # ties: the last listed
                         best, best_iou = gi, iou
                 if best is not None:
                     used.add(best)
@@ -177,8 +196,8 @@ def _random_case(rng: random.Random, n_videos: int, n_classes: int, n_dets: int,
     for v in range(n_videos):
         segs = []
         for _ in range(rng.randint(0, 6)):
-            s = rng.uniform(0, 90)
-            segs.append((s, s + rng.uniform(0.5, 10), rng.choice(labels)))
+            s = round(rng.uniform(0, 90), 1)  # a 0.1 s grid as THUMOS14: equal tIoU between ground truths happens
+            segs.append((s, round(s + rng.uniform(0.5, 10), 1), rng.choice(labels)))
         if ambiguous and rng.random() < 0.5:
             s = rng.uniform(0, 90)
             segs.append((s, s + rng.uniform(0.5, 5), AMBIGUOUS))
@@ -190,12 +209,13 @@ def _random_case(rng: random.Random, n_videos: int, n_classes: int, n_dets: int,
         near = videos.get(vid) if rng.random() < 0.7 else None
         if near:
             s, e, lab = rng.choice(near)
-            s, e = s + rng.gauss(0, 1), e + rng.gauss(0, 1)
+            s, e = round(s + rng.gauss(0, 1), 1), round(e + rng.gauss(0, 1), 1)
             lab = lab if lab != AMBIGUOUS and rng.random() < 0.8 else rng.choice(labels)
         else:
             s = rng.uniform(0, 90)
             e, lab = s + rng.uniform(0.5, 10), rng.choice(labels)
         score = round(rng.random(), 2)  # two decimals: plenty of ties
+        s, e = (round(s, 1), round(e, 1)) if rng.random() < 0.5 else (s, e)
         dets.setdefault(vid, []).append(Detection(max(0.0, s), max(0.0, s, e), lab, score))
     return gt, dets
 
@@ -215,6 +235,21 @@ def test_matches_slow_reference_on_random_cases(seed: int) -> None:
     for c in ref:
         assert r.per_class[c] == pytest.approx(ref[c], abs=1e-12)
     assert r.mAP == pytest.approx([float(np.mean([ref[c][t] for c in ref])) for t in range(7)], abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_slow_reference_with_many_equal_tious(seed: int) -> None:
+    # Integer boundaries and equal-length ground truths: detections often overlap two ground truths equally.
+    rng = random.Random(100 + seed)
+    videos = {f"v{i}": [(float(s), float(s + 2), "A") for s in rng.sample(range(0, 30, 3), 5)] for i in range(3)}
+    dets: dict[str, list[Detection]] = {}
+    for _ in range(40):
+        s = rng.randrange(0, 30)
+        dets.setdefault(f"v{rng.randrange(3)}", []).append(Detection(s, s + rng.randint(2, 8), "A", rng.random()))
+    gt = _gt(videos)
+    thresholds = [0.1, 0.2, 0.25, 0.3, 0.4, 0.5]
+    r = evaluate_detections(gt, dets, thresholds)
+    assert r.per_class["A"] == pytest.approx(reference_map(gt, dets, thresholds)["A"], abs=1e-12)
 
 
 def test_matches_slow_reference_on_real_thumos_ground_truth(shared_data: Path) -> None:

@@ -12,6 +12,8 @@ Where talmts decides what the official code leaves to chance:
   code uses ``argsort()[::-1]``, which reverses ties;
 - a detection whose label has no ground truth in the subset is ignored with a warning (the official code stops
   with a KeyError); ``strict=True`` makes it an error;
+- equal tIoU between ground truths: the one listed last (see ``greedy_match``); a zero-length detection against a
+  zero-length ground truth matches at every threshold, as the official 0/0 = NaN does (see ``_official_tiou``);
 - THUMOS14 "Ambiguous" ground truth (only present when the reader kept it) is never a class; as in the THUMOS14
   devkit, a detection that matches nothing and overlaps an Ambiguous segment is dropped from the false positives.
 """
@@ -81,7 +83,7 @@ def evaluate_detections(
     for k in np.flatnonzero(hi > lo):
         d_idx = det_sorted[lo[k] : hi[k]]
         g_idx = gt_sorted[gt_starts[k] : gt_ends[k]]
-        tp[:, d_idx] = greedy_match(pairwise_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
+        tp[:, d_idx] = greedy_match(_official_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
 
     fp = ~tp
     if amb:  # an unmatched detection that overlaps Ambiguous ground truth is neither TP nor FP
@@ -114,6 +116,21 @@ def evaluate_detections(
         average_mAP=float(mAP.mean()),
         per_class={c: [float(a) for a in ap[:, i]] for i, c in enumerate(classes)},
     )
+
+
+def _official_tiou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``[D, 2]`` x ``[G, 2]`` -> ``[D, G]`` tIoU, with the official evaluator's answer for point-against-point.
+
+    A zero-length detection against a zero-length ground truth is 0/0 there; the NaN sorts first in its
+    descending-tIoU loop and fails every ``tIoU < threshold`` test, so the pair matches at every threshold, ahead
+    of any real overlap. +inf reproduces exactly that (the derived ActivityNet validation GT has 3 such segments).
+    """
+    tiou = pairwise_tiou(det, gt)
+    point_det = det[:, 1] == det[:, 0]
+    point_gt = gt[:, 1] == gt[:, 0]
+    if point_det.any() and point_gt.any():
+        tiou[np.ix_(point_det, point_gt)] = np.inf
+    return tiou
 
 
 def _flatten(

@@ -17,7 +17,10 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     one class in one video. thresholds: ``[T]``. Returns ``[T, D]`` bool.
 
     Rule (the official one): detections are taken in rank order; each takes the unmatched ground truth of highest
-    tIoU among those with ``tIoU >= threshold`` (equal tIoU: the one listed first); a ground truth matches once.
+    tIoU among those with ``tIoU >= threshold``; a ground truth matches once. Equal tIoU (common in THUMOS14,
+    whose boundaries sit on a 0.1 s grid): the ground truth listed last, which is what the official
+    ``argsort()[::-1]`` gives with a stable sort (numpy's default sort is not stable, so the official choice
+    varies with the numpy version; this fixes it).
 
     Why the loop is over matches: a detection whose candidates are all taken is a false positive and never
     changes the state, and candidates only disappear, so "the next detection that matches" is the first row that
@@ -41,7 +44,8 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
             return tp
         det = has[live].argmax(axis=1)  # [t'] first detection in rank order with a free candidate
         free = cand[live, det] & ~locked[live]  # [t', G]
-        gt = np.where(free, tiou[det], -1.0).argmax(axis=1)  # best free candidate; ties -> first listed
+        # best free candidate; equal tIoU -> the ground truth listed last (argmax of the reversed row)
+        gt = num_gt - 1 - np.where(free, tiou[det], -1.0)[:, ::-1].argmax(axis=1)
         locked[live, gt] = True
         tp[live, det] = True
         avail[live] -= cand[live, :, gt]  # [t', D]: that ground truth is no longer free for anyone

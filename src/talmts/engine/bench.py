@@ -1,0 +1,315 @@
+"""Throughput, FLOPs and peak memory of the network, and the cost of decoding + Soft-NMS beside it.
+
+Protocol (``measure_network``): build the detector for a config, put it in eval mode, apply the inference levers
+asked for (BatchNorm folding, channels-last 3D, bf16 autocast, ``torch.compile``, CUDA graphs), run ``warmup``
+forward passes, then time ``iters`` passes one by one (CUDA events on GPU, a synchronised clock elsewhere) and
+report the median. frames/s = batch x T / median seconds. AFSD's own protocol (fp32, batch 1, 2 warm-up and 20
+timed passes, mean) is the ``afsd`` preset of the CLI, so the figures compare with the ones AFSD reports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from talmts.config import Config
+from talmts.geometry import refine_distances
+from talmts.models import build_detector
+from talmts.models.detector import pyramid_lengths
+from talmts.outputs import DetectorOutput
+
+
+@dataclass
+class Levers:
+    """Inference-only switches; each is measured on its own in docs/PERFORMANCE.md."""
+
+    dtype: str = "fp32"  # "fp32" or "bf16" (autocast)
+    channels_last: bool = False
+    fold_bn: bool = False
+    compile: bool = False
+    compile_mode: str = "default"  # "default", "max-autotune-no-cudagraphs", ...
+    cuda_graph: bool = False
+
+
+@dataclass
+class NetworkResult:
+    batch: int
+    frames: int
+    size: int
+    device: str
+    levers: dict
+    median_ms: float
+    mean_ms: float
+    frames_per_s: float
+    peak_mem_mb: float | None
+    gflop_per_clip: float | None = None
+    achieved_tflops: float | None = None
+    peak_fraction: float | None = None
+    times_ms: list[float] = field(default_factory=list)
+    agreement: dict | None = None  # vs the fp32 eager model on the same clip (see compare_scores)
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_flops(model: torch.nn.Module, clip: torch.Tensor) -> float:
+    """Forward FLOPs of one call (2 per multiply-add), counted by torch's FlopCounterMode."""
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(clip)
+    return float(counter.get_total_flops())
+
+
+def matmul_peak_tflops(device: torch.device, dtype: torch.dtype, n: int | None = None, iters: int = 10) -> float:
+    """The device's measured dense matmul rate (TFLOP/s): the ceiling that achieved fractions are taken against."""
+    n = n or (8192 if device.type == "cuda" else 1024)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    times = _time_calls(lambda: a @ b, device, iters)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def _time_calls(fn: Callable[[], object], device: torch.device, iters: int) -> list[float]:
+    """Seconds per call, one call at a time (events on CUDA, synchronised perf_counter elsewhere)."""
+    out = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            out.append(start.elapsed_time(end) / 1e3)
+        else:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return out
+
+
+def prepare_model(cfg: Config, num_classes: int, in_channels: int, device: torch.device, levers: Levers):
+    """The detector in eval mode with the levers applied, and the callable that runs one forward pass.
+
+    Seeded, so every variant built for the same config has the same weights and can be compared.
+    """
+    torch.manual_seed(0)
+    model = build_detector(cfg, num_classes, in_channels).eval()
+    if levers.fold_bn:
+        model.backbone = model.backbone.fold_batchnorm()
+    model = model.to(device)
+    if levers.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    run: Callable[[torch.Tensor], DetectorOutput] = model
+    if levers.compile:
+        run = torch.compile(model, mode=None if levers.compile_mode == "default" else levers.compile_mode)
+    return model, run
+
+
+def _autocast(device: torch.device, dtype: str):
+    if dtype == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def measure_network(
+    cfg: Config,
+    *,
+    batch: int,
+    device: torch.device,
+    levers: Levers,
+    num_classes: int = 20,
+    in_channels: int = 3,
+    warmup: int = 3,
+    iters: int = 20,
+    peak_tflops: float | None = None,
+    flops: bool = True,
+    statistic: str = "median",
+    check_against: Callable[[torch.Tensor], DetectorOutput] | None = None,
+) -> NetworkResult:
+    """Time the whole network (backbone, RFP, STT, FSA, boundary pooling, heads) on random clips."""
+    t, s = cfg.data.clip_frames, cfg.data.frame_size
+    model, run = prepare_model(cfg, num_classes, in_channels, device, levers)
+    clip = torch.rand(batch, in_channels, t, s, s, device=device) * 2 - 1
+    if levers.channels_last:
+        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    gflop = count_flops(model, clip[:1]) / 1e9 if flops else None
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def forward() -> DetectorOutput:
+        with torch.inference_mode(), _autocast(device, levers.dtype):
+            return run(clip)
+
+    agreement = None
+    if check_against is not None:
+        agreement = compare_scores(check_against(clip[:1]), _first(forward()))
+
+    call: Callable[[], object] = forward
+    if levers.cuda_graph and device.type == "cuda":
+        call = _graphed(forward, device, warmup)
+    else:
+        for _ in range(warmup):
+            forward()
+        synchronize(device)
+    times = _time_calls(call, device, iters)
+    sec = statistics.median(times) if statistic == "median" else statistics.fmean(times)
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _cpu_peak_mb()
+    res = NetworkResult(
+        batch=batch,
+        frames=t,
+        size=s,
+        device=_device_name(device),
+        levers=asdict(levers),
+        median_ms=statistics.median(times) * 1e3,
+        mean_ms=statistics.fmean(times) * 1e3,
+        frames_per_s=batch * t / sec,
+        peak_mem_mb=peak,
+        gflop_per_clip=gflop,
+        times_ms=[x * 1e3 for x in times],
+        agreement=agreement,
+    )
+    if gflop is not None:
+        res.achieved_tflops = gflop * batch / sec / 1e3
+        if peak_tflops:
+            res.peak_fraction = res.achieved_tflops / peak_tflops
+    return res
+
+
+def _first(out: DetectorOutput) -> DetectorOutput:
+    return out.map(lambda t: t[:1])
+
+
+def detection_scores(out: DetectorOutput) -> torch.Tensor:
+    """Eq. 13 class scores ``[B, K, C]`` = 1/2 (coarse + refined softmax) x sigmoid(quality), in fp32."""
+    conf = out.conf.float().softmax(-1)[..., 1:]
+    prop = out.prop_conf.float().softmax(-1)[..., 1:]
+    return 0.5 * (conf + prop) * out.quality.float().sigmoid()[..., None]
+
+
+def compare_scores(ref: DetectorOutput, out: DetectorOutput, top: int = 20) -> dict:
+    """How far a fast variant's detections are from the reference: max score difference, max boundary difference
+    (clip frames) and the overlap of the top-``top`` (anchor, class) candidates."""
+    a, b = detection_scores(ref), detection_scores(out)
+    ia = set(a.flatten().topk(top).indices.tolist())
+    ib = set(b.flatten().topk(top).indices.tolist())
+    loc_a = refine_distances(ref.loc.float(), ref.prop_loc.float())
+    loc_b = refine_distances(out.loc.float(), out.prop_loc.float())
+    return {
+        "max_score_diff": float((a - b).abs().max()),
+        "max_boundary_diff_frames": float((loc_a - loc_b).abs().max()),
+        "top_overlap": len(ia & ib) / top,
+    }
+
+
+def _graphed(forward: Callable[[], object], device: torch.device, warmup: int) -> Callable[[], object]:
+    """Capture one forward pass in a CUDA graph (static input and output buffers) and return its replay."""
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(max(warmup, 2)):
+            forward()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        forward()
+    synchronize(device)
+    return graph.replay
+
+
+def _cpu_peak_mb() -> float | None:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, AttributeError):
+        return None
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def measure_postprocess(
+    cfg: Config, num_classes: int = 20, clips_per_video: int = 16, videos: int = 5, seed: int = 0
+) -> dict:
+    """Seconds per THUMOS14-like video spent in decoding + clip merging + Soft-NMS (random raw outputs).
+
+    3,485 test windows over 212 THUMOS14 videos is 16.4 clips per video; every anchor of every clip is scored
+    for every class, so this is the candidate load a real test pass produces.
+    """
+    from talmts.postprocess import decode_clip, detections_for_video
+    from talmts.schema import ClassMap
+
+    g = torch.Generator().manual_seed(seed)
+    t = cfg.data.clip_frames
+    sizes = pyramid_lengths(cfg.model, t)
+    k = sum(sizes)
+    anchors = torch.cat([(torch.arange(m) + 0.5) * (t / m) for m in sizes])
+    classes = ClassMap(tuple(f"class{i}" for i in range(num_classes)))
+
+    def raw() -> DetectorOutput:
+        return DetectorOutput(
+            loc=torch.rand(clips_per_video, k, 2, generator=g) * t / 4,
+            conf=torch.randn(clips_per_video, k, num_classes + 1, generator=g),
+            prop_loc=torch.randn(clips_per_video, k, 2, generator=g) * 0.1,
+            prop_conf=torch.randn(clips_per_video, k, num_classes + 1, generator=g),
+            quality=torch.randn(clips_per_video, k, generator=g),
+            anchors=anchors,
+            level_sizes=tuple(sizes),
+            clip_frames=t,
+        )
+
+    per_video, candidates = [], []
+    for _ in range(videos):
+        out = raw()
+        t0 = time.perf_counter()
+        cands = [
+            decode_clip(out, i, offset=i * cfg.data.test_stride, fps=cfg.data.fps, conf_thresh=cfg.infer.conf_thresh)
+            for i in range(clips_per_video)
+        ]
+        detections_for_video(cands, classes, cfg.infer)
+        per_video.append(time.perf_counter() - t0)
+        candidates.append(sum(len(c.scores) for c in cands))
+    return {
+        "clips_per_video": clips_per_video,
+        "candidates_per_video": float(np.mean(candidates)),
+        "seconds_per_video": statistics.median(per_video),
+    }
+
+
+def measure_train_step(cfg: Config, *, device: torch.device, num_classes: int = 3, steps: int = 5) -> dict:
+    """Median seconds of one optimiser step (forward, losses, backward, Adam) at ``cfg.train.batch_size``."""
+    from talmts.losses import compute_losses
+
+    torch.manual_seed(0)
+    in_channels = 3 if cfg.data.modality == "rgb" else 2
+    model = build_detector(cfg, num_classes, in_channels).to(device).train()
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
+    t, s, b = cfg.data.clip_frames, cfg.data.frame_size, cfg.train.batch_size
+    clip = torch.rand(b, in_channels, t, s, s, device=device) * 2 - 1
+    targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]], device=device) for _ in range(b)]
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        losses = compute_losses(model(clip), targets, cfg.loss)
+        losses["total"].backward()
+        opt.step()
+
+    step()
+    synchronize(device)
+    times = _time_calls(step, device, steps)
+    return {"batch": b, "frames": t, "size": s, "seconds_per_step": statistics.median(times)}

@@ -6,6 +6,7 @@ the same seed; DDP averages gradients; only process 0 writes files.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
@@ -151,6 +152,7 @@ class _Trainer:
         self.dataset = dataset
         self.classes = dataset_classes(dataset, cfg)
         self.in_channels = 3 if cfg.data.modality == "rgb" else 2
+        self.prepare = _prepare_options(cfg.data.root)  # detect samples raw videos the same way
         if model is None:
             from talmts.models import build_detector
 
@@ -201,6 +203,7 @@ class _Trainer:
             "config": self.cfg.to_dict(),
             "classes": list(self.classes.names),
             "in_channels": self.in_channels,
+            "prepare": self.prepare,
             "model": self.model.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
@@ -359,6 +362,12 @@ class _Trainer:
         from talmts.viz import plot_loss_curves
 
         plot_loss_curves({self.cfg.data.modality: self.history}, self.out / "loss_curves.png")
+
+
+def _prepare_options(root: str) -> dict[str, Any] | None:
+    """The options ``talmts prepare`` recorded for the training data (rate, size, flow method), if any."""
+    path = Path(root) / "prepare.json" if root else None
+    return json.loads(path.read_text()) if path is not None and path.is_file() else None
 
 
 def _default_validate(model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:

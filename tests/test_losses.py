@@ -231,9 +231,9 @@ def test_loss_decreases_when_overfitting_a_stand_in() -> None:
     torch.manual_seed(0)
     model = StandIn(64, (16, 8, 4, 2), 3)
     targets = [torch.tensor([[4.0, 20.0, 1.0], [30.0, 40.0, 3.0], [44.0, 60.0, 2.0]])]
-    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
     history = []
-    for _ in range(150):
+    for _ in range(60):
         terms = compute_losses(model(), targets, LossConfig())
         opt.zero_grad()
         terms["total"].backward()
@@ -253,38 +253,31 @@ def _build_detector():
     return build_detector
 
 
-@pytest.mark.skipif(_build_detector() is None, reason="talmts.models.build_detector is not available yet")
+@pytest.mark.skipif(_build_detector() is None, reason="talmts.models.build_detector is not available")
 def test_loss_decreases_on_the_real_network() -> None:
+    """The real TAL-MTS at toy size (every module on) learns one clip. refined_iou = 0 makes every coarse positive
+    a refined one from the first step, so the set of terms does not change under the optimiser's feet."""
     build_detector = _build_detector()
     torch.manual_seed(0)
     cfg = load_config(
         None,
         [
-            "data.clip_frames=64",
-            "data.frame_size=32",
-            "data.stored_size=32",
-            "model.backbone.width=0.25",
-            "model.channels=32",
-            "model.levels=4",
-            "model.groups=8",
-            "model.fsa.patch=16",
-            "model.fsa.dim=32",
-            "model.fsa.out_channels=32",
-            "model.stt.dim=32",
-            "model.stt.heads=4",
-            "model.fsa.heads=4",
+            "data.clip_frames=64", "data.frame_size=32", "data.stored_size=32", "model.backbone.width=0.25",
+            "model.channels=32", "model.levels=4", "model.groups=8", "model.fsa.patch=16", "model.fsa.dim=32",
+            "model.fsa.out_channels=32", "model.stt.dim=32", "model.stt.heads=4", "model.fsa.heads=4",
+            "loss.refined_iou=0.0",
         ],
-    )
+    )  # fmt: skip
     net = build_detector(cfg, num_classes=3, in_channels=3)
     clip = torch.rand(1, 3, 64, 32, 32) * 2 - 1
     targets = [torch.tensor([[4.0, 20.0, 1.0], [30.0, 50.0, 3.0]])]
-    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+    opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=3e-3)
     totals = []
-    for _ in range(12):
+    for _ in range(6):
         terms = compute_losses(net(clip), targets, cfg.loss)
         opt.zero_grad()
         terms["total"].backward()
         opt.step()
         totals.append(terms["total"].item())
     assert all(math.isfinite(t) for t in totals)
-    assert min(totals[-3:]) < 0.7 * totals[0]
+    assert totals[-1] < 0.5 * totals[0]

@@ -19,5 +19,4 @@ run bf16 90 --dtype bf16 --batch 1 8 32 --check
 run bf16_cl 90 --dtype bf16 --channels-last --batch 1 8 32
 run bf16_cl_fold 120 --dtype bf16 --channels-last --fold-bn --batch 1 8 32 64 --check
 run graph_b1 90 --dtype bf16 --channels-last --fold-bn --cuda-graph --batch 1 8 --check
-run postprocess 60 --postprocess --batch 1 --no-flops --iters 3
 run compile 240 --dtype bf16 --channels-last --fold-bn --compile --cuda-graph --batch 1 32 --check

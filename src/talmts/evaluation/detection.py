@@ -27,10 +27,10 @@ from operator import attrgetter
 
 import numpy as np
 
-from talmts.evaluation.matching import greedy_match, interpolated_ap
+from talmts.evaluation.matching import first_match_per_block, greedy_match, interpolated_ap
 from talmts.evaluation.result import EvalResult, thresholds_array
 from talmts.formats import AMBIGUOUS
-from talmts.geometry import pairwise_tiou
+from talmts.geometry import elementwise_tiou, pairwise_tiou
 from talmts.schema import AnnotationSet, Detection, SchemaError, normalize_subset
 
 
@@ -48,7 +48,8 @@ def evaluate_detections(
 ) -> EvalResult:
     """Score ``detections`` against the ground truth of ``subset`` (all videos when None) at each tIoU threshold."""
     thr = thresholds_array(tiou)
-    videos = [v for v in ground_truth.videos.values() if subset is None or v.subset == normalize_subset(subset)]
+    subset = None if subset is None else normalize_subset(subset)
+    videos = [v for v in ground_truth.videos.values() if subset is None or v.subset == subset]
     # ---- ground truth as flat arrays: video index, class index, start, end -------------------------------------
     vid_index = {v.id: i for i, v in enumerate(videos)}
     gt_rows = [(vid_index[v.id], s) for v in videos for s in v.annotations]
@@ -80,7 +81,16 @@ def evaluate_detections(
     gt_ends = np.append(gt_starts[1:], len(gt_sorted))
     lo = np.searchsorted(det_keys_sorted, keys, side="left")
     hi = np.searchsorted(det_keys_sorted, keys, side="right")
-    for k in np.flatnonzero(hi > lo):
+    blocks = np.flatnonzero(hi > lo)
+    single = blocks[gt_ends[blocks] - gt_starts[blocks] == 1]
+    if single.size:  # blocks with one ground truth (most of ActivityNet): all at once
+        counts = hi[single] - lo[single]
+        block = np.repeat(np.arange(single.size), counts)
+        rows = np.repeat(lo[single] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+        d_idx = det_sorted[rows]
+        g_idx = gt_sorted[gt_starts[single]][block]
+        tp[:, d_idx] = first_match_per_block(_official_tiou_rows(det_seg[d_idx], gt_seg[g_idx]), block, thr)
+    for k in blocks[gt_ends[blocks] - gt_starts[blocks] > 1]:
         d_idx = det_sorted[lo[k] : hi[k]]
         g_idx = gt_sorted[gt_starts[k] : gt_ends[k]]
         tp[:, d_idx] = greedy_match(_official_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
@@ -130,6 +140,13 @@ def _official_tiou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     point_gt = gt[:, 1] == gt[:, 0]
     if point_det.any() and point_gt.any():
         tiou[np.ix_(point_det, point_gt)] = np.inf
+    return tiou
+
+
+def _official_tiou_rows(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Row-wise version of :func:`_official_tiou`: ``[N, 2]`` with ``[N, 2]`` -> ``[N]``."""
+    tiou = elementwise_tiou(det, gt)
+    tiou[(det[:, 1] == det[:, 0]) & (gt[:, 1] == gt[:, 0])] = np.inf
     return tiou
 
 

@@ -52,6 +52,23 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         avail[live, det] = 0  # the detection is decided
 
 
+def first_match_per_block(tiou: np.ndarray, block: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``greedy_match`` for many blocks that each hold a single ground truth, in one pass.
+
+    tiou: ``[N]`` tIoU of each detection with its block's ground truth; block: ``[N]`` block ids, non-decreasing,
+    detections in rank order inside a block. Returns ``[T, N]`` bool. With one ground truth the greedy rule
+    reduces to: the first detection of the block with ``tIoU >= threshold`` is the true positive.
+    """
+    tp = np.zeros((len(thresholds), len(tiou)), dtype=bool)
+    for t, thr in enumerate(thresholds):
+        idx = np.flatnonzero(tiou >= thr)
+        if idx.size:
+            b = block[idx]
+            first = np.concatenate(([True], b[1:] != b[:-1]))
+            tp[t, idx[first]] = True
+    return tp
+
+
 def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     """VOC (2010+) all-point interpolated average precision of one ranked list.
 

@@ -25,12 +25,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """All sub-commands; with ``only``, just that one's options are loaded (each command imports only what it
+    needs, so e.g. ``talmts bench`` runs where PyAV is not installed)."""
     parser = argparse.ArgumentParser(prog="talmts", description="Temporal action localization with TAL-MTS.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
+        if only is not None and name != only:
+            continue
         mod = _load(module)
         if mod is not None:
             mod.add_arguments(p)
@@ -48,7 +52,7 @@ def _load(module: str):  # noqa: ANN202 - returns a module or None
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     # Dotted overrides may follow options (`talmts train CFG --resume x train.epochs=5`); argparse alone would
     # reject positionals after an option, so the leftovers that look like key=value join args.overrides.
     args, extra = parser.parse_known_args(argv)

@@ -195,16 +195,19 @@ def _expand(first: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _top(kept: np.ndarray, labels: np.ndarray, top_k: int | None) -> np.ndarray:
     """Indices of kept candidates (score not NaN), best first, at most ``top_k`` per label."""
     idx = np.flatnonzero(~np.isnan(kept))
-    idx = idx[np.argsort(-kept[idx], kind="stable")]
-    if top_k is not None and len(idx):
-        lab = np.asarray(labels)[idx]
-        order = np.argsort(lab, kind="stable")  # best first within each label
-        sorted_lab = lab[order]
-        first_of_label = np.searchsorted(sorted_lab, sorted_lab, side="left")
-        rank = np.empty(len(idx), np.int64)
-        rank[order] = np.arange(len(idx)) - first_of_label
-        idx = idx[rank < top_k]
-    return idx
+    return top_k_per_label(idx[np.argsort(-kept[idx], kind="stable")], np.asarray(labels), top_k)
+
+
+def top_k_per_label(order: np.ndarray, labels: np.ndarray, top_k: int | None) -> np.ndarray:
+    """The first ``top_k`` indices of each label in ``order`` (indices into ``labels``, best first)."""
+    if top_k is None or len(order) == 0:
+        return order
+    lab = labels[order]
+    by_label = np.argsort(lab, kind="stable")  # keeps the best-first order within a label
+    first = np.searchsorted(lab[by_label], lab[by_label], side="left")
+    rank = np.empty(len(order), np.int64)
+    rank[by_label] = np.arange(len(order)) - first
+    return order[rank < top_k]
 
 
 def _check(segments: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

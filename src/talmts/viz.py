@@ -77,9 +77,8 @@ def plot_loss_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path: st
         ax_total.plot(xs, _smooth(tot, window), color=color, label=name)
         for j, term in enumerate(t for t in LOSS_TERMS[1:] if t in log[0]):
             vals = _smooth([r[term] for r in log], window)
-            ax_terms.plot(
-                xs, vals, color=color, linestyle=["-", "--", ":", "-.", (0, (5, 1))][j % 5], label=f"{name} {term}"
-            )
+            style = ["-", "--", ":", "-."][k % 4]  # colour = term, line style = run
+            ax_terms.plot(xs, vals, color=plt.get_cmap("tab10")(j % 10), linestyle=style, label=f"{name} {term}")
     ax_total.set_title("total loss")
     ax_terms.set_title("loss terms (smoothed)")
     for ax in (ax_total, ax_terms):

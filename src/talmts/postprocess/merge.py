@@ -43,8 +43,8 @@ def detections_for_video(
     seg = pool.segments[kept]
     if duration is not None:
         seg = np.clip(seg, 0.0, duration)
-    out = []
-    for (start, end), score, label in zip(seg, new_scores[kept], pool.labels[kept], strict=True):
-        if end > start:
-            out.append(Detection(float(start), float(end), classes.name(int(label)), float(score)))
-    return out
+    names = [""] + list(classes.names)  # index 0 is background
+    rows = zip(
+        seg[:, 0].tolist(), seg[:, 1].tolist(), pool.labels[kept].tolist(), new_scores[kept].tolist(), strict=True
+    )
+    return [Detection(s, e, names[c], p) for s, e, c, p in rows if e > s]

@@ -166,8 +166,8 @@ def _outranked(score: np.ndarray, pos: np.ndarray, hi: np.ndarray) -> np.ndarray
     table[0] = score
     for p in range(1, levels):
         h = 1 << (p - 1)
-        table[p] = table[p - 1]
         np.maximum(table[p - 1, :-h], table[p - 1, h:], out=table[p, :-h])
+        table[p, -h:] = table[p - 1, -h:]
     first, last = has + 1, hi[has] - width  # two blocks of 2^level covering pos+1 .. hi-1
     ahead = np.maximum(table[level, first], table[level, last])
     out[has[ahead > score[has]]] = True

@@ -124,6 +124,8 @@ def test_fusion_modes() -> None:
     per = decode_streams([rgb, flow], 0, 0, 1.0, InferConfig(conf_thresh=0.2, fusion="detections"))
     assert len(per) == 2 and as_rows(per[0]) == as_rows(decode_clip(rgb, 0, 0, 1.0, 0.2))
     assert as_rows(decode_streams([rgb], 0, 0, 1.0, InferConfig(conf_thresh=0.2))[0]) == as_rows(per[0])
+    with pytest.raises(ValueError, match="no stream outputs"):
+        decode_streams([], 0, 0, 1.0, InferConfig())
 
 
 def cands(rows) -> Candidates:

@@ -121,3 +121,17 @@ def test_dense_video_sized_input_matches_the_loop_per_class() -> None:
         got = mine[~np.isnan(new[mine])]
         assert len(got) == len(ref)
         np.testing.assert_allclose(np.sort(new[got])[::-1], [s for _, s in ref], rtol=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_ties_follow_the_documented_order(seed: int) -> None:
+    """Many equal scores and equal starts: the earlier start (then the earlier input) is taken first."""
+    rng = np.random.default_rng(200 + seed)
+    n = 120
+    start = rng.integers(0, 20, n).astype(float)
+    seg = np.stack([start, start + rng.integers(1, 6, n)], 1)
+    sc = rng.choice([0.2, 0.5, 0.9], n)
+    got_seg, got_sc = soft_nms(seg, sc, 0.5)
+    ref = loop_soft_nms(seg, sc, 0.5)
+    np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
+    np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])

@@ -10,7 +10,7 @@ from talmts.config import InferConfig
 from talmts.schema import ClassMap, Detection
 
 from .decode import Candidates
-from .softnms import soft_nms_scores, top_k_per_label
+from .softnms import best_first, soft_nms_scores, top_k_per_label
 
 
 def detections_for_video(
@@ -35,8 +35,7 @@ def detections_for_video(
     new_scores = soft_nms_scores(
         pool.segments, pool.scores, pool.labels, cfg.nms_sigma, cfg.nms_iou_gate, cfg.nms_score_thresh
     )
-    kept = np.flatnonzero(~np.isnan(new_scores))
-    kept = kept[np.argsort(-new_scores[kept], kind="stable")]
+    kept = best_first(new_scores, pool.segments)
     kept = top_k_per_label(kept, pool.labels, cfg.nms_top_k)
     if cfg.max_per_video is not None:
         kept = kept[: cfg.max_per_video]

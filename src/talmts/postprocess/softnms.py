@@ -38,7 +38,7 @@ def soft_nms(
     """
     segments, scores = _check(segments, scores)
     kept = soft_nms_scores(segments, scores, np.zeros(len(scores), np.int64), sigma, iou_gate, score_thresh)
-    idx = _top(kept, np.zeros(len(scores), np.int64), top_k)
+    idx = _top(kept, segments, np.zeros(len(scores), np.int64), top_k)
     return segments[idx], kept[idx]
 
 
@@ -58,7 +58,7 @@ def soft_nms_classes(
     """
     segments, scores = _check(segments, scores)
     kept = soft_nms_scores(segments, scores, labels, sigma, iou_gate, score_thresh)
-    return _top(kept, labels, top_k)
+    return _top(kept, segments, labels, top_k)
 
 
 def soft_nms_scores(
@@ -192,10 +192,16 @@ def _expand(first: np.ndarray, stop: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return owner, np.arange(total) - np.repeat(offset - first, count)
 
 
-def _top(kept: np.ndarray, labels: np.ndarray, top_k: int | None) -> np.ndarray:
-    """Indices of kept candidates (score not NaN), best first, at most ``top_k`` per label."""
+def _top(kept: np.ndarray, segments: np.ndarray, labels: np.ndarray, top_k: int | None) -> np.ndarray:
+    """Indices of kept candidates, best first, at most ``top_k`` per label."""
+    return top_k_per_label(best_first(kept, segments), np.asarray(labels), top_k)
+
+
+def best_first(kept: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Indices of the kept candidates (score not NaN) by score, ties by start then input order: the order in
+    which the textbook loop keeps them."""
     idx = np.flatnonzero(~np.isnan(kept))
-    return top_k_per_label(idx[np.argsort(-kept[idx], kind="stable")], np.asarray(labels), top_k)
+    return idx[np.lexsort((idx, segments[idx, 0], -kept[idx]))]
 
 
 def top_k_per_label(order: np.ndarray, labels: np.ndarray, top_k: int | None) -> np.ndarray:

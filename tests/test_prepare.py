@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +124,33 @@ def test_killed_mid_write_leaves_no_partial_file_and_resumes(videos: Path, tmp_p
         np.load(out / "flow" / f"{name}.npy")
 
 
+def alive_after(group: int, seconds: float) -> bool:
+    """Whether some process of the process group ``group`` is still running after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_ctrl_c_stops_the_pool_at_once(videos: Path, tmp_path: Path) -> None:
+    src, out = good_only(videos, tmp_path / "src"), tmp_path / "out"
+    cmd = [sys.executable, "-m", "talmts", "prepare", str(src), str(out), "--size", "96", "--workers", "2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("frames/*.npy")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)  # TV-L1 at 96 px takes seconds per video: the flow is still running now
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C in a terminal does: the whole process group
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert not alive_after(proc.pid, seconds=10)  # no worker left behind
+    assert not list(out.glob("meta/*.json"))  # nothing was finished, so nothing claims to be
+    assert (out / "video_info.csv").read_text() == "video,fps,sample_fps,count,sample_count\n"
+
+
 def test_rows_of_earlier_runs_are_kept(videos: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -174,6 +203,9 @@ def test_duplicate_ids_and_missing_folder(tmp_path: Path) -> None:
         find_videos(tmp_path)
     with pytest.raises(FileNotFoundError, match="not a directory"):
         find_videos(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no video files"):
+        prepare_dataset(tmp_path / "empty", tmp_path / "out", OPTS, progress=False)
 
 
 def test_real_clips_with_activitynet_dynamic_fps(tmp_path: Path) -> None:

@@ -42,5 +42,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"talmts prepare: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("talmts prepare: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     print(summary.report())
     return 0 if summary.ok else 1

@@ -206,9 +206,12 @@ def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions
 
 
 def _worker_init() -> None:
+    import signal
+
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no nested thread pools
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the workers)
 
 
 # ----------------------------------------------------------------------------------------------- dataset
@@ -263,6 +266,8 @@ def prepare_dataset(
         raise ValueError(f"size must be positive, got {options.size}")
     out_dir = Path(out_dir)
     videos = find_videos(videos_dir)
+    if not videos:
+        raise ValueError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
     for sub in ("frames", "flow", "meta") if options.flow != "none" else ("frames", "meta"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     check_options(out_dir, options)
@@ -307,7 +312,8 @@ def prepare_dataset(
 def _run_pool(todo: list[Path], out_dir: Path, options: PrepareOptions, workers: int, record) -> None:  # noqa: ANN001
     pool_options = PrepareOptions(**{**asdict(options), "threads": 1})
     ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    try:
         futures = {pool.submit(prepare_video, p, out_dir, pool_options): p for p in todo}
         for fut in as_completed(futures):
             try:
@@ -315,3 +321,15 @@ def _run_pool(todo: list[Path], out_dir: Path, options: PrepareOptions, workers:
             except BrokenProcessPool:
                 result = VideoResult(futures[fut].stem, "failed", reason="a worker process died; rerun to resume")
             record(result)
+    except BaseException:
+        # Ctrl-C (workers ignore it) or an error here: stop the workers now rather than finish the queue;
+        # a worker killed mid-write leaves only a temporary file, removed by the next run.
+        terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
+        if terminate is not None:
+            terminate()
+        else:
+            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+                proc.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()

@@ -264,6 +264,8 @@ class _Trainer:
                     self.epoch_step = 0
                     self._maybe_validate(logger)
                     last = self.save(f"checkpoint-{self.epoch}.pt")
+                    if ctx.is_main:
+                        write_loss_log(self.history, self.out)  # the log so far, to follow a long run
             last = self.save("last.pt")
         finally:
             logger.close()

@@ -1,0 +1,139 @@
+"""The commands end to end on a tiny synthetic dataset: train both streams, eval fused, detect on a raw video.
+
+Sizes are minimal (a few steps); the assertions are about the outputs' form and the agreement of the paths, not
+about accuracy (the demo checks that).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from talmts.cli import main
+from talmts.data.prepare import PrepareOptions, prepare_dataset
+from talmts.data.synth import SynthConfig, generate_dataset
+from talmts.engine.checkpoint import load_checkpoint
+from talmts.formats import read_detections
+
+TINY = [
+    "data.clip_frames=32",
+    "data.frame_size=32",
+    "data.stored_size=40",
+    "data.train_stride=8",
+    "data.test_stride=16",
+    "model.levels=3",
+    "train.epochs=1",
+    "train.max_steps=2",
+    "train.batch_size=2",
+    "train.warmup_steps=0",
+]
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    synth = SynthConfig(videos=5, height=48, min_video_s=6.0, max_video_s=8.0, max_action_s=3.0, splits=(3, 1, 1))
+    generate_dataset(root / "synth", synth)
+    summary = prepare_dataset(
+        root / "synth" / "videos", root / "prepared", PrepareOptions(fps=10.0, size=40, flow="dis"), workers=1
+    )
+    assert summary.ok
+    return root
+
+
+def _common(root: Path) -> list[str]:
+    return [f"data.root={root / 'prepared'}", f"data.annotations={root / 'synth' / 'annotations.json'}", *TINY]
+
+
+@pytest.fixture(scope="module")
+def checkpoints(dataset) -> dict[str, Path]:
+    out = {}
+    for modality in ("rgb", "flow"):
+        run_dir = dataset / modality
+        code = main(
+            ["train", "demo", *_common(dataset), f"data.modality={modality}", f"train.out_dir={run_dir}", "--quiet"]
+        )
+        assert code == 0
+        out[modality] = run_dir / "last.pt"
+    return out
+
+
+def test_train_writes_a_self_describing_run(dataset, checkpoints):
+    ck = load_checkpoint(checkpoints["flow"])
+    assert ck["in_channels"] == 2 and ck["config"]["data"]["modality"] == "flow"
+    assert ck["classes"] == sorted(SynthConfig().classes)
+    assert ck["prepare"] == {"fps": 10.0, "size": 40, "max_frames": None, "flow": "dis"}
+    run_dir = checkpoints["flow"].parent
+    for name in ("config.yaml", "checkpoint-1.pt", "losses.json", "losses.csv", "loss_curves.png"):
+        assert (run_dir / name).is_file(), name
+
+
+def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
+    out = dataset / "eval"
+    code = main(
+        [
+            "eval",
+            "demo",
+            *_common(dataset),
+            "--checkpoint",
+            str(checkpoints["rgb"]),
+            "--flow-checkpoint",
+            str(checkpoints["flow"]),
+            "--out",
+            str(out),
+            "--per-class",
+            "--json",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    metrics = json.loads(lines[-1])
+    assert metrics["tiou"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert len(metrics["mAP"]) == 7 and all(0.0 <= m <= 1.0 for m in metrics["mAP"])
+    assert "Avg{0.3:0.7}" in lines[-3]  # the paper's Table I header, then its row, then the JSON
+    assert json.loads((out / "metrics.json").read_text())["streams"].endswith("fused")
+    evaluated = read_detections(out / "detections.json")
+    (video,) = evaluated  # the one test video (splits 3/1/1 of 5)
+
+    det_dir = dataset / "detect"
+    code = main(
+        [
+            "detect",
+            str(dataset / "synth" / "videos" / f"{video}.mp4"),
+            "--checkpoint",
+            str(checkpoints["rgb"]),
+            "--flow-checkpoint",
+            str(checkpoints["flow"]),
+            "--out",
+            str(det_dir),
+            "--annotations",
+            str(dataset / "synth" / "annotations.json"),
+        ]
+    )
+    assert code == 0
+    for name in ("detections.json", "detections.csv", "timeline.png", "index.html"):
+        assert (det_dir / name).is_file(), name
+    # decoding, flow and windows streamed from the raw video give exactly what eval finds on prepared arrays
+    detected = read_detections(det_dir / "detections.json")[video]
+    assert len(detected) == len(evaluated[video]) > 0
+    for a, b in zip(detected, evaluated[video]):
+        assert (a.label, a.start, a.end) == (b.label, b.start, b.end)
+        assert a.score == pytest.approx(b.score, rel=1e-9)
+    rows = (det_dir / "detections.csv").read_text().splitlines()
+    assert rows[0] == "video,label,start,end,score" and len(rows) == len(detected) + 1
+    assert "data:image/png;base64," in (det_dir / "index.html").read_text()
+
+
+def test_bad_override_names_the_key(dataset, capsys):
+    assert main(["train", "demo", "train.epochz=3"]) == 2
+    err = capsys.readouterr().err
+    assert "epochz" in err and "allowed keys" in err
+
+
+def test_eval_missing_checkpoint_is_a_clear_error(dataset, capsys):
+    code = main(["eval", "demo", *_common(dataset), "--checkpoint", str(dataset / "nope.pt")])
+    assert code == 2
+    assert "nope.pt does not exist" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+"""`talmts demo --quick`: the CI path through every stage (synth, prepare, train RGB and flow, fused eval,
+detect, report). Checks the outputs exist and are well formed; the full demo's accuracy is not tested here."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image as mpimg
+
+from talmts.cli import main
+
+
+def test_quick_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--json", "--quiet", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    metrics = json.loads(lines[-1])
+    assert set(metrics) == {"tiou", "mAP", "average_mAP", "seconds"}
+    assert metrics["tiou"] == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]
+    assert all(0.0 <= m <= 1.0 for m in metrics["mAP"]) and metrics["seconds"] > 0
+    assert abs(metrics["average_mAP"] - sum(metrics["mAP"]) / 7) < 1e-9
+    assert lines[-2].split()[:2] == [f"{100 * metrics['mAP'][0]:.1f}", f"{100 * metrics['mAP'][1]:.1f}"]
+
+    report = (out / "report.md").read_text()
+    assert "RGB + flow (fused)" in report and "![loss curves](loss_curves.png)" in report
+    assert "![timeline](detect/timeline.png)" in report
+    for png in ("loss_curves.png", "detect/timeline.png"):
+        assert mpimg.imread(out / png).ndim == 3
+    for stream in ("rgb", "flow"):
+        assert (out / stream / "last.pt").is_file() and (out / stream / "losses.json").is_file()
+    assert json.loads((out / "detections_test.json").read_text())["results"]
+    assert (out / "detect" / "index.html").is_file() and (out / "detect" / "detections.csv").is_file()

@@ -145,9 +145,6 @@ def measure_network(
         clip = clip.contiguous(memory_format=torch.channels_last_3d)
     gflop = count_flops(model, clip[:1]) / 1e9 if flops else None
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
     def forward() -> DetectorOutput:
         with torch.inference_mode(), _autocast(device, levers.dtype):
             return run(clip)
@@ -163,6 +160,8 @@ def measure_network(
         for _ in range(warmup):
             forward()
         synchronize(device)
+    if device.type == "cuda":  # steady state: cudnn's autotuning workspaces during warm-up are not counted
+        torch.cuda.reset_peak_memory_stats(device)
     times = _time_calls(call, device, iters)
     sec = statistics.median(times) if statistic == "median" else statistics.fmean(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _cpu_peak_mb()
@@ -303,13 +302,17 @@ def measure_train_step(cfg: Config, *, device: torch.device, num_classes: int = 
     clip = torch.rand(b, in_channels, t, s, s, device=device) * 2 - 1
     targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]], device=device) for _ in range(b)]
 
+    amp = cfg.train.amp and device.type == "cuda"  # the trainer's bf16 autocast on GPU
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        losses = compute_losses(model(clip), targets, cfg.loss)
+        with _autocast(device, "bf16" if amp else "fp32"):
+            out = model(clip)
+        losses = compute_losses(out, targets, cfg.loss)
         losses["total"].backward()
         opt.step()
 
     step()
     synchronize(device)
     times = _time_calls(step, device, steps)
-    return {"batch": b, "frames": t, "size": s, "seconds_per_step": statistics.median(times)}
+    return {"batch": b, "frames": t, "size": s, "amp": amp, "seconds_per_step": statistics.median(times)}

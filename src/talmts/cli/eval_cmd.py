@@ -18,6 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--config-flow", help="config of the second stream's data (default: the same data.root as CONFIG)"
     )
     parser.add_argument("--subset", help="split to evaluate (default data.test_subset)")
+    parser.add_argument(
+        "--video-scores",
+        metavar="FILE",
+        help='video-level classifier scores {"results": {video: [scores]}, "class": [names]} (e.g. CUHK\'s '
+        "cuhk_val_simp_share.json) that label a class-agnostic detector's proposals (infer.video_scores)",
+    )
     parser.add_argument("--per-class", action="store_true", help="also print the AP of every class")
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line, last")
     parser.add_argument("--out", help="output folder (default: <checkpoint folder>/eval-<subset>)")
@@ -30,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         cfg = load_config(resolve_config_path(args.config), args.overrides)
+        if args.video_scores:
+            cfg.infer.video_scores = args.video_scores
         flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
         result = evaluate(cfg, args, flow_cfg)
     except (ConfigError, FileNotFoundError, ValueError) as e:
@@ -58,6 +66,8 @@ def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN0
     out.mkdir(parents=True, exist_ok=True)
     write_detections(detections, out / "detections.json")
     metrics = {**result.to_json(), "subset": subset, "streams": describe_streams(streams)}
+    if cfg.infer.video_scores:
+        metrics["video_scores"] = str(cfg.infer.video_scores)
     write_json(metrics, out / "metrics.json")
     print(f"{describe_streams(streams)} on {subset!r} ({len(detections)} videos); results in {out}")
     if args.per_class:

@@ -7,18 +7,20 @@ from pathlib import Path
 
 import torch
 
-from talmts.config import Config
+from talmts.config import Config, InferConfig
 from talmts.data.dataset import load_annotations
 from talmts.engine.infer import Stream, detect_prepared
 from talmts.evaluation import EvalResult, evaluate_detections
+from talmts.postprocess import VideoScores, apply_video_classifier, load_video_scores
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
 
 
 def load_ground_truth(cfg: Config, classes: ClassMap) -> AnnotationSet:
     """The ground truth scored by mAP (data.eval_annotations, else data.annotations); for a class-agnostic
-    model every label becomes its one class, so the detector is scored on localisation alone."""
+    model every label becomes its one class, so the detector is scored on localisation alone, unless
+    infer.video_scores labels the detections (then the real labels are kept)."""
     gt = load_annotations(cfg.data, for_eval=True)
-    if cfg.data.class_agnostic:
+    if cfg.data.class_agnostic and not cfg.infer.video_scores:
         (name,) = classes.names
         videos = {
             k: Video(v.id, v.subset, v.duration, v.fps, [Segment(s.start, s.end, name) for s in v.annotations])
@@ -50,10 +52,45 @@ def evaluate_streams(
     subset = subset or cfg.data.test_subset
     gt = load_ground_truth(cfg, streams[0].classes)
     videos = split_videos(gt, subset)
+    # read before inference, which takes long on ActivityNet, so that a bad score file fails at once
+    video_scores = _video_scores(cfg.infer, streams[0].classes, gt, videos) if cfg.infer.video_scores else None
     device = _device_of(streams[0].model)
     detections = detect_prepared(streams, cfg, videos, device=device, progress=progress)
+    if video_scores is not None:
+        detections = label_with_video_scores(detections, video_scores, cfg.infer.video_top_k)
     result = evaluate_detections(gt, detections, cfg.eval.tiou, subset=subset)
     return result, detections
+
+
+def label_with_video_scores(
+    detections: dict[str, list[Detection]], scores: VideoScores, top_k: int = 1
+) -> dict[str, list[Detection]]:
+    """Class-agnostic detections labelled with each video's top-``top_k`` classes of an external video-level
+    classifier, scores multiplied by the class score (AFSD on ActivityNet; infer.video_scores)."""
+    out = {}
+    for vid, dets in detections.items():
+        try:
+            row = scores.lookup(vid)
+        except KeyError as e:
+            raise ValueError(f"{e.args[0]}; the score file must cover every evaluated video") from None
+        out[vid] = apply_video_classifier(dets, row, scores.classes, top_k)
+    return out
+
+
+def _video_scores(infer: InferConfig, classes: ClassMap, gt: AnnotationSet, videos: Sequence[str]) -> VideoScores:
+    if len(classes) != 1:
+        raise ValueError(
+            f"infer.video_scores labels a class-agnostic detector, but the checkpoint has {len(classes)} classes "
+            "(its own labels are used): drop --video-scores / infer.video_scores"
+        )
+    scores = load_video_scores(infer.video_scores)
+    labels = {s.label for v in videos for s in gt.videos[v].annotations}
+    if labels and not labels & set(scores.classes):
+        raise ValueError(
+            f"{infer.video_scores}: none of its {len(scores.classes)} class names (e.g. {scores.classes[:3]}) is a "
+            f"label of the ground truth (e.g. {sorted(labels)[:3]}); is it the score file of this dataset?"
+        )
+    return scores
 
 
 def _device_of(model: torch.nn.Module) -> torch.device:

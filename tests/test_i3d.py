@@ -237,3 +237,16 @@ def test_flow_input_and_bad_inputs() -> None:
 def test_i3d_pools_never_need_an_explicit_pad(name: str, size: tuple) -> None:
     pool = getattr(InceptionI3d(width=0.125), name)
     assert pool._native_plan(size) is not None  # the speed path: padding= / ceil_mode, no F.pad copy
+
+
+def test_shifted_max_pool_equals_native_pool_on_nonnegative_inputs():
+    # the CPU inference path of the Inception branch pools (3x3x3, stride 1) must give max_pool3d's values exactly
+    from talmts.models.i3d import MaxPool3dSame, shifted_max_pool
+
+    g = torch.Generator().manual_seed(0)
+    for shape in [(1, 8, 5, 6, 6), (2, 4, 4, 3, 3), (1, 3, 1, 1, 2)]:
+        x = torch.relu(torch.randn(*shape, generator=g))
+        want = torch.nn.functional.max_pool3d(x, 3, 1, 1)
+        assert torch.equal(shifted_max_pool(x, (3, 3, 3), (1, 1, 1)), want)
+        with torch.no_grad():
+            assert torch.equal(MaxPool3dSame((3, 3, 3), (1, 1, 1))(x), want)

@@ -156,10 +156,36 @@ class MaxPool3dSame(nn.Module):
         sizes = tuple(x.shape[2:])
         plan = self._native_plan(sizes) if self.nonnegative_input else None
         if plan is not None:
+            if (
+                x.device.type == "cpu"
+                and self.stride == (1, 1, 1)
+                and not (torch.is_grad_enabled() and x.requires_grad)
+            ):
+                return shifted_max_pool(x, self.kernel, plan[0])
             return F.max_pool3d(x, self.kernel, self.stride, plan[0], ceil_mode=plan[1])
         pads = [same_padding(n, k, s) for n, k, s in zip(sizes, self.kernel, self.stride)]
         x = F.pad(x, (*pads[2], *pads[1], *pads[0]))
         return F.max_pool3d(x, self.kernel, self.stride)
+
+
+def shifted_max_pool(x: torch.Tensor, kernel: Triple, padding: Triple) -> torch.Tensor:
+    """Stride-1 max pool as a separable running maximum of shifted views, zero-padded (inputs are >= 0).
+
+    Same values as ``F.max_pool3d``; on the CPU its kernel costs 4x more than these element-wise maxima
+    (docs/PERFORMANCE.md). Used for inference only: with ties (ReLU zeros) ``torch.maximum`` splits the gradient,
+    the pool sends it to one element.
+    """
+    for dim, k, p in zip((2, 3, 4), kernel, padding):
+        if k == 1:
+            continue
+        n = x.shape[dim]
+        pad = [0, 0] * (4 - dim) + [p, k - 1 - p]
+        padded = F.pad(x, pad)
+        out = padded.narrow(dim, 0, n)
+        for shift in range(1, k):
+            out = torch.maximum(out, padded.narrow(dim, shift, n))
+        x = out
+    return x
 
 
 class InceptionModule(nn.Module):

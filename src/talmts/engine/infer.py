@@ -9,6 +9,7 @@ candidates instead.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,17 +160,23 @@ def detect_prepared(
             f"{len(missing)} video(s) of the split are not in {root}/video_info.csv (first: {missing[0]!r}); "
             "run `talmts prepare` on them first"
         )
-    results: dict[str, list[Detection]] = {}
     iterator: Iterable[str] = videos
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(videos, desc="inference", unit="video", leave=False)
-    for vid in iterator:
-        arrays = [np.load(_array_path(Path(s.root or root), s.modality, vid), mmap_mode="r") for s in streams]
-        v = info[vid]
-        results[vid] = detect_arrays(streams, arrays, v.rate(cfg.data.protocol), cfg, device, v.count / v.fps)
-    return results
+    d = streams[0].cfg.data
+    # Merging + Soft-NMS of video i (numpy, CPU) runs in a worker thread while the network processes video i + 1:
+    # with a fast GPU network it would otherwise be a tenth of a test pass (docs/PERFORMANCE.md).
+    futures: dict[str, Future[list[Detection]]] = {}
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        for vid in iterator:
+            arrays = [np.load(_array_path(Path(s.root or root), s.modality, vid), mmap_mode="r") for s in streams]
+            v = info[vid]
+            windows = array_windows(arrays, d.clip_frames, cfg.data.test_stride, cfg.data.protocol)
+            cands = run_windows(streams, windows, v.rate(cfg.data.protocol), cfg.infer, device)
+            futures[vid] = pool.submit(detections_for_video, cands, streams[0].classes, cfg.infer, v.count / v.fps)
+        return {vid: f.result() for vid, f in futures.items()}
 
 
 def _array_path(root: Path, modality: str, vid: str) -> Path:

@@ -80,23 +80,28 @@ def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield items[i : i + size]
 
 
+@dataclass
+class WindowOutputs:
+    """The raw outputs (on the CPU) of every stream for one batch of windows of a video."""
+
+    outputs: list  # one DetectorOutput per stream, batch = len(offsets)
+    offsets: list[int]
+    num_frames: list[int]  # real frames of each window (< T for the padded tail of a video)
+
+
 @torch.no_grad()
-def run_windows(
+def network_outputs(
     streams: Sequence[Stream],
     windows: Iterable[tuple[int, Sequence[np.ndarray]]],
-    rate: float,
     infer: InferConfig,
     device: torch.device | str = "cpu",
-) -> list[Candidates]:
-    """Run every stream on each (offset, per-stream frames) window and decode the candidates of each clip.
+) -> list[WindowOutputs]:
+    """Run every stream on each (offset, per-stream frames) window, in batches of ``infer.batch_size``.
 
-    ``windows`` yields the window's start (sample frames) and one uint8 array [t, S, S, C] per stream, t <= T
-    (t < T for the padded tail of a short video: segments are clamped to the t real frames). ``rate`` is the
-    video's sample frames per second: seconds = (frame + offset) / rate. Windows go through the network in
-    batches of ``infer.batch_size``; streams are fused as ``infer.fusion`` says.
+    ``windows`` yields the window's start (sample frames) and one uint8 array [t, S, S, C] per stream, t <= T.
     """
     d = streams[0].cfg.data
-    candidates: list[Candidates] = []
+    batches: list[WindowOutputs] = []
     pending: list[tuple[int, Sequence[np.ndarray]]] = []
 
     def flush() -> None:
@@ -105,8 +110,7 @@ def run_windows(
             x = torch.stack([window_tensor(arrs[k], d.clip_frames, d.frame_size) for _, arrs in pending])
             out = stream.model(x.to(device))  # [B, C, T, F, F] -> DetectorOutput
             outs.append(out.map(lambda t: t.float().cpu()))
-        for i, (offset, arrs) in enumerate(pending):
-            candidates.extend(decode_streams(outs, i, float(offset), rate, infer, num_frames=len(arrs[0])))
+        batches.append(WindowOutputs(outs, [o for o, _ in pending], [len(arrs[0]) for _, arrs in pending]))
         pending.clear()
 
     for item in windows:
@@ -115,7 +119,35 @@ def run_windows(
             flush()
     if pending:
         flush()
+    return batches
+
+
+def decode_windows(batches: Sequence[WindowOutputs], rate: float, infer: InferConfig) -> list[Candidates]:
+    """Eq. 13 candidates of every window; ``rate`` is the video's sample frames per second:
+    seconds = (frame + offset) / rate, segments clamped to each window's real frames. Streams are fused as
+    ``infer.fusion`` says."""
+    candidates: list[Candidates] = []
+    for b in batches:
+        for i, (offset, n) in enumerate(zip(b.offsets, b.num_frames)):
+            candidates.extend(decode_streams(b.outputs, i, float(offset), rate, infer, num_frames=n))
     return candidates
+
+
+def run_windows(
+    streams: Sequence[Stream],
+    windows: Iterable[tuple[int, Sequence[np.ndarray]]],
+    rate: float,
+    infer: InferConfig,
+    device: torch.device | str = "cpu",
+) -> list[Candidates]:
+    """:func:`network_outputs` then :func:`decode_windows`."""
+    return decode_windows(network_outputs(streams, windows, infer, device), rate, infer)
+
+
+def _postprocess_video(
+    batches: Sequence[WindowOutputs], rate: float, classes: ClassMap, infer: InferConfig, duration: float
+) -> list[Detection]:
+    return detections_for_video(decode_windows(batches, rate, infer), classes, infer, duration)
 
 
 def array_windows(
@@ -166,7 +198,7 @@ def detect_prepared(
 
         iterator = tqdm(videos, desc="inference", unit="video", leave=False)
     d = streams[0].cfg.data
-    # Merging + Soft-NMS of video i (numpy, CPU) runs in a worker thread while the network processes video i + 1:
+    # Decoding, merging and Soft-NMS of video i (numpy, CPU) run in a worker thread while the network processes video i + 1:
     # with a fast GPU network it would otherwise be a tenth of a test pass (docs/PERFORMANCE.md).
     futures: dict[str, Future[list[Detection]]] = {}
     with ThreadPoolExecutor(max_workers=1) as pool:
@@ -174,8 +206,9 @@ def detect_prepared(
             arrays = [np.load(_array_path(Path(s.root or root), s.modality, vid), mmap_mode="r") for s in streams]
             v = info[vid]
             windows = array_windows(arrays, d.clip_frames, cfg.data.test_stride, cfg.data.protocol)
-            cands = run_windows(streams, windows, v.rate(cfg.data.protocol), cfg.infer, device)
-            futures[vid] = pool.submit(detections_for_video, cands, streams[0].classes, cfg.infer, v.count / v.fps)
+            batches = network_outputs(streams, windows, cfg.infer, device)
+            rate, duration = v.rate(cfg.data.protocol), v.count / v.fps
+            futures[vid] = pool.submit(_postprocess_video, batches, rate, streams[0].classes, cfg.infer, duration)
         return {vid: f.result() for vid, f in futures.items()}
 
 

@@ -42,7 +42,8 @@ class DataConfig:
     flip: bool = True
     exclude_ambiguous: bool = True
     workers: int = 0
-    eval_annotations: str = ""  # ground truth scored by mAP; "": data.annotations (e.g. AFSD's 210-video thumos_gt.json)
+    # ground truth scored by mAP; "": data.annotations (e.g. AFSD's 210-video thumos_gt.json)
+    eval_annotations: str = ""
     flip_negates_flow: bool = True  # a horizontal flip negates flow x (physically right; AFSD does not)
 
 

@@ -56,8 +56,12 @@ def test_pairwise_matches_scalar_reference_numpy_and_torch(a, b):
     np.testing.assert_allclose(elementwise_tiou(an[:n], bn[:n]), np.diag(want[:n, :n]), atol=1e-9)
 
 
+# distances on a 0.01 grid: segments shorter than geometry's 1e-12 guard are degenerate by design (tIoU 0)
+dist = st.integers(0, 2000).map(lambda i: i / 100)
+
+
 @settings(max_examples=60, deadline=None)
-@given(st.floats(0, 100), st.tuples(st.floats(0, 20), st.floats(0, 20)), st.tuples(st.floats(0, 20), st.floats(0, 20)))
+@given(st.floats(0, 100), st.tuples(dist, dist), st.tuples(dist, dist))
 def test_distance_iou_equals_boundary_iou(anchor, d1, d2):
     p, t = np.array(d1), np.array(d2)
     seg_p = distances_to_segments(np.array(anchor), p)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# CI draws the same hypothesis examples every run (a red CI is then reproducible); locally they vary.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 # Two cores are shared by everything in CI: keep torch from oversubscribing them.
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
@@ -25,6 +24,7 @@ import av
 import cv2
 import numpy as np
 
+from talmts.fileio import atomic_path
 from talmts.formats import write_ground_truth
 from talmts.schema import SUBSETS, AnnotationSet, ClassMap, Segment, Video
 
@@ -381,29 +381,23 @@ def render_frames(plan: VideoPlan) -> Iterator[np.ndarray]:
 def write_mp4(path: str | Path, frames: Iterator[np.ndarray], fps: float, crf: int = 20) -> int:
     """Encode uint8 RGB frames as H.264 mp4 (written to a temporary name, renamed when whole); returns count."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     count = 0
-    try:
-        with av.open(str(tmp), "w") as container:
-            stream = None
-            for image in frames:
-                if stream is None:
-                    stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-                    stream.height, stream.width = image.shape[:2]
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": "superfast"}
-                    stream.codec_context.thread_count = 1  # one thread: deterministic and pool-friendly
-                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                    container.mux(packet)
-                count += 1
+    with atomic_path(path, keep_suffix=True) as tmp, av.open(str(tmp), "w") as container:
+        stream = None
+        for image in frames:
             if stream is None:
-                raise ValueError(f"{path}: no frames to write")
-            for packet in stream.encode():
+                stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+                stream.height, stream.width = image.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(crf), "preset": "superfast"}
+                stream.codec_context.thread_count = 1  # one thread: deterministic and pool-friendly
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
                 container.mux(packet)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            count += 1
+        if stream is None:
+            raise ValueError(f"{path}: no frames to write")
+        for packet in stream.encode():
+            container.mux(packet)
     return count
 
 

@@ -15,13 +15,14 @@ A checkpoint is a dict saved with ``torch.save``:
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from talmts.fileio import atomic_open
 
 CHECKPOINT_FORMAT = 1
 
@@ -32,17 +33,8 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     A crash during the write leaves the previous file (if any) untouched and no partial file under ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_open(path, "wb") as f:
+        torch.save({"format": CHECKPOINT_FORMAT, **state}, f)
     return path
 
 

@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from talmts.fileio import atomic_write_text
 from talmts.schema import Detection
 
 
 def write_json(obj: Any, path: str | Path) -> Path:
     """JSON written atomically (tmp + rename), so a reader never sees half a file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=1))
     return path
 
 

@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a tiny run through every stage (what CI runs)")
     parser.add_argument("--videos", type=int, default=None, help="synthetic videos to generate")
     parser.add_argument("--workers", type=int, default=2, help="processes for synth and prepare (default 2)")
+    parser.add_argument(
+        "--sequential", action="store_true", help="train the streams one after the other (default: side by side)"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -33,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         quick=args.quick,
         workers=args.workers,
         progress=not args.quiet,
+        parallel=not args.sequential,
         overrides=list(args.overrides),
     )
     if args.videos is not None:

@@ -24,6 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from talmts.config import ConfigError
     from talmts.data.video import VideoDecodeError
     from talmts.engine.detect import run_detect
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
             overrides=args.overrides,
             min_score=args.min_score,
         )
-    except (VideoDecodeError, FileNotFoundError, ValueError) as e:
+    except (VideoDecodeError, FileNotFoundError, ValueError, ConfigError) as e:
         print(f"talmts detect: {e}", file=sys.stderr)
         return 2
     top = sorted(res.detections, key=lambda d: -d.score)[:10]

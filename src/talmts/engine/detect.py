@@ -172,7 +172,6 @@ def run_detect(
     """
     import time
 
-    from talmts.config import config_from_dict
     from talmts.engine.distributed import resolve_device
     from talmts.engine.infer import load_stream
     from talmts.engine.report import write_detections_csv
@@ -184,15 +183,7 @@ def run_detect(
     dev = resolve_device(device)
     streams = [load_stream(c, dev) for c in checkpoints]
     for s in streams:  # inference overrides (e.g. infer.conf_thresh=0.05) on top of the stored configs
-        raw = s.cfg.to_dict()
-        for item in overrides:
-            key, _, value = item.partition("=")
-            if not key.startswith("infer."):
-                raise ValueError(f"detect override {item!r}: only infer.* keys apply to a trained checkpoint")
-            import yaml
-
-            raw["infer"][key.split(".", 1)[1]] = yaml.safe_load(value)
-        s.cfg = config_from_dict(raw, source="detect overrides")
+        s.cfg = _with_infer_overrides(s.cfg, overrides)
     prepare = _checkpoint_prepare(checkpoints[0])
     dets, info = detect_video(video, streams, prepare, dev)
     vid = video.stem
@@ -231,6 +222,20 @@ def run_detect(
         },
     )
     return DetectOutputs(vid, dets, info, files, time.perf_counter() - start)
+
+
+def _with_infer_overrides(cfg, overrides: Sequence[str]):  # noqa: ANN001, ANN202 - Config -> Config
+    import yaml
+
+    from talmts.config import ConfigError, config_from_dict
+
+    raw = cfg.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("infer."):
+            raise ConfigError(f"detect override {item!r}: only infer.<key>=<value> applies to a trained checkpoint")
+        raw["infer"][key.split(".", 1)[1]] = yaml.safe_load(value)
+    return config_from_dict(raw, source="detect overrides")
 
 
 def _checkpoint_prepare(path: str | Path) -> dict | None:

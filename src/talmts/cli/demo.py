@@ -18,6 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the metrics as one JSON line, last")
     parser.add_argument("--quick", action="store_true", help="a tiny run through every stage (what CI runs)")
     parser.add_argument("--videos", type=int, default=None, help="synthetic videos to generate")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic dataset (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="processes for synth and prepare (default 2)")
     parser.add_argument(
         "--sequential", action="store_true", help="train the streams one after the other (default: side by side)"
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.quiet,
         parallel=not args.sequential,
+        seed=args.seed,
         overrides=list(args.overrides),
     )
     if args.videos is not None:

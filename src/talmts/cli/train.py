@@ -35,6 +35,8 @@ def run(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError, ConfigError) as e:
         print(f"talmts train: {e}", file=sys.stderr)
         return 2
+    if result.rank != 0:  # under torchrun, one process reports
+        return 0
     if result.history:
         last = result.history[-1]
         print(

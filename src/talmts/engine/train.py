@@ -44,6 +44,7 @@ class TrainResult:
     validation: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     steps: int = 0
+    rank: int = 0  # the process that returns this (only rank 0 writes files)
 
 
 def per_sample_losses(
@@ -272,7 +273,8 @@ class _Trainer:
             if ctx.is_main and self.history:
                 self._write_logs()
         ctx.barrier()
-        return TrainResult(self.out, last, self.history, self.validation, time.perf_counter() - start, self.step)
+        seconds = time.perf_counter() - start
+        return TrainResult(self.out, last, self.history, self.validation, seconds, self.step, ctx.rank)
 
     def _epoch(self, net: nn.Module, logger: ScalarLogger) -> None:
         cfg, ctx = self.cfg, self.ctx

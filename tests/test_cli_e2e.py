@@ -137,3 +137,29 @@ def test_eval_missing_checkpoint_is_a_clear_error(dataset, capsys):
     code = main(["eval", "demo", *_common(dataset), "--checkpoint", str(dataset / "nope.pt")])
     assert code == 2
     assert "nope.pt does not exist" in capsys.readouterr().err
+
+
+def test_held_out_evaluation_during_training(dataset, capsys):
+    """data.val_subset: the validation split is scored after each epoch; best.pt is the best epoch's state."""
+    run_dir = dataset / "val_run"
+    code = main(
+        [
+            "train",
+            "demo",
+            *_common(dataset),
+            "data.val_subset=validation",
+            "train.epochs=2",
+            "train.max_steps=null",
+            "data.train_stride=16",
+            f"train.out_dir={run_dir}",
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    history = json.loads((run_dir / "validation.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert all(0.0 <= h["average_mAP"] <= 1.0 and len(h["mAP"]) == 7 for h in history)
+    best = load_checkpoint(run_dir / "best.pt")
+    assert best["best"] == max(h["average_mAP"] for h in history)
+    assert best["epoch"] == 1 + [h["average_mAP"] for h in history].index(best["best"])
+    assert "held-out (validation) average mAP after epoch 2" in capsys.readouterr().out

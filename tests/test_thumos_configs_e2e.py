@@ -430,3 +430,31 @@ def test_video_scores_with_a_multi_class_checkpoint_is_an_error(thumos, capsys):
     argv += ["--checkpoint", str(thumos["runs"]["rgb"] / "last.pt"), "--video-scores", str(scores), "--quiet"]
     assert main([*argv, "--out", str(thumos["root"] / "e-multi"), "--device", "cpu"]) == 2
     assert "class-agnostic" in capsys.readouterr().err
+
+
+def test_anet_detect_on_a_raw_video_with_video_scores(anet, capsys):
+    """`talmts detect --video-scores`: a class-agnostic checkpoint's detections in a raw video take the video's
+    top class from the score file, scores multiplied, exactly as `talmts eval --video-scores` labels them."""
+    from talmts.data.synth import write_mp4
+
+    rng = np.random.default_rng(0)
+    video = anet["root"] / "my clip.mp4"  # the file's name is not the id in the score file
+    write_mp4(video, (rng.integers(0, 255, (48, 48, 3), dtype=np.uint8) for _ in range(60)), fps=10.0)
+    base = ["detect", str(video), "--checkpoint", str(anet["runs"]["rgb"] / "last.pt"), "--device", "cpu"]
+    scores_file = anet["root"] / "cuhk_val_simp_share.json"
+    assert main([*base, "--out", str(anet["root"] / "d-plain")]) == 0
+    argv = [*base, "--out", str(anet["root"] / "d-scored"), "--video-scores", str(scores_file)]
+    assert main([*argv, "--video-id", "bXkG7q2rVnc"]) == 0
+    plain = read_detections(anet["root"] / "d-plain" / "detections.json")["my clip"]
+    scored = read_detections(anet["root"] / "d-scored" / "detections.json")["bXkG7q2rVnc"]  # named by its id
+    scores = VIDEO_SCORES["bXkG7q2rVnc"]
+    best = int(np.argmax(scores))
+    assert len(scored) == len(plain) > 0 and {d.label for d in plain} == {"action"}
+    for a, b in zip(plain, scored, strict=True):
+        assert (b.label, b.start, b.end) == (ANET_CLASSES[best], a.start, a.end)
+        assert b.score == pytest.approx(a.score * scores[best], rel=1e-9)
+    capsys.readouterr()
+    # without --video-id the file's name is looked up, and the error says how to fix it
+    assert main([*base, "--out", str(anet["root"] / "d-missing"), "--video-scores", str(scores_file)]) == 2
+    err = capsys.readouterr().err
+    assert "my clip" in err and "--video-id" in err and not (anet["root"] / "d-missing").exists()

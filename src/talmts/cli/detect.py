@@ -17,6 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flow-checkpoint", help="the flow stream's checkpoint: the two streams are fused")
     parser.add_argument("--out", help="output folder (default: detect-<video name>)")
     parser.add_argument("--annotations", help="ground truth (any layout talmts reads) drawn beside the detections")
+    parser.add_argument(
+        "--video-scores",
+        help="video-level class scores (CUHK layout, as `talmts eval --video-scores`) that label a class-agnostic "
+        "checkpoint's detections (ActivityNet)",
+    )
+    parser.add_argument(
+        "--video-id", help="the video's id, in the --video-scores file and the outputs (default: the file's name)"
+    )
     parser.add_argument("--min-score", type=float, default=0.1, help="detections drawn on the timeline (0.1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
 
@@ -39,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             overrides=args.overrides,
             min_score=args.min_score,
+            video_scores=args.video_scores,
+            video_id=args.video_id,
         )
     except (VideoDecodeError, FileNotFoundError, ValueError, ConfigError) as e:
         print(f"talmts detect: {e}", file=sys.stderr)

@@ -18,7 +18,13 @@ import numpy as np
 from talmts.data.flow import flow_to_uint8, make_flow_fn
 from talmts.data.video import AccumulatorSampler, count_frames, dynamic_sample_fps, iter_frames, stream_fps, to_rgb
 from talmts.engine.infer import Stream, check_compatible, run_windows
-from talmts.postprocess import Candidates, detections_for_video
+from talmts.postprocess import (
+    Candidates,
+    VideoScores,
+    apply_video_classifier,
+    detections_for_video,
+    load_video_scores,
+)
 from talmts.schema import Detection
 
 DEFAULT_PREPARE = {"fps": 10.0, "size": 112, "max_frames": None, "flow": "tvl1"}
@@ -164,11 +170,15 @@ def run_detect(
     device: str = "auto",
     overrides: Sequence[str] = (),
     min_score: float = 0.1,
+    video_scores: str | Path | None = None,
+    video_id: str | None = None,
 ) -> DetectOutputs:
     """``talmts detect``: detections in one raw video written as JSON, CSV, a timeline PNG and an HTML page.
 
     ``checkpoints``: one stream, or RGB and flow (fused). ``overrides`` (``infer.*`` keys) adjust inference.
     ``annotations``: a ground-truth file whose entry for this video is drawn beside the detections.
+    ``video_scores``: video-level classifier scores (CUHK layout, as ``talmts eval --video-scores``) that label a
+    class-agnostic checkpoint's detections; the video is looked up as ``video_id`` (default: the file's stem).
     """
     import time
 
@@ -184,9 +194,14 @@ def run_detect(
     streams = [load_stream(c, dev) for c in checkpoints]
     for s in streams:  # inference overrides (e.g. infer.conf_thresh=0.05) on top of the stored configs
         s.cfg = _with_infer_overrides(s.cfg, overrides)
+    vid = video_id or video.stem
+    scores_path = video_scores or streams[0].cfg.infer.video_scores
+    # read before the network runs, so that a bad score file fails at once
+    scores = _scores_for(scores_path, vid, streams[0]) if scores_path else None
     prepare = _checkpoint_prepare(checkpoints[0])
     dets, info = detect_video(video, streams, prepare, dev)
-    vid = video.stem
+    if scores is not None:
+        dets = apply_video_classifier(dets, scores.lookup(vid), scores.classes, streams[0].cfg.infer.video_top_k)
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "json": out / "detections.json",
@@ -219,9 +234,25 @@ def run_detect(
             "checkpoints": ", ".join(str(c) for c in checkpoints),
             "streams": names,
             "decoded": f"{info.count} frames at {info.fps:g} fps, {info.sample_count} sampled at {info.sample_fps:g} fps",
+            **({"video-level scores": f"{scores_path} (video {vid!r})"} if scores is not None else {}),
         },
     )
     return DetectOutputs(vid, dets, info, files, time.perf_counter() - start)
+
+
+def _scores_for(path: str | Path, video: str, stream: Stream) -> VideoScores:
+    """The score file, checked: it labels a class-agnostic checkpoint and it has a row for ``video``."""
+    if len(stream.classes) != 1:
+        raise ValueError(
+            f"--video-scores labels a class-agnostic detector, but {stream.source} has {len(stream.classes)} "
+            "classes (its own labels are used): drop --video-scores / infer.video_scores"
+        )
+    scores = load_video_scores(path)
+    try:
+        scores.lookup(video)
+    except KeyError as e:
+        raise ValueError(f"{e.args[0]}; pass --video-id with the video's id in that file") from None
+    return scores
 
 
 def _with_infer_overrides(cfg, overrides: Sequence[str]):  # noqa: ANN001, ANN202 - Config -> Config

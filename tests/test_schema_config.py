@@ -43,6 +43,17 @@ def test_yaml_base_and_dotted_overrides(tmp_path):
     assert cfg.infer.nms_iou_gate == 0.3 and cfg.model.fsa.layers == 1
 
 
+def test_exponent_without_a_dot_is_a_float(tmp_path):
+    # YAML 1.1 (PyYAML) reads 3e-3 as the string "3e-3"; a float field takes it as the number users mean
+    (tmp_path / "c.yaml").write_text("train:\n  weight_decay: 1e-3\n")
+    cfg = load_config(tmp_path / "c.yaml", ["train.lr=3e-3", "infer.nms_iou_gate=5E-1"])
+    assert (cfg.train.lr, cfg.train.weight_decay, cfg.infer.nms_iou_gate) == (3e-3, 1e-3, 0.5)
+    with pytest.raises(ConfigError, match=r"train\.lr must be a number, got 'fast'"):
+        load_config(None, ["train.lr=fast"])
+    with pytest.raises(ConfigError, match=r"train\.epochs must be int"):  # ints stay strict
+        load_config(None, ["train.epochs=1e1"])
+
+
 def test_errors_name_key_and_allowed_values(tmp_path):
     with pytest.raises(ConfigError, match=r"unknown key 'train\.epoch'.*epochs"):
         load_config(None, ["train.epoch=3"])

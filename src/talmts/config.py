@@ -302,6 +302,11 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{source}: {key} must be a number, got {value!r}") from None
     if tp is int and isinstance(value, bool):
         raise ConfigError(f"{source}: {key} must be an integer, got {value!r}")
     if not isinstance(value, tp):

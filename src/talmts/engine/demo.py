@@ -204,7 +204,7 @@ def write_report(out, cfg, fused, singles, table, curves, timeline, timings, sec
         "",
         "## mAP on the synthetic test split (%)",
         "",
-        f"| model | {tious} | avg |",
+        f"| model | {tious} | avg {fused.tiou[0]:.1f}:{fused.tiou[-1]:.1f} |",
         "|---" * (len(fused.tiou) + 2) + "|",
     ]
     rows = [("RGB + flow (fused)", fused)] + [(f"{k} only", v) for k, v in singles.items()]
@@ -214,7 +214,7 @@ def write_report(out, cfg, fused, singles, table, curves, timeline, timings, sec
     lines += ["## Detections in one test video", "", f"![timeline]({timeline.relative_to(out)})", ""]
     lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
-    steps = {k: r.steps for k, r in runs.items()}
+    steps = ", ".join(f"{k} {r.steps:,}" for k, r in runs.items())
     lines += [
         "",
         f"Training steps: {steps}; batch {cfg.train.batch_size}, clips of {cfg.data.clip_frames} frames "

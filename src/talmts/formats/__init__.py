@@ -6,7 +6,8 @@
   AFSD's ``thumos_gt.json`` (string segments);
 - BSN's ``anet_anno_action.json`` (``v_``-prefixed ids with ``duration_second``), with ``video_info_new.csv``;
 - THUMOS14 CSV files: ``*_Annotation*.csv`` and ``thumos14_test_groundtruth.csv``;
-- a folder of THUMOS14's official per-class files (``<Class>_val.txt`` / ``<Class>_test.txt``).
+- a folder of THUMOS14's official per-class files (``<Class>_val.txt`` / ``<Class>_test.txt``);
+- a plain CSV for one's own dataset (``video,subset,label,start,end[,duration][,fps]``, see ``formats.table``).
 """
 
 from __future__ import annotations
@@ -53,7 +54,11 @@ def read_annotations(
 
         return read_thumos_class_files(path, classes=classes, exclude_ambiguous=exclude_ambiguous)
     if path.suffix.lower() == ".csv":
+        from talmts.formats.table import is_table_header, read_table_csv
         from talmts.formats.thumos import read_thumos_csv
+
+        if is_table_header(_csv_header(path)):
+            return read_table_csv(path, classes=classes)
 
         return read_thumos_csv(path, classes=classes, video_info=video_info, exclude_ambiguous=exclude_ambiguous)
     data = load_json(path)
@@ -70,5 +75,16 @@ def read_annotations(
         "<top level>",
         "-",
         "unrecognised annotation layout",
-        "expected ActivityNet JSON ('database'), BSN JSON, a THUMOS CSV or a folder of THUMOS per-class files",
+        "expected ActivityNet JSON ('database'), BSN JSON, a CSV (video,subset,label,start,end, or THUMOS14's) "
+        "or a folder of THUMOS per-class files",
     )
+
+
+def _csv_header(path: Path) -> list[str]:
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return next(csv.reader(f), [])
+    except FileNotFoundError:
+        raise SchemaError(str(path), "-", "-", "file not found", "check the path") from None

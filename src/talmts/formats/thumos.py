@@ -48,7 +48,13 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
-            raise SchemaError(str(path), "header", missing[0], f"missing column(s) {missing}", "check the file type")
+            raise SchemaError(
+                str(path),
+                "header",
+                missing[0],
+                f"missing column(s) {missing}",
+                "check the file type (your own dataset: columns video,subset,label,start,end)",
+            )
         return list(reader)
 
 

@@ -114,7 +114,7 @@ def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
         ]
     )
     assert code == 0
-    for name in ("detections.json", "detections.csv", "timeline.png", "index.html"):
+    for name in ("detections.json", "detections.csv", "detections.srt", "timeline.png", "index.html"):
         assert (det_dir / name).is_file(), name
     # decoding, flow and windows streamed from the raw video give exactly what eval finds on prepared arrays
     detected = read_detections(det_dir / "detections.json")[video]
@@ -124,6 +124,8 @@ def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
         assert a.score == pytest.approx(b.score, rel=1e-9)
     rows = (det_dir / "detections.csv").read_text().splitlines()
     assert rows[0] == "video,label,start,end,score" and len(rows) == len(detected) + 1
+    cues = (det_dir / "detections.srt").read_text().split("\n\n")  # one subtitle per detection scoring >= 0.1
+    assert len(cues) == sum(d.score >= 0.1 for d in detected) > 0
     assert "data:image/png;base64," in (det_dir / "index.html").read_text()
 
 

@@ -1,4 +1,4 @@
-"""``talmts detect VIDEO --checkpoint CKPT``: actions in one video as JSON, CSV, a timeline and an HTML page.
+"""``talmts detect VIDEO --checkpoint CKPT``: actions in one video as JSON, CSV, SRT, a timeline and an HTML page.
 
 The checkpoint carries its config, class names and how its training data was sampled, so nothing else is
 needed. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window.

@@ -173,7 +173,8 @@ def run_detect(
     video_scores: str | Path | None = None,
     video_id: str | None = None,
 ) -> DetectOutputs:
-    """``talmts detect``: detections in one raw video written as JSON, CSV, a timeline PNG and an HTML page.
+    """``talmts detect``: detections in one raw video written as JSON, CSV, subtitles (SRT), a timeline PNG and an
+    HTML page.
 
     ``checkpoints``: one stream, or RGB and flow (fused). ``overrides`` (``infer.*`` keys) adjust inference.
     ``annotations``: a ground-truth file whose entry for this video is drawn beside the detections.
@@ -184,7 +185,7 @@ def run_detect(
 
     from talmts.engine.distributed import resolve_device
     from talmts.engine.infer import load_stream
-    from talmts.engine.report import write_detections_csv
+    from talmts.engine.report import write_detections_csv, write_detections_srt
     from talmts.formats import read_annotations, write_detections
     from talmts.viz import plot_timeline, write_html
 
@@ -206,11 +207,13 @@ def run_detect(
     files = {
         "json": out / "detections.json",
         "csv": out / "detections.csv",
+        "srt": out / "detections.srt",
         "timeline": out / "timeline.png",
         "html": out / "index.html",
     }
     write_detections({vid: dets}, files["json"])
     write_detections_csv({vid: dets}, files["csv"])
+    write_detections_srt(dets, files["srt"], min_score=min_score)
     duration = info.count / info.fps if info.fps else None
     gt = None
     if annotations is not None:

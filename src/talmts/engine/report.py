@@ -1,15 +1,16 @@
-"""Logs and small reports: per-step loss logs (JSON + CSV), detections as CSV, TensorBoard scalars."""
+"""Logs and small reports: per-step loss logs (JSON + CSV), detections as CSV and subtitles, TensorBoard scalars."""
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from talmts.fileio import atomic_write_text
+from talmts.fileio import atomic_open, atomic_write_text
 from talmts.schema import Detection
 
 
@@ -27,8 +28,8 @@ def write_loss_log(history: Sequence[Mapping[str, float]], out_dir: str | Path, 
     keys: list[str] = []
     for row in history:
         keys += [k for k in row if k not in keys]
-    with open(out_dir / f"{stem}.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
+    with atomic_open(out_dir / f"{stem}.csv", "w") as f:
+        w = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
         w.writeheader()
         w.writerows(history)
     return out_dir / f"{stem}.json"
@@ -41,14 +42,33 @@ def read_loss_log(path: str | Path) -> list[dict[str, float]]:
 def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str | Path) -> Path:
     """One row a detection: video, label, start, end (seconds), score; highest score first per video."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["video", "label", "start", "end", "score"])
-        for vid, dets in results.items():
-            for d in sorted(dets, key=lambda d: -d.score):
-                w.writerow([vid, d.label, f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"])
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "label", "start", "end", "score"])
+    for vid, dets in results.items():
+        for d in sorted(dets, key=lambda d: -d.score):
+            w.writerow([vid, d.label, f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"])
+    atomic_write_text(path, buf.getvalue())
     return path
+
+
+def srt_time(seconds: float) -> str:
+    """SubRip's ``HH:MM:SS,mmm`` (milliseconds rounded)."""
+    ms = max(0, round(seconds * 1000))
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+
+def write_detections_srt(detections: Sequence[Detection], path: str | Path, min_score: float = 0.1) -> Path:
+    """Detections of one video as SubRip subtitles, in time order, so a video player shows them over the video.
+
+    Only detections scoring at least ``min_score``; overlapping ones are separate cues (players stack them).
+    """
+    kept = sorted((d for d in detections if d.score >= min_score), key=lambda d: (d.start, -d.score))
+    cues = [
+        f"{i}\n{srt_time(d.start)} --> {srt_time(d.end)}\n{d.label} ({d.score:.2f})\n" for i, d in enumerate(kept, 1)
+    ]
+    atomic_write_text(Path(path), "\n".join(cues))
+    return Path(path)
 
 
 class ScalarLogger:

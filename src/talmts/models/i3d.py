@@ -202,10 +202,34 @@ class InceptionModule(nn.Module):
         self.b3a = MaxPool3dSame((3, 3, 3), (1, 1, 1))
         self.b3b = Unit3D(in_channels, w3b)
         self.out_channels = w0 + w1b + w2b + w3b
+        # set by InceptionI3d.fuse_pointwise (inference only): b0, b1a and b2a as one 1x1x1 conv; not in state_dict
+        self.pointwise: nn.Conv3d | None = None
+        self.pointwise_split = (w0, w1a, w2a)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        branches = [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))]
+        if self.pointwise is not None:  # one read of x for the three 1x1x1 convolutions
+            y0, y1, y2 = torch.split(F.relu(self.pointwise(x)), self.pointwise_split, dim=1)  # views
+            branches = [y0, self.b1b(y1), self.b2b(y2), self.b3b(self.b3a(x))]
+        else:
+            branches = [self.b0(x), self.b1b(self.b1a(x)), self.b2b(self.b2a(x)), self.b3b(self.b3a(x))]
         return torch.cat(branches, dim=1)  # [B, C_in, T, H, W] -> [B, out_channels, T, H, W]
+
+    @torch.no_grad()
+    def fuse_pointwise_(self) -> None:
+        """In place: replace b0, b1a and b2a (BN already folded) by one conv with their outputs concatenated."""
+        units = [self.b0, self.b1a, self.b2a]
+        if any(u is None or u.bn is not None or u.kernel != (1, 1, 1) for u in units):
+            raise RuntimeError("fuse_pointwise_ needs the BatchNorm folded first (InceptionI3d.fold_batchnorm)")
+        ref = units[0].conv3d.weight
+        weight = torch.cat([u.conv3d.weight for u in units])  # [w0 + w1a + w2a, C_in, 1, 1, 1]
+        bias = torch.cat(
+            [u.conv3d.bias if u.conv3d.bias is not None else ref.new_zeros(u.conv3d.out_channels) for u in units]
+        )
+        fused = nn.Conv3d(weight.shape[1], weight.shape[0], 1, bias=True).to(device=ref.device, dtype=ref.dtype)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+        self.pointwise = fused
+        self.b0 = self.b1a = self.b2a = None  # type: ignore[assignment]
 
 
 class InceptionI3d(nn.Module):
@@ -344,3 +368,16 @@ class InceptionI3d(nn.Module):
             unit.conv3d = new_conv
             unit.bn = None
         return folded
+
+    def fuse_pointwise(self) -> InceptionI3d:
+        """An inference copy with BN folded and, in every Inception block, the three 1x1x1 convolutions that read
+        the block input (b0, b1a, b2a) fused into one: the input is read once instead of three times.
+
+        Matches this model in eval mode (same values up to float rounding); the copy's state_dict has
+        ``Mixed_*.pointwise.*`` in place of those three units, so it is for inference, not for saving.
+        """
+        fused = self.fold_batchnorm()
+        for block in fused.modules():
+            if isinstance(block, InceptionModule) and block.pointwise is None:
+                block.fuse_pointwise_()
+        return fused

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from talmts.engine.report import srt_time, write_detections_csv, write_detections_srt
+from talmts.engine.report import srt_time, write_detections_csv, write_detections_srt, write_detections_vtt
 from talmts.schema import Detection
 
 
@@ -33,3 +33,11 @@ def test_csv_rows_best_first(tmp_path):
     dets = {"v1": [Detection(1.0, 2.0, "a", 0.2), Detection(0.5, 1.5, "b", 0.8)], "v2": []}
     path = write_detections_csv(dets, tmp_path / "d.csv")
     assert path.read_text() == "video,label,start,end,score\nv1,b,0.500,1.500,0.800000\nv1,a,1.000,2.000,0.200000\n"
+
+
+def test_vtt_is_the_srt_with_a_header_and_dots(tmp_path):
+    dets = [Detection(1.25, 3.0, "cross", 0.7), Detection(3725.5, 3726.0, "spin", 0.3)]
+    vtt = write_detections_vtt(dets, tmp_path / "d.vtt").read_text()
+    assert vtt == (
+        "WEBVTT\n\n1\n00:00:01.250 --> 00:00:03.000\ncross (0.70)\n\n2\n01:02:05.500 --> 01:02:06.000\nspin (0.30)\n"
+    )

@@ -185,7 +185,7 @@ def run_detect(
 
     from talmts.engine.distributed import resolve_device
     from talmts.engine.infer import load_stream
-    from talmts.engine.report import write_detections_csv, write_detections_srt
+    from talmts.engine.report import write_detections_csv, write_detections_srt, write_detections_vtt
     from talmts.formats import read_annotations, write_detections
     from talmts.viz import plot_timeline, write_html
 
@@ -208,12 +208,14 @@ def run_detect(
         "json": out / "detections.json",
         "csv": out / "detections.csv",
         "srt": out / "detections.srt",
+        "vtt": out / "detections.vtt",
         "timeline": out / "timeline.png",
         "html": out / "index.html",
     }
     write_detections({vid: dets}, files["json"])
     write_detections_csv({vid: dets}, files["csv"])
     write_detections_srt(dets, files["srt"], min_score=min_score)
+    write_detections_vtt(dets, files["vtt"], min_score=min_score)
     duration = info.count / info.fps if info.fps else None
     gt = None
     if annotations is not None:
@@ -232,6 +234,7 @@ def run_detect(
         detections=[d for d in dets if d.score >= min_score * 0.1],
         timeline_png=files["timeline"],
         video_src=_relative(video, out),
+        captions_src=files["vtt"].name,
         notes={
             "video": str(video),
             "checkpoints": ", ".join(str(c) for c in checkpoints),

@@ -52,10 +52,10 @@ def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str |
     return path
 
 
-def srt_time(seconds: float) -> str:
-    """SubRip's ``HH:MM:SS,mmm`` (milliseconds rounded)."""
+def srt_time(seconds: float, sep: str = ",") -> str:
+    """SubRip's ``HH:MM:SS,mmm`` (milliseconds rounded); WebVTT writes the same with ``sep="."``."""
     ms = max(0, round(seconds * 1000))
-    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+    return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
 
 
 def write_detections_srt(detections: Sequence[Detection], path: str | Path, min_score: float = 0.1) -> Path:
@@ -63,11 +63,21 @@ def write_detections_srt(detections: Sequence[Detection], path: str | Path, min_
 
     Only detections scoring at least ``min_score``; overlapping ones are separate cues (players stack them).
     """
+    return _write_cues(detections, path, min_score, sep=",", header="")
+
+
+def write_detections_vtt(detections: Sequence[Detection], path: str | Path, min_score: float = 0.1) -> Path:
+    """The same cues as WebVTT, the caption format of the HTML ``<track>`` element (the detect page uses it)."""
+    return _write_cues(detections, path, min_score, sep=".", header="WEBVTT\n\n")
+
+
+def _write_cues(detections: Sequence[Detection], path: str | Path, min_score: float, sep: str, header: str) -> Path:
     kept = sorted((d for d in detections if d.score >= min_score), key=lambda d: (d.start, -d.score))
     cues = [
-        f"{i}\n{srt_time(d.start)} --> {srt_time(d.end)}\n{d.label} ({d.score:.2f})\n" for i, d in enumerate(kept, 1)
+        f"{i}\n{srt_time(d.start, sep)} --> {srt_time(d.end, sep)}\n{d.label} ({d.score:.2f})\n"
+        for i, d in enumerate(kept, 1)
     ]
-    atomic_write_text(Path(path), "\n".join(cues))
+    atomic_write_text(Path(path), header + "\n".join(cues))
     return Path(path)
 
 

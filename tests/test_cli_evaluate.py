@@ -71,3 +71,23 @@ def test_proposals_mode(files, capsys) -> None:
     assert main(["evaluate", str(gt), str(pred), "--proposals", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"AR@1", "AR@100", "AUC", "average_recall"} <= set(out)
+
+
+def test_several_runs_mean_and_std(files, tmp_path, capsys) -> None:
+    gt, pred = files
+    seed2 = tmp_path / "seed2.json"  # only the first detection: AP = 1 x recall 1/2 = 1/2 at both thresholds
+    write_detections({"video_test_1": [Detection(0, 10, "Diving", 0.9)]}, seed2)
+    assert main(["evaluate", str(gt), str(pred), str(seed2), "--tiou", "0.5", "0.7", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["columns"] == ["0.5", "0.7", "Avg"]
+    assert [r["file"] for r in out["runs"]] == [str(pred), str(seed2)]
+    assert out["runs"][0]["mAP"] == pytest.approx([5 / 6, 1 / 2]) and out["runs"][1]["mAP"] == pytest.approx([0.5, 0.5])
+    # by hand: mean of (5/6, 1/2) = 2/3, sample std = (5/6 - 1/2) / sqrt(2); at 0.7 both 1/2; Avg: 2/3 and 1/2
+    assert out["mean"] == pytest.approx([2 / 3, 1 / 2, 7 / 12])
+    assert out["std"] == pytest.approx([(1 / 3) / 2**0.5, 0.0, (1 / 6) / 2**0.5])
+    assert main(["evaluate", str(gt), str(pred), str(seed2), "--tiou", "0.5", "0.7"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-2].split() == ["mean", "66.7", "50.0", "58.3"]
+    assert lines[-1].split() == ["std", "±23.6", "±0.0", "±11.8"]
+    assert main(["evaluate", str(gt), str(pred), str(seed2), "--proposals"]) == 2
+    assert "one detection file" in capsys.readouterr().err

@@ -1,4 +1,7 @@
-"""``talmts evaluate GT PRED``: score a detection file against ground truth with the ActivityNet mAP."""
+"""``talmts evaluate GT PRED [PRED ...]``: score detection files against ground truth with the ActivityNet mAP.
+
+Several files (runs of one experiment with different seeds) give a row each, then their mean and standard deviation.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +9,23 @@ import argparse
 import json
 import sys
 
-from talmts.evaluation import DEFAULT_TIOU, evaluate_detections, evaluate_proposals, format_table
+from talmts.evaluation import (
+    DEFAULT_TIOU,
+    evaluate_detections,
+    evaluate_proposals,
+    format_runs_table,
+    format_table,
+    summarize_runs,
+)
 from talmts.formats import THUMOS14_CLASSES, read_annotations, read_class_list, read_detections
 from talmts.schema import AnnotationSet, SchemaError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("gt", help="ground truth: ActivityNet/ActionFormer/AFSD JSON, BSN JSON or a THUMOS14 CSV")
-    parser.add_argument("pred", help="detections in the ActivityNet results layout")
+    parser.add_argument(
+        "pred", nargs="+", help="detections in the ActivityNet results layout; several: one row each, mean and std"
+    )
     parser.add_argument("--tiou", type=float, nargs="+", help="tIoU thresholds (default: by dataset)")
     parser.add_argument("--subset", help="subset to evaluate (default: test for THUMOS14, validation for ANet)")
     parser.add_argument("--dataset", choices=["thumos", "anet"], help="default thresholds and table (default: guessed)")
@@ -54,21 +66,37 @@ def run(args: argparse.Namespace) -> int:
         gt = read_annotations(
             args.gt, classes=classes, video_info=args.video_info, exclude_ambiguous=not args.keep_ambiguous
         )
-        pred = read_detections(args.pred)
+        preds = [read_detections(p) for p in args.pred]
         dataset = args.dataset or guess_dataset(gt)
         subset = args.subset or default_subset(gt, dataset)
         if args.proposals:
-            return _proposals(gt, pred, args, subset)
+            if len(preds) > 1:
+                raise ValueError("--proposals scores one detection file at a time")
+            return _proposals(gt, preds[0], args, subset)
         tiou = args.tiou or DEFAULT_TIOU[dataset]
-        result = evaluate_detections(gt, pred, tiou, subset=subset, strict=args.strict)
+        results = [evaluate_detections(gt, p, tiou, subset=subset, strict=args.strict) for p in preds]
     except (SchemaError, ValueError) as e:
         print(f"talmts evaluate: {e}", file=sys.stderr)
         return 2
+    if len(results) > 1:
+        return _runs(results, args, dataset, subset)
+    (result,) = results
     if args.json:
         print(json.dumps(result.to_json()))
     else:
         print(f"mAP (%) on {subset or 'all videos'} of {args.gt}: {len(result.per_class)} classes")
         print(format_table(result, dataset))
+    return 0
+
+
+def _runs(results: list, args: argparse.Namespace, dataset: str, subset: str | None) -> int:
+    summary = summarize_runs(results, dataset)
+    if args.json:
+        runs = [{"file": f} | r.to_json() for f, r in zip(args.pred, results)]
+        print(json.dumps({"columns": summary["columns"], "mean": summary["mean"], "std": summary["std"], "runs": runs}))
+    else:
+        print(f"mAP (%) on {subset or 'all videos'} of {args.gt}: {len(results)} runs, mean and standard deviation")
+        print(format_runs_table(summary, args.pred))
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from talmts.evaluation.detection import evaluate_detections
 from talmts.evaluation.proposals import ProposalResult, evaluate_proposals
-from talmts.evaluation.result import DEFAULT_TIOU, EvalResult, format_table
+from talmts.evaluation.result import DEFAULT_TIOU, EvalResult, format_runs_table, format_table, summarize_runs
 
 __all__ = [
     "DEFAULT_TIOU",
@@ -10,5 +10,7 @@ __all__ = [
     "ProposalResult",
     "evaluate_detections",
     "evaluate_proposals",
+    "format_runs_table",
     "format_table",
+    "summarize_runs",
 ]

@@ -49,6 +49,15 @@ def format_table(result: EvalResult, style: Literal["thumos", "anet"] = "thumos"
     (plain "Avg" over all thresholds when neither window is complete). anet (Table II): 0.5, 0.75, 0.95 (those
     evaluated) and Avg over all thresholds.
     """
+    cols = table_columns(result, style)
+    width = [max(len(name), 5) for name, _ in cols]
+    head = " ".join(name.rjust(w) for (name, _), w in zip(cols, width))
+    row = " ".join(f"{100 * v:.1f}".rjust(w) for (_, v), w in zip(cols, width))
+    return f"{head}\n{row}"
+
+
+def table_columns(result: EvalResult, style: Literal["thumos", "anet"] = "thumos") -> list[tuple[str, float]]:
+    """The (name, mAP) columns of the paper's table row for ``result`` (see :func:`format_table`)."""
     cols: list[tuple[str, float]] = []
     if style == "thumos":
         cols += [(f"{t:g}", m) for t, m in zip(result.tiou, result.mAP)]
@@ -66,10 +75,43 @@ def format_table(result: EvalResult, style: Literal["thumos", "anet"] = "thumos"
         cols.append(("Avg", result.average_mAP))
     else:
         raise ValueError(f"unknown table style {style!r}: use 'thumos' or 'anet'")
-    width = [max(len(name), 5) for name, _ in cols]
-    head = " ".join(name.rjust(w) for (name, _), w in zip(cols, width))
-    row = " ".join(f"{100 * v:.1f}".rjust(w) for (_, v), w in zip(cols, width))
-    return f"{head}\n{row}"
+    return cols
+
+
+def summarize_runs(results: Sequence[EvalResult], style: Literal["thumos", "anet"] = "thumos") -> dict[str, Any]:
+    """Several runs of one experiment (seeds): each table column's mean and sample standard deviation.
+
+    Returns ``{"columns": [names], "runs": [[values]], "mean": [...], "std": [...]}`` (fractions; std uses
+    n - 1, and is 0 for one run). Every run must have been evaluated at the same thresholds.
+    """
+    if not results:
+        raise ValueError("summarize_runs: no results")
+    if any(r.tiou != results[0].tiou for r in results):
+        raise ValueError("summarize_runs: the runs were evaluated at different tIoU thresholds")
+    columns = [table_columns(r, style) for r in results]
+    values = np.array([[v for _, v in cols] for cols in columns], dtype=np.float64)  # [runs, columns]
+    std = values.std(axis=0, ddof=1) if len(results) > 1 else np.zeros(values.shape[1])
+    return {
+        "columns": [name for name, _ in columns[0]],
+        "runs": values.tolist(),
+        "mean": values.mean(axis=0).tolist(),
+        "std": std.tolist(),
+    }
+
+
+def format_runs_table(summary: dict[str, Any], names: Sequence[str]) -> str:
+    """The table of :func:`summarize_runs`: a row per run, then mean and "± std" rows, in percent."""
+    label = max([len(n) for n in names] + [4])
+    width = [max(len(c), 5) for c in summary["columns"]]
+
+    def line(name: str, cells: Sequence[str]) -> str:
+        return name.ljust(label) + " " + " ".join(c.rjust(w) for c, w in zip(cells, width))
+
+    lines = [line("", summary["columns"])]
+    lines += [line(n, [f"{100 * v:.1f}" for v in row]) for n, row in zip(names, summary["runs"])]
+    lines.append(line("mean", [f"{100 * v:.1f}" for v in summary["mean"]]))
+    lines.append(line("std", [f"±{100 * v:.1f}" for v in summary["std"]]))
+    return "\n".join(lines)
 
 
 def thresholds_array(tiou: Sequence[float]) -> np.ndarray:

@@ -72,3 +72,31 @@ def test_streamed_flow_equals_compute_flow(small_video):
     assert np.array_equal(np.stack([p[1] for p in pairs]), compute_flow(frames, "dis"))
     (one,) = list(with_flow(iter(frames[:1]), "dis"))
     assert np.array_equal(one[1], compute_flow(frames[:1], "dis")[0])
+
+
+def test_test_data_prepared_unlike_the_training_data_is_an_error(tmp_path):
+    import json
+
+    from talmts.config import load_config
+    from talmts.engine.infer import Stream, check_prepared_like_training
+    from talmts.schema import ClassMap
+
+    trained = {"fps": 10.0, "size": 112, "max_frames": None, "flow": "tvl1"}
+    rgb = Stream(
+        torch.nn.Identity(), load_config(None, ["data.modality=rgb"]), ClassMap(("a",)), "rgb.pt", None, trained
+    )
+    flow = Stream(
+        torch.nn.Identity(), load_config(None, ["data.modality=flow"]), ClassMap(("a",)), "flow.pt", None, trained
+    )
+    check_prepared_like_training([rgb, flow], tmp_path)  # no prepare.json: nothing to compare
+    (tmp_path / "prepare.json").write_text(json.dumps(trained))
+    check_prepared_like_training([rgb, flow], tmp_path)
+    (tmp_path / "prepare.json").write_text(json.dumps({**trained, "flow": "dis"}))
+    check_prepared_like_training([rgb], tmp_path)  # the flow method does not matter to an RGB stream
+    with pytest.raises(ValueError, match=r"prepare\.json: flow='dis', but flow\.pt was trained on .* flow='tvl1'"):
+        check_prepared_like_training([rgb, flow], tmp_path)
+    (tmp_path / "prepare.json").write_text(json.dumps({**trained, "fps": 5.0}))
+    with pytest.raises(ValueError, match=r"fps=5\.0, but rgb\.pt .* fps=10\.0"):
+        check_prepared_like_training([rgb], tmp_path)
+    old = Stream(torch.nn.Identity(), rgb.cfg, rgb.classes, "old.pt")  # a checkpoint without the record
+    check_prepared_like_training([old], tmp_path)

@@ -38,6 +38,7 @@ class Stream:
     classes: ClassMap
     source: str = ""
     root: str | None = None  # prepared dataset of this stream; None: the evaluation config's data.root
+    prepare: dict | None = None  # how its training data was prepared (``talmts prepare`` options), if recorded
 
     @property
     def modality(self) -> str:
@@ -54,7 +55,7 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
     ema = state.get("ema")
     model.load_state_dict(ema["weights"] if use_ema and ema else state["model"])
     model.to(device).eval()
-    return Stream(model=model, cfg=cfg, classes=classes, source=str(path))
+    return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=state.get("prepare"))
 
 
 def check_compatible(streams: Sequence[Stream]) -> None:
@@ -67,6 +68,28 @@ def check_compatible(streams: Sequence[Stream]) -> None:
             a, b = getattr(first.cfg.data, key), getattr(s.cfg.data, key)
             if a != b:
                 raise ValueError(f"{first.source} has data.{key}={a} but {s.source} has {b}; fused streams must agree")
+
+
+PREPARE_KEYS = ("fps", "size", "max_frames")  # and "flow" for a flow stream
+
+
+def check_prepared_like_training(streams: Sequence[Stream], root: str | Path) -> None:
+    """Test data must be sampled as the training data was: a network trained at 10 fps sees other motion at 5 fps,
+    and its mAP drops without any error. Compared where both sides recorded their ``talmts prepare`` options."""
+    import json
+
+    for s in streams:
+        path = Path(s.root or root) / "prepare.json"
+        if not s.prepare or not path.is_file():
+            continue
+        here = json.loads(path.read_text())
+        for key in PREPARE_KEYS + (("flow",) if s.modality == "flow" else ()):
+            if key in here and key in s.prepare and here[key] != s.prepare[key]:
+                raise ValueError(
+                    f"{path}: {key}={here[key]!r}, but {s.source} was trained on data prepared with "
+                    f"{key}={s.prepare[key]!r}; prepare the test videos with the training data's options "
+                    f"({', '.join(f'{k}={v!r}' for k, v in s.prepare.items())})"
+                )
 
 
 def window_tensor(frames: np.ndarray, clip_frames: int, frame_size: int) -> torch.Tensor:
@@ -185,6 +208,7 @@ def detect_prepared(
     """Detections for prepared videos (frames/flow .npy under cfg.data.root), one stream or fused."""
     check_compatible(streams)
     root = Path(cfg.data.root)
+    check_prepared_like_training(streams, root)
     info = read_video_info(root / "video_info.csv")
     missing = [v for v in videos if v not in info]
     if missing:

@@ -5,21 +5,46 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 
 from talmts.config import load_config, resolve_config_path
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # = engine.bench's
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="config file or bundled name (default: the paper's THUMOS14 RGB)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
-    p.add_argument("--batch", type=int, nargs="+", default=[1])
+    p.add_argument(
+        "--batch", nargs="+", default=["1"], help="batch sizes (key=value items after them are config overrides)"
+    )
     p.add_argument("--dtype", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
     p.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     p.add_argument("--fold-bn", action="store_true", help="fold the frozen BatchNorm into the I3D convolutions")
+    p.add_argument(
+        "--fuse-pointwise",
+        action="store_true",
+        help="fuse each Inception block's three 1x1x1 convolutions into one (implies --fold-bn)",
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
-    p.add_argument("--compile-mode", default="default")
+    p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
+    p.add_argument(
+        "--compile-backend",
+        choices=COMPILE_BACKENDS,
+        default="inductor",
+        help="eager / aot_eager only trace the graph (quick dry runs of a bench script; the mode is then ignored)",
+    )
+    p.add_argument(
+        "--compile-cache",
+        default=None,
+        metavar="FILE",
+        help="load torch.compile artifacts from FILE if it exists, save them there at the end (a later session "
+        "with the same torch and device then skips the compile)",
+    )
+    p.add_argument("--backbone-only", action="store_true", help="time the I3D backbone alone, as the detector runs it")
     p.add_argument("--cuda-graph", action="store_true", help="capture the forward pass in a CUDA graph")
     p.add_argument("--streams", choices=["rgb", "flow", "both"], default="rgb")
     p.add_argument(
@@ -40,8 +65,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.bench import Levers, matmul_peak_tflops, measure_network, measure_postprocess, measure_train_step
+    from talmts.engine.bench import (
+        Levers,
+        load_compile_cache,
+        matmul_peak_tflops,
+        measure_network,
+        measure_postprocess,
+        measure_train_step,
+        save_compile_cache,
+    )
 
+    # argparse hands --batch every positional after it: the key=value ones are config overrides
+    args.overrides = [*args.overrides, *(b for b in args.batch if "=" in b)]
+    try:
+        batches = [int(b) for b in args.batch if "=" not in b]
+    except ValueError:
+        print(f"talmts bench: --batch takes integers (and key=value overrides), got {args.batch}", file=sys.stderr)
+        return 2
     path = resolve_config_path(args.config or "thumos14_rgb")
     overrides = ["model.backbone.weights=null", *args.overrides]  # speed does not depend on the weights' values
     if args.preset == "afsd":
@@ -54,6 +94,27 @@ def run(args: argparse.Namespace) -> int:
     if args.preset == "afsd":
         warmup, iters, statistic = 2, 20, "mean"
 
+    part = "backbone" if args.backbone_only else "network"
+    try:  # bad combinations fail here, before any measurement
+        levers_of = {
+            dtype: Levers(
+                dtype=dtype,
+                channels_last=args.channels_last,
+                fold_bn=args.fold_bn,
+                compile=args.compile,
+                compile_mode=args.compile_mode,
+                cuda_graph=args.cuda_graph,
+                fuse_pointwise=args.fuse_pointwise,
+                compile_backend=args.compile_backend,
+            )
+            for dtype in args.dtype
+        }
+    except ValueError as err:
+        print(f"talmts bench: {err}", file=sys.stderr)
+        return 2
+    if args.compile_cache and args.compile:
+        print(f"compile cache {args.compile_cache}: {'loaded' if load_compile_cache(args.compile_cache) else 'none'}")
+
     peaks = {}
     results = []
     streams = {"rgb": [3], "flow": [2], "both": [3, 2]}[args.streams]
@@ -61,8 +122,8 @@ def run(args: argparse.Namespace) -> int:
         torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
         if not args.no_flops and dtype not in peaks:
             peaks[dtype] = matmul_peak_tflops(device, torch_dtype)
-        levers = Levers(dtype, args.channels_last, args.fold_bn, args.compile, args.compile_mode, args.cuda_graph)
-        for batch in args.batch:
+        levers = levers_of[dtype]
+        for batch in batches:
             per_stream = [
                 measure_network(
                     cfg,
@@ -75,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
                     peak_tflops=peaks.get(dtype),
                     flops=not args.no_flops,
                     statistic=statistic,
-                    check_against=_reference(cfg, c, device) if args.check else None,
+                    check_against=_reference(cfg, c, device, part) if args.check else None,
+                    part=part,
                 )
                 for c in streams
             ]
@@ -85,13 +147,17 @@ def run(args: argparse.Namespace) -> int:
                 results.append(row)
             if len(per_stream) == 2:  # two streams run one after the other on the same clips
                 fps = 1 / sum(1 / r.frames_per_s for r in per_stream)
-                results.append({"stream": "both", "preset": args.preset, "batch": batch, "frames_per_s": fps})
+                results.append(
+                    {"stream": "both", "preset": args.preset, "part": part, "batch": batch, "frames_per_s": fps}
+                )
     if args.postprocess:
         results.append({"postprocess": measure_postprocess(cfg)})
     if args.train_step:
         results.append({"train_step": measure_train_step(cfg, device=device)})
     if peaks:
         results.append({"peak_tflops": peaks, "device": str(device)})
+    if args.compile_cache and args.compile:
+        results.append({"compile_cache": args.compile_cache, "bytes": save_compile_cache(args.compile_cache)})
     for row in results:
         print(json.dumps(row) if args.json else _line(row))
     if args.save:
@@ -100,11 +166,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference(cfg, in_channels: int, device: torch.device):  # noqa: ANN001, ANN202
-    """The fp32 eager model with the same (seeded) weights as the measured one."""
+def _reference(cfg, in_channels: int, device: torch.device, part: str = "network"):  # noqa: ANN001, ANN202
+    """The fp32 eager model (or backbone) with the same (seeded) weights as the measured one."""
     from talmts.engine.bench import Levers, prepare_model
 
-    model, _ = prepare_model(cfg, 20, in_channels, device, Levers())
+    model, _ = prepare_model(cfg, 20, in_channels, device, Levers(), part)
 
     def run(clip: torch.Tensor):  # noqa: ANN202
         with torch.inference_mode():
@@ -116,14 +182,20 @@ def _reference(cfg, in_channels: int, device: torch.device):  # noqa: ANN001, AN
 def _line(row: dict) -> str:
     if "frames_per_s" in row and "median_ms" in row:
         lev = row["levers"]
-        on = [k for k in ("channels_last", "fold_bn", "compile", "cuda_graph") if lev.get(k)]
+        on = [k for k in ("channels_last", "fold_bn", "fuse_pointwise", "compile", "cuda_graph") if lev.get(k)]
+        if lev.get("compile") and lev.get("compile_mode", "default") != "default":
+            on[on.index("compile")] = f"compile={lev['compile_mode']}"
         frac = f"  {row['peak_fraction'] * 100:.1f}% of peak" if row.get("peak_fraction") else ""
         mem = f"  peak {row['peak_mem_mb']:.0f} MB" if row.get("peak_mem_mb") else ""
         gf = f"  {row['gflop_per_clip']:.1f} GFLOP/clip" if row.get("gflop_per_clip") else ""
         agree = row.get("agreement")
-        chk = f"  [vs fp32: dscore {agree['max_score_diff']:.1e}, top-20 {agree['top_overlap']:.0%}]" if agree else ""
+        chk = ""
+        if agree and "max_score_diff" in agree:
+            chk = f"  [vs fp32: dscore {agree['max_score_diff']:.1e}, top-20 {agree['top_overlap']:.0%}]"
+        elif agree:
+            chk = f"  [vs fp32: max relative feature diff {agree['max_rel_feature_diff']:.1e}]"
         return (
-            f"{row['preset']:7s} {row['stream']:4s} b={row['batch']:<3d} {lev['dtype']} {'+'.join(on) or 'eager'}: "
+            f"{row['preset']:7s} {row['stream']:4s} {row['part']:8s} b={row['batch']:<3d} {lev['dtype']} {'+'.join(on) or 'eager'}: "
             f"{row['frames_per_s']:,.0f} frames/s ({row['median_ms']:.2f} ms median){gf}{frac}{mem}{chk}"
         )
     return json.dumps(row)

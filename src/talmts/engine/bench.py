@@ -1,10 +1,13 @@
 """Throughput, FLOPs and peak memory of the network, and the cost of decoding + Soft-NMS beside it.
 
 Protocol (``measure_network``): build the detector for a config, put it in eval mode, apply the inference levers
-asked for (BatchNorm folding, channels-last 3D, bf16 autocast, ``torch.compile``, CUDA graphs), run ``warmup``
+asked for (BatchNorm folding, fused 1x1x1 Inception convolutions, channels-last 3D, bf16 autocast,
+``torch.compile`` in one of its modes, CUDA graphs), run ``warmup``
 forward passes, then time ``iters`` passes one by one (CUDA events on GPU, a synchronised clock elsewhere) and
 report the median. frames/s = batch x T / median seconds. AFSD's own protocol (fp32, batch 1, 2 warm-up and 20
 timed passes, mean) is the ``afsd`` preset of the CLI, so the figures compare with the ones AFSD reports.
+``part="backbone"`` times the I3D backbone alone, as the detector runs it (up to Mixed_5c, keeping the endpoints
+the head reads), for reference.
 """
 
 from __future__ import annotations
@@ -12,18 +15,25 @@ from __future__ import annotations
 import contextlib
 import statistics
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from talmts.config import Config
+from talmts.fileio import atomic_write_bytes
 from talmts.geometry import refine_distances
 from talmts.models import build_detector
 from talmts.models.detector import pyramid_lengths
 from talmts.outputs import DetectorOutput
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
+PARTS = ("network", "backbone")
 
 
 @dataclass
@@ -34,12 +44,30 @@ class Levers:
     channels_last: bool = False
     fold_bn: bool = False
     compile: bool = False
-    compile_mode: str = "default"  # "default", "max-autotune-no-cudagraphs", ...
+    compile_mode: str = "default"  # one of COMPILE_MODES
     cuda_graph: bool = False
+    fuse_pointwise: bool = False  # implies fold_bn (the fused conv carries the folded BN)
+    compile_backend: str = "inductor"  # "eager" / "aot_eager": trace only, for quick dry runs of a bench script
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype {self.dtype!r}: use fp32 or bf16")
+        if self.compile_backend not in COMPILE_BACKENDS:
+            raise ValueError(f"compile_backend {self.compile_backend!r}: use one of {', '.join(COMPILE_BACKENDS)}")
+        if self.compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode {self.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
+        if self.cuda_graph and self.compile and self.compile_mode in ("reduce-overhead", "max-autotune"):
+            raise ValueError(
+                f"compile_mode {self.compile_mode!r} captures CUDA graphs itself and cannot run inside the bench's "
+                "own CUDA graph: drop cuda_graph, or use 'default' / 'max-autotune-no-cudagraphs' with it"
+            )
+        if self.fuse_pointwise:
+            self.fold_bn = True
 
 
 @dataclass
 class NetworkResult:
+    part: str
     batch: int
     frames: int
     size: int
@@ -98,22 +126,73 @@ def _time_calls(fn: Callable[[], object], device: torch.device, iters: int) -> l
     return out
 
 
-def prepare_model(cfg: Config, num_classes: int, in_channels: int, device: torch.device, levers: Levers):
-    """The detector in eval mode with the levers applied, and the callable that runs one forward pass.
+class BackboneOnly(torch.nn.Module):
+    """The detector's backbone as the detector runs it: ``clip -> (endpoint features, ...)`` in ``endpoints`` order."""
+
+    def __init__(self, backbone: torch.nn.Module, endpoints: list[str]) -> None:
+        super().__init__()
+        self.backbone, self.endpoints = backbone, list(endpoints)
+
+    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        feats = self.backbone.extract_features(clip, self.endpoints)
+        return tuple(feats[e] for e in self.endpoints)
+
+
+def prepare_model(
+    cfg: Config, num_classes: int, in_channels: int, device: torch.device, levers: Levers, part: str = "network"
+):
+    """The detector (or its backbone, ``part="backbone"``) in eval mode with the levers applied, and the callable
+    that runs one forward pass.
 
     Seeded, so every variant built for the same config has the same weights and can be compared.
     """
+    if part not in PARTS:
+        raise ValueError(f"part {part!r}: use one of {', '.join(PARTS)}")
     torch.manual_seed(0)
     model = build_detector(cfg, num_classes, in_channels).eval()
-    if levers.fold_bn:
+    if levers.fuse_pointwise:
+        model.backbone = model.backbone.fuse_pointwise()  # folds the BN too
+    elif levers.fold_bn:
         model.backbone = model.backbone.fold_batchnorm()
+    if part == "backbone":
+        model = BackboneOnly(model.backbone, model.endpoints).eval()
     model = model.to(device)
     if levers.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    run: Callable[[torch.Tensor], DetectorOutput] = model
+    run: Callable[[torch.Tensor], object] = model
     if levers.compile:
-        run = torch.compile(model, mode=None if levers.compile_mode == "default" else levers.compile_mode)
+        mode = None if levers.compile_mode == "default" or levers.compile_backend != "inductor" else levers.compile_mode
+        run = torch.compile(model, mode=mode, backend=levers.compile_backend)
     return model, run
+
+
+def load_compile_cache(path: str | Path) -> bool:
+    """Load ``torch.compile`` artifacts (compiled graphs, kernels, autotuning results) saved by an earlier process
+    with :func:`save_compile_cache`, so that a fresh machine with the same torch and device skips the compile."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        info = torch.compiler.load_cache_artifacts(p.read_bytes())  # None when the bytes do not deserialise
+    except Exception as err:  # another torch version or a damaged file: compile from scratch instead
+        info, why = None, str(err)
+    else:
+        why = "not readable by this torch"
+    if info is None:
+        warnings.warn(f"{p}: compile cache not loaded ({why}); compiling from scratch", stacklevel=2)
+        return False
+    return True
+
+
+def save_compile_cache(path: str | Path) -> int:
+    """Write this process's ``torch.compile`` artifacts to ``path``; returns the bytes written (0: nothing)."""
+    saved = torch.compiler.save_cache_artifacts()
+    if saved is None:
+        return 0
+    data = saved[0]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, data)
+    return len(data)
 
 
 def _autocast(device: torch.device, dtype: str):
@@ -135,23 +214,25 @@ def measure_network(
     peak_tflops: float | None = None,
     flops: bool = True,
     statistic: str = "median",
-    check_against: Callable[[torch.Tensor], DetectorOutput] | None = None,
+    check_against: Callable[[torch.Tensor], object] | None = None,
+    part: str = "network",
 ) -> NetworkResult:
-    """Time the whole network (backbone, RFP, STT, FSA, boundary pooling, heads) on random clips."""
+    """Time the whole network (backbone, RFP, STT, FSA, boundary pooling, heads) on random clips, or the backbone
+    alone (``part="backbone"``); ``check_against`` is the reference for the same part."""
     t, s = cfg.data.clip_frames, cfg.data.frame_size
-    model, run = prepare_model(cfg, num_classes, in_channels, device, levers)
+    model, run = prepare_model(cfg, num_classes, in_channels, device, levers, part)
     clip = torch.rand(batch, in_channels, t, s, s, device=device) * 2 - 1
     if levers.channels_last:
         clip = clip.contiguous(memory_format=torch.channels_last_3d)
     gflop = count_flops(model, clip[:1]) / 1e9 if flops else None
 
-    def forward() -> DetectorOutput:
+    def forward() -> object:
         with torch.inference_mode(), _autocast(device, levers.dtype):
             return run(clip)
 
     agreement = None
     if check_against is not None:
-        agreement = compare_scores(check_against(clip[:1]), _first(forward()))
+        agreement = compare_outputs(check_against(clip[:1]), _first(forward()))
 
     call: Callable[[], object] = forward
     if levers.cuda_graph and device.type == "cuda":
@@ -166,6 +247,7 @@ def measure_network(
     sec = statistics.median(times) if statistic == "median" else statistics.fmean(times)
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _cpu_peak_mb()
     res = NetworkResult(
+        part=part,
         batch=batch,
         frames=t,
         size=s,
@@ -186,8 +268,21 @@ def measure_network(
     return res
 
 
-def _first(out: DetectorOutput) -> DetectorOutput:
-    return out.map(lambda t: t[:1])
+def _first(out: object) -> object:
+    if isinstance(out, DetectorOutput):
+        return out.map(lambda t: t[:1])
+    return tuple(t[:1] for t in out)  # BackboneOnly's features
+
+
+def compare_outputs(ref: object, out: object) -> dict:
+    """``compare_scores`` for detector outputs; for backbone features, the largest difference relative to the
+    reference's largest magnitude, over the endpoints."""
+    if isinstance(ref, DetectorOutput):
+        return compare_scores(ref, out)
+    diffs = [
+        float((a.float() - b.float()).abs().max() / a.float().abs().max().clamp_min(1e-12)) for a, b in zip(ref, out)
+    ]
+    return {"max_rel_feature_diff": max(diffs)}
 
 
 def detection_scores(out: DetectorOutput) -> torch.Tensor:

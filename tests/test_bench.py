@@ -1,0 +1,112 @@
+"""``talmts bench`` and engine.bench: the inference levers give the same detections as the plain model, the
+backbone-only part, lever validation, and every flag of the GPU scripts accepted on the CPU."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from talmts.cli import bench as cli_bench
+from talmts.cli import main
+from talmts.config import load_config, resolve_config_path
+from talmts.engine import bench
+from talmts.models.i3d import InceptionModule
+
+TINY = ["model.backbone.weights=null", "data.clip_frames=32"]  # the demo network (I3D width 0.25, 48 px), 32 frames
+
+
+def _cfg():
+    return load_config(resolve_config_path("demo"), TINY)
+
+
+def test_fused_pointwise_detector_gives_the_plain_detections() -> None:
+    cfg, cpu = _cfg(), torch.device("cpu")
+    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
+    fused, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers(fuse_pointwise=True, channels_last=True))
+    blocks = [m for m in fused.backbone.modules() if isinstance(m, InceptionModule)]
+    assert blocks and all(b.pointwise is not None for b in blocks)  # the lever really was applied
+    clip = torch.rand(2, 3, 32, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        agree = bench.compare_scores(plain(clip), fused(clip.contiguous(memory_format=torch.channels_last_3d)))
+    assert agree["max_score_diff"] < 1e-5 and agree["max_boundary_diff_frames"] < 1e-3
+    assert agree["top_overlap"] == 1.0
+
+
+def test_backbone_only_returns_the_endpoints_the_head_reads() -> None:
+    cfg, cpu = _cfg(), torch.device("cpu")
+    model, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers(), part="backbone")
+    detector, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
+    clip = torch.rand(1, 3, 32, 48, 48)
+    with torch.inference_mode():
+        feats = model(clip)
+        want = detector.backbone.extract_features(clip, detector.endpoints)
+    assert len(feats) == len(detector.endpoints) == 2
+    for f, name in zip(feats, detector.endpoints):
+        torch.testing.assert_close(f, want[name])
+    assert bench.compare_outputs(feats, feats) == {"max_rel_feature_diff": 0.0}
+    off = tuple(f * 1.01 for f in feats)
+    assert bench.compare_outputs(feats, off)["max_rel_feature_diff"] == pytest.approx(0.01, rel=1e-3)
+
+
+def test_lever_validation() -> None:
+    assert bench.Levers(fuse_pointwise=True).fold_bn  # the fused conv carries the folded BN
+    with pytest.raises(ValueError, match="captures CUDA graphs itself"):
+        bench.Levers(compile=True, compile_mode="reduce-overhead", cuda_graph=True)
+    with pytest.raises(ValueError, match="compile_mode"):
+        bench.Levers(compile_mode="fastest")
+    with pytest.raises(ValueError, match="dtype"):
+        bench.Levers(dtype="fp16")
+    bench.Levers(compile=True, compile_mode="max-autotune-no-cudagraphs", cuda_graph=True)
+    assert cli_bench.COMPILE_MODES == bench.COMPILE_MODES
+    assert cli_bench.COMPILE_BACKENDS == bench.COMPILE_BACKENDS
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_cli_backbone_only_fused_check_and_overrides_after_batch(tmp_path: Path) -> None:
+    out = tmp_path / "b.jsonl"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "--iters", "1", "--warmup", "0", "--no-flops"]
+    argv += ["--fuse-pointwise", "--backbone-only", "--check", "--json", "--save", str(out)]
+    assert main([*argv, "--batch", "1", "2", "data.clip_frames=32"]) == 0  # the override after --batch is kept
+    rows = [r for r in _rows(out) if "frames_per_s" in r]
+    assert [r["batch"] for r in rows] == [1, 2]
+    for r in rows:
+        assert r["part"] == "backbone" and r["frames"] == 32
+        assert r["levers"]["fuse_pointwise"] and r["levers"]["fold_bn"]
+        assert r["agreement"]["max_rel_feature_diff"] < 1e-5
+
+
+def test_cli_gpu_flags_dry_run_on_cpu(tmp_path: Path) -> None:
+    # the flags of bench/gpu_speed_next.sh; the compile traces only (eager backend) to keep the test short
+    out, cache = tmp_path / "b.jsonl", tmp_path / "cache" / "cc.bin"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "data.clip_frames=32", "--iters", "1", "--warmup", "1"]
+    argv += ["--dtype", "bf16", "--channels-last", "--fold-bn", "--fuse-pointwise", "--compile", "--cuda-graph"]
+    argv += ["--compile-mode", "max-autotune-no-cudagraphs", "--compile-backend", "eager"]
+    argv += ["--compile-cache", str(cache), "--check", "--json", "--save", str(out), "--batch", "2"]
+    assert main(argv) == 0
+    rows = _rows(out)
+    net = next(r for r in rows if "frames_per_s" in r)
+    assert net["levers"]["compile_mode"] == "max-autotune-no-cudagraphs" and net["levers"]["cuda_graph"]
+    assert net["agreement"]["max_score_diff"] < 1e-2  # bf16 vs the fp32 eager model
+    assert any("compile_cache" in r for r in rows)
+
+
+def test_cli_rejects_bad_combinations(capsys: pytest.CaptureFixture) -> None:
+    base = ["bench", "--device", "cpu", "--config", "demo", "--no-flops"]
+    assert main([*base, "--compile", "--compile-mode", "reduce-overhead", "--cuda-graph"]) == 2
+    assert "captures CUDA graphs itself" in capsys.readouterr().err
+    assert main([*base, "--batch", "1", "x"]) == 2
+    assert "--batch takes integers" in capsys.readouterr().err
+
+
+def test_compile_cache_missing_or_damaged(tmp_path: Path) -> None:
+    assert not bench.load_compile_cache(tmp_path / "none.bin")
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"not a cache")
+    with pytest.warns(UserWarning, match="compile cache not loaded"):
+        assert not bench.load_compile_cache(bad)

@@ -250,3 +250,28 @@ def test_shifted_max_pool_equals_native_pool_on_nonnegative_inputs():
         assert torch.equal(shifted_max_pool(x, (3, 3, 3), (1, 1, 1)), want)
         with torch.no_grad():
             assert torch.equal(MaxPool3dSame((3, 3, 3), (1, 1, 1))(x), want)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride"), [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))]
+)
+@pytest.mark.parametrize("size", [(8, 12, 12), (7, 9, 10), (5, 6, 3), (1, 1, 2), (4, 2, 2)])
+def test_shifted_max_pool_strided_equals_zero_padded_reference(kernel: tuple, stride: tuple, size: tuple) -> None:
+    # the CPU inference path of every I3D pool (the strided ones between blocks too): pytorch-i3d's zero F.pad +
+    # max_pool3d, exactly, for inputs of any sign; and the module's training path agrees on ReLU outputs
+    from talmts.models.i3d import shifted_max_pool
+
+    g = torch.Generator().manual_seed(sum(size) + sum(kernel))
+    x = torch.randn(2, 3, *size, generator=g)
+    pool = MaxPool3dSame(kernel, stride)
+    want = _ref_pool(pool, x)
+    got = shifted_max_pool(x, kernel, stride)
+    assert got.shape == want.shape and torch.equal(got, want)
+    r = torch.relu(x)
+    assert torch.equal(shifted_max_pool(r, kernel, stride, nonnegative=True), _ref_pool(pool, r))  # no pad copy
+    r.requires_grad_(True)  # grad enabled: the native max_pool3d path
+    with torch.no_grad():
+        fast = pool(r)
+    assert torch.equal(fast, pool(r).detach())
+    with torch.no_grad():  # a pool that may see negative inputs pads its zeros explicitly
+        assert torch.equal(MaxPool3dSame(kernel, stride, nonnegative_input=False)(x), want)

@@ -153,38 +153,51 @@ class MaxPool3dSame(nn.Module):
         return (pads[0], pads[1], pads[2]), ceil
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
+            # CPU inference: same values, 3-11x faster than max_pool3d
+            return shifted_max_pool(x, self.kernel, self.stride, self.nonnegative_input)
         sizes = tuple(x.shape[2:])
         plan = self._native_plan(sizes) if self.nonnegative_input else None
         if plan is not None:
-            if (
-                x.device.type == "cpu"
-                and self.stride == (1, 1, 1)
-                and not (torch.is_grad_enabled() and x.requires_grad)
-            ):
-                return shifted_max_pool(x, self.kernel, plan[0])
             return F.max_pool3d(x, self.kernel, self.stride, plan[0], ceil_mode=plan[1])
         pads = [same_padding(n, k, s) for n, k, s in zip(sizes, self.kernel, self.stride)]
         x = F.pad(x, (*pads[2], *pads[1], *pads[0]))
         return F.max_pool3d(x, self.kernel, self.stride)
 
 
-def shifted_max_pool(x: torch.Tensor, kernel: Triple, padding: Triple) -> torch.Tensor:
-    """Stride-1 max pool as a separable running maximum of shifted views, zero-padded (inputs are >= 0).
+def shifted_max_pool(
+    x: torch.Tensor, kernel: Triple, stride: Triple = (1, 1, 1), nonnegative: bool = False
+) -> torch.Tensor:
+    """TF-same max pool with zero padding (as pytorch-i3d's F.pad + max_pool3d), one dimension at a time, as a
+    running maximum of shifted, strided views: out[i] = max_j padded[i * stride + j], j < kernel.
 
-    Same values as ``F.max_pool3d``; on the CPU its kernel costs 4x more than these element-wise maxima
-    (docs/PERFORMANCE.md). Used for inference only: with ties (ReLU zeros) ``torch.maximum`` splits the gradient,
-    the pool sends it to one element.
+    Same values as that reference; on the CPU torch's max_pool3d kernel costs 3-11x more than these element-wise
+    maxima (docs/PERFORMANCE.md). With ``nonnegative=True`` (ReLU outputs) the padding is not materialised: each
+    window takes the maximum over its real elements only, equal to zero padding since every window holds one.
+    Used for inference only: with ties (ReLU zeros) ``torch.maximum`` splits the gradient, the pool sends it to
+    one element.
     """
-    for dim, k, p in zip((2, 3, 4), kernel, padding):
-        if k == 1:
+    for dim, k, s in zip((2, 3, 4), kernel, stride):
+        if k == 1 and s == 1:
             continue
+        out = -(-x.shape[dim] // s)  # [.., n, ..] -> [.., ceil(n / s), ..]
+        before, after = same_padding(x.shape[dim], k, s)
+        if not nonnegative and before + after:
+            x = F.pad(x, [0, 0] * (4 - dim) + [before, after])
+            before = 0
         n = x.shape[dim]
-        pad = [0, 0] * (4 - dim) + [p, k - 1 - p]
-        padded = F.pad(x, pad)
-        out = padded.narrow(dim, 0, n)
-        for shift in range(1, k):
-            out = torch.maximum(out, padded.narrow(dim, shift, n))
-        x = out
+        index: list[slice] = [slice(None)] * x.dim()
+        index[dim] = slice(0, (out - 1) * s + 1, s)  # shift `before` reads x[i * s], real for every i
+        result = x[tuple(index)].clone()
+        for shift in range(k):
+            off = shift - before  # out[i] reads x[i * s + off] where 0 <= i * s + off < n
+            lo, hi = -(off // s) if off < 0 else 0, min(out, (n - 1 - off) // s + 1)
+            if shift == before or hi <= lo:
+                continue
+            index[dim] = slice(lo * s + off, (hi - 1) * s + off + 1, s)
+            part = result.narrow(dim, lo, hi - lo)
+            torch.maximum(part, x[tuple(index)], out=part)  # in place on a view of result
+        x = result
     return x
 
 

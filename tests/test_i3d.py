@@ -253,7 +253,8 @@ def test_shifted_max_pool_equals_native_pool_on_nonnegative_inputs():
 
 
 @pytest.mark.parametrize(
-    ("kernel", "stride"), [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))]
+    ("kernel", "stride"),
+    [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))],
 )
 @pytest.mark.parametrize("size", [(8, 12, 12), (7, 9, 10), (5, 6, 3), (1, 1, 2), (4, 2, 2)])
 def test_shifted_max_pool_strided_equals_zero_padded_reference(kernel: tuple, stride: tuple, size: tuple) -> None:

@@ -116,7 +116,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"compile cache {args.compile_cache}: {'loaded' if load_compile_cache(args.compile_cache) else 'none'}")
 
     peaks = {}
-    results = []
+
+    def emit(row: dict) -> None:  # each row as soon as it is measured: a step killed by a timeout keeps the rest
+        print(json.dumps(row) if args.json else _line(row), flush=True)
+        if args.save:
+            with open(args.save, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
     streams = {"rgb": [3], "flow": [2], "both": [3, 2]}[args.streams]
     for dtype in args.dtype:
         torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
@@ -144,25 +150,20 @@ def run(args: argparse.Namespace) -> int:
             for c, r in zip(streams, per_stream):
                 row = {"stream": "rgb" if c == 3 else "flow", "preset": args.preset, **vars(r)}
                 row.pop("times_ms")
-                results.append(row)
+                emit(row)
+            if args.compile_cache and args.compile:  # after every compile, in case a later one runs out of time
+                save_compile_cache(args.compile_cache)
             if len(per_stream) == 2:  # two streams run one after the other on the same clips
                 fps = 1 / sum(1 / r.frames_per_s for r in per_stream)
-                results.append(
-                    {"stream": "both", "preset": args.preset, "part": part, "batch": batch, "frames_per_s": fps}
-                )
+                emit({"stream": "both", "preset": args.preset, "part": part, "batch": batch, "frames_per_s": fps})
     if args.postprocess:
-        results.append({"postprocess": measure_postprocess(cfg)})
+        emit({"postprocess": measure_postprocess(cfg)})
     if args.train_step:
-        results.append({"train_step": measure_train_step(cfg, device=device)})
+        emit({"train_step": measure_train_step(cfg, device=device)})
     if peaks:
-        results.append({"peak_tflops": peaks, "device": str(device)})
+        emit({"peak_tflops": peaks, "device": str(device)})
     if args.compile_cache and args.compile:
-        results.append({"compile_cache": args.compile_cache, "bytes": save_compile_cache(args.compile_cache)})
-    for row in results:
-        print(json.dumps(row) if args.json else _line(row))
-    if args.save:
-        with open(args.save, "a") as f:
-            f.writelines(json.dumps(row) + "\n" for row in results)
+        emit({"compile_cache": args.compile_cache, "bytes": save_compile_cache(args.compile_cache)})
     return 0
 
 
@@ -183,8 +184,13 @@ def _line(row: dict) -> str:
     if "frames_per_s" in row and "median_ms" in row:
         lev = row["levers"]
         on = [k for k in ("channels_last", "fold_bn", "fuse_pointwise", "compile", "cuda_graph") if lev.get(k)]
-        if lev.get("compile") and lev.get("compile_mode", "default") != "default":
-            on[on.index("compile")] = f"compile={lev['compile_mode']}"
+        if lev.get("compile"):
+            tag = "compile"
+            if lev.get("compile_backend", "inductor") != "inductor":
+                tag += f"[{lev['compile_backend']}]"
+            if lev.get("compile_mode", "default") != "default":
+                tag += f"={lev['compile_mode']}"
+            on[on.index("compile")] = tag
         frac = f"  {row['peak_fraction'] * 100:.1f}% of peak" if row.get("peak_fraction") else ""
         mem = f"  peak {row['peak_mem_mb']:.0f} MB" if row.get("peak_mem_mb") else ""
         gf = f"  {row['gflop_per_clip']:.1f} GFLOP/clip" if row.get("gflop_per_clip") else ""

@@ -3,6 +3,7 @@
 # (bf16 autocast, channels-last 3D, BatchNorm folded, torch.compile, CUDA graph). Full TAL-MTS, RGB, 256x96x96.
 #
 #   GPU:  bash bench/gpu_speed_next.sh            (JSON lines in $OUT/bench.jsonl, log in $OUT/log.txt)
+#         about 7 min (BUDGET) + the machine's start; run it with a 480 s command limit
 #   CPU smoke run of every command line (tiny demo network, 32 frames, batch 2, one timed pass, compile traced
 #   with the eager backend except in the step named by SMOKE_INDUCTOR_STEP):
 #         DEVICE=cpu OUT=/tmp/smoke bash bench/gpu_speed_next.sh
@@ -65,12 +66,7 @@ run graph_fused 60 $BEST --fuse-pointwise --cuda-graph --no-flops --check --batc
 run compile_fused 240 $BEST --fuse-pointwise --compile --cuda-graph --check $(cache compile_fused) --batch 32 64
 # 3. the same-session baseline: the best setting of gpu_speed.sh (86,664 frames/s at batch 32 last time)
 run compile_base 150 $BEST --compile --cuda-graph --check $(cache compile_base) --batch 32
-# 4. the backbone alone at the same settings, for reference (eager + CUDA graph; fused vs unfused)
-run backbone_base 45 $BEST --backbone-only --cuda-graph --no-flops --batch 32
-run backbone_fused 45 $BEST --backbone-only --fuse-pointwise --cuda-graph --check --batch 32
-# 5. larger batch, compiled
-run compile_fused_b128 150 $BEST --fuse-pointwise --compile --cuda-graph $(cache compile_fused_b128) --batch 128
-# 6. max-autotune (without its own CUDA graphs: the bench captures one) at the best batch of step 2
+# 4. max-autotune (without its own CUDA graphs: the bench captures one) at the best batch of step 2
 best=$(python3 - "$OUT/bench.jsonl" <<'EOF'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if '"frames_per_s"' in line]
@@ -80,6 +76,11 @@ EOF
 )
 run autotune_fused 240 $BEST --fuse-pointwise --compile --compile-mode max-autotune-no-cudagraphs --cuda-graph \
   --check $(cache autotune_fused) --batch "$best"
+# 5. larger batch, compiled
+run compile_fused_b128 150 $BEST --fuse-pointwise --compile --cuda-graph $(cache compile_fused_b128) --batch 128
+# 6. the backbone alone at the same settings, for reference (eager + CUDA graph, fused vs unfused; cheap)
+run backbone_base 45 $BEST --backbone-only --cuda-graph --no-flops --batch 32
+run backbone_fused 45 $BEST --backbone-only --fuse-pointwise --cuda-graph --check --batch 32
 
 size=$(du -sk "$CACHE_DIR" | cut -f1)
 if [ "$size" -lt 15000 ]; then

@@ -162,7 +162,9 @@ def prepare_model(
     run: Callable[[torch.Tensor], object] = model
     if levers.compile:
         mode = None if levers.compile_mode == "default" or levers.compile_backend != "inductor" else levers.compile_mode
-        run = torch.compile(model, mode=mode, backend=levers.compile_backend)
+        # static shapes: each batch size gets its own graph (otherwise a second batch size in the same process
+        # recompiles the code with a dynamic batch dimension, and slower kernels)
+        run = torch.compile(model, mode=mode, backend=levers.compile_backend, dynamic=False)
     return model, run
 
 

@@ -165,3 +165,32 @@ def test_held_out_evaluation_during_training(dataset, capsys):
     assert best["best"] == max(h["average_mAP"] for h in history)
     assert best["epoch"] == 1 + [h["average_mAP"] for h in history].index(best["best"])
     assert "held-out (validation) average mAP after epoch 2" in capsys.readouterr().out
+
+
+def test_detect_a_folder_equals_one_video_at_a_time(dataset, checkpoints, capsys):
+    import shutil
+
+    folder = dataset / "folder"
+    folder.mkdir()
+    videos = sorted((dataset / "synth" / "videos").glob("*.mp4"))[:2]
+    for v in videos:
+        shutil.copy(v, folder / v.name)
+    (folder / "broken.mp4").write_bytes(b"not a video at all")
+    (folder / "notes.txt").write_text("not a video file: ignored")
+    ckpt = ["--checkpoint", str(checkpoints["rgb"]), "--flow-checkpoint", str(checkpoints["flow"]), "--quiet"]
+    assert main(["detect", str(folder), *ckpt, "--out", str(dataset / "det-folder")]) == 1  # one video failed
+    err = capsys.readouterr().err
+    assert "broken" in err
+    out = dataset / "det-folder"
+    combined = read_detections(out / "detections.json")
+    assert sorted(combined) == [v.stem for v in videos]
+    page = (out / "index.html").read_text()
+    for v in videos:
+        assert f"href='{v.stem}/index.html'" in page and (out / v.stem / "index.html").is_file()
+        assert main(["detect", str(v), *ckpt[:4], "--out", str(dataset / f"det-{v.stem}")]) == 0
+        alone = read_detections(dataset / f"det-{v.stem}" / "detections.json")[v.stem]
+        assert [(d.label, d.start, d.end) for d in alone] == [(d.label, d.start, d.end) for d in combined[v.stem]]
+        assert [d.score for d in alone] == pytest.approx([d.score for d in combined[v.stem]], rel=1e-9)
+    assert "broken" in page and "Failed (1)" in page
+    assert main(["detect", str(folder), *ckpt, "--video-id", "x"]) == 2
+    assert "--video-id names one video" in capsys.readouterr().err

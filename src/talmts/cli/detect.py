@@ -1,4 +1,5 @@
-"""``talmts detect VIDEO --checkpoint CKPT``: actions in one video as JSON, CSV, SRT, a timeline and an HTML page.
+"""``talmts detect VIDEO --checkpoint CKPT``: actions in one video (or every video of a folder) as JSON, CSV,
+subtitles, a timeline and an HTML page.
 
 The checkpoint carries its config, class names and how its training data was sampled, so nothing else is
 needed. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window.
@@ -11,11 +12,11 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("video", help="a video file (any format FFmpeg reads)")
+    parser.add_argument("video", help="a video file (any format FFmpeg reads), or a folder: each video in it")
     parser.add_argument("overrides", nargs="*", help="inference overrides, e.g. infer.conf_thresh=0.05")
     parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `talmts train`")
     parser.add_argument("--flow-checkpoint", help="the flow stream's checkpoint: the two streams are fused")
-    parser.add_argument("--out", help="output folder (default: detect-<video name>)")
+    parser.add_argument("--out", help="output folder (default: detect-<video or folder name>)")
     parser.add_argument("--annotations", help="ground truth (any layout talmts reads) drawn beside the detections")
     parser.add_argument(
         "--video-scores",
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-score", type=float, default=0.1, help="detections drawn on the timeline (0.1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (folder)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,22 +36,24 @@ def run(args: argparse.Namespace) -> int:
 
     from talmts.config import ConfigError
     from talmts.data.video import VideoDecodeError
-    from talmts.engine.detect import run_detect
+    from talmts.engine.detect import detect_and_write, load_detector
+    from talmts.formats import read_annotations
 
+    video = Path(args.video)
+    out = Path(args.out or f"detect-{video.stem if video.is_file() else video.resolve().name}")
     checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
-    out = args.out or f"detect-{Path(args.video).stem}"
     try:
-        res = run_detect(
-            args.video,
-            checkpoints,
-            out,
-            annotations=args.annotations,
-            device=args.device,
-            overrides=args.overrides,
-            min_score=args.min_score,
-            video_scores=args.video_scores,
-            video_id=args.video_id,
+        if video.is_dir() and args.video_id:
+            raise ValueError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
+        if not video.exists():
+            raise FileNotFoundError(f"{video}: no such video file or folder")
+        gt = read_annotations(args.annotations) if args.annotations else None
+        detector = load_detector(
+            checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
         )
+        if video.is_dir():
+            return _folder(detector, video, out, gt, args)
+        res = detect_and_write(detector, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
     except (VideoDecodeError, FileNotFoundError, ValueError, ConfigError) as e:
         print(f"talmts detect: {e}", file=sys.stderr)
         return 2
@@ -59,3 +63,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {d.label:<20} {d.start:8.2f} - {d.end:8.2f} s  score {d.score:.3f}")
     print("wrote " + ", ".join(str(p) for p in res.files.values()))
     return 0
+
+
+def _folder(detector, folder, out, gt, args: argparse.Namespace) -> int:  # noqa: ANN001
+    from talmts.engine.detect_folder import detect_folder
+
+    res = detect_folder(detector, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)
+    for r in res.results:
+        kept = sum(d.score >= args.min_score for d in r.detections)
+        print(f"  {r.video:<30} {kept:4d} detections >= {args.min_score:g}  ({r.seconds:.1f} s)")
+    for vid, why in res.failed.items():
+        print(f"talmts detect: {vid}: {why}", file=sys.stderr)
+    print(f"{len(res.results)} videos; wrote " + ", ".join(str(p) for p in res.files.values()))
+    return 1 if res.failed else 0

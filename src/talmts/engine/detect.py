@@ -25,7 +25,7 @@ from talmts.postprocess import (
     detections_for_video,
     load_video_scores,
 )
-from talmts.schema import Detection
+from talmts.schema import AnnotationSet, Detection
 
 DEFAULT_PREPARE = {"fps": 10.0, "size": 112, "max_frames": None, "flow": "tvl1"}
 
@@ -161,49 +161,67 @@ class DetectOutputs:
     seconds: float
 
 
-def run_detect(
-    video: str | Path,
+@dataclass
+class Detector:
+    """Loaded once, run on any number of videos: the streams, how their training data was sampled, and the
+    optional video-level scores that label a class-agnostic checkpoint."""
+
+    streams: list[Stream]
+    checkpoints: list[str]
+    prepare: dict | None
+    device: object
+    scores: VideoScores | None = None
+
+    @property
+    def names(self) -> str:
+        return " + ".join(s.modality for s in self.streams)
+
+
+def load_detector(
     checkpoints: Sequence[str | Path],
-    out_dir: str | Path,
     *,
-    annotations: str | Path | None = None,
     device: str = "auto",
     overrides: Sequence[str] = (),
-    min_score: float = 0.1,
     video_scores: str | Path | None = None,
-    video_id: str | None = None,
-) -> DetectOutputs:
-    """``talmts detect``: detections in one raw video written as JSON, CSV, subtitles (SRT), a timeline PNG and an
-    HTML page.
-
-    ``checkpoints``: one stream, or RGB and flow (fused). ``overrides`` (``infer.*`` keys) adjust inference.
-    ``annotations``: a ground-truth file whose entry for this video is drawn beside the detections.
-    ``video_scores``: video-level classifier scores (CUHK layout, as ``talmts eval --video-scores``) that label a
-    class-agnostic checkpoint's detections; the video is looked up as ``video_id`` (default: the file's stem).
-    """
-    import time
-
+) -> Detector:
+    """Streams from ``checkpoints`` (one, or RGB and flow: fused) with ``infer.*`` overrides applied."""
     from talmts.engine.distributed import resolve_device
     from talmts.engine.infer import load_stream
-    from talmts.engine.report import write_detections_csv, write_detections_srt, write_detections_vtt
-    from talmts.formats import read_annotations, write_detections
-    from talmts.viz import plot_timeline, write_html
 
-    start = time.perf_counter()
-    video, out = Path(video), Path(out_dir)
     dev = resolve_device(device)
     streams = [load_stream(c, dev) for c in checkpoints]
     for s in streams:  # inference overrides (e.g. infer.conf_thresh=0.05) on top of the stored configs
         s.cfg = _with_infer_overrides(s.cfg, overrides)
-    vid = video_id or video.stem
     scores_path = video_scores or streams[0].cfg.infer.video_scores
-    # read before the network runs, so that a bad score file fails at once
-    scores = _scores_for(scores_path, vid, streams[0]) if scores_path else None
+    scores = _check_scores(load_video_scores(scores_path), streams[0]) if scores_path else None
     prepare = _checkpoint_prepare(checkpoints[0])
-    dets, info = detect_video(video, streams, prepare, dev)
-    if scores is not None:
-        dets = apply_video_classifier(dets, scores.lookup(vid), scores.classes, streams[0].cfg.infer.video_top_k)
-    out.mkdir(parents=True, exist_ok=True)
+    return Detector(streams, [str(c) for c in checkpoints], prepare, dev, scores)
+
+
+def detect_and_write(
+    detector: Detector,
+    video: str | Path,
+    out_dir: str | Path,
+    *,
+    ground_truth: AnnotationSet | None = None,
+    min_score: float = 0.1,
+    video_id: str | None = None,
+) -> DetectOutputs:
+    """Detections in one raw video written as JSON, CSV, subtitles (SRT, WebVTT), a timeline PNG and an HTML page."""
+    import time
+
+    from talmts.engine.report import write_detections_csv, write_detections_srt, write_detections_vtt
+    from talmts.formats import write_detections
+    from talmts.viz import plot_timeline, write_html
+
+    start = time.perf_counter()
+    video, out = Path(video), Path(out_dir)
+    vid = video_id or video.stem
+    row = _scores_row(detector.scores, vid) if detector.scores else None  # before the network runs
+    dets, info = detect_video(video, detector.streams, detector.prepare, detector.device)
+    if row is not None:
+        top_k = detector.streams[0].cfg.infer.video_top_k
+        dets = apply_video_classifier(dets, row, detector.scores.classes, top_k)
     files = {
         "json": out / "detections.json",
         "csv": out / "detections.csv",
@@ -218,16 +236,14 @@ def run_detect(
     write_detections_vtt(dets, files["vtt"], min_score=min_score)
     duration = info.count / info.fps if info.fps else None
     gt = None
-    if annotations is not None:
-        ann = read_annotations(annotations)
-        if vid in ann.videos:
-            gt = ann.videos[vid].annotations
+    if ground_truth is not None:
+        if vid in ground_truth.videos:
+            gt = ground_truth.videos[vid].annotations
         else:
-            print(f"note: {vid!r} is not in {annotations}; the timeline shows detections only")
-    names = " + ".join(s.modality for s in streams)
-    plot_timeline(
-        dets, files["timeline"], duration=duration, ground_truth=gt, title=f"{vid} ({names})", min_score=min_score
-    )
+            print(f"note: {vid!r} is not in {ground_truth.source}; the timeline shows detections only")
+    title = f"{vid} ({detector.names})"
+    plot_timeline(dets, files["timeline"], duration=duration, ground_truth=gt, title=title, min_score=min_score)
+    scored = f"{detector.scores.source} (video {vid!r})" if detector.scores else None
     write_html(
         files["html"],
         title=f"talmts detect: {vid}",
@@ -237,28 +253,55 @@ def run_detect(
         captions_src=files["vtt"].name,
         notes={
             "video": str(video),
-            "checkpoints": ", ".join(str(c) for c in checkpoints),
-            "streams": names,
+            "checkpoints": ", ".join(detector.checkpoints),
+            "streams": detector.names,
             "decoded": f"{info.count} frames at {info.fps:g} fps, {info.sample_count} sampled at {info.sample_fps:g} fps",
-            **({"video-level scores": f"{scores_path} (video {vid!r})"} if scores is not None else {}),
+            **({"video-level scores": scored} if scored else {}),
         },
     )
     return DetectOutputs(vid, dets, info, files, time.perf_counter() - start)
 
 
-def _scores_for(path: str | Path, video: str, stream: Stream) -> VideoScores:
-    """The score file, checked: it labels a class-agnostic checkpoint and it has a row for ``video``."""
+def run_detect(
+    video: str | Path,
+    checkpoints: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    annotations: str | Path | None = None,
+    device: str = "auto",
+    overrides: Sequence[str] = (),
+    min_score: float = 0.1,
+    video_scores: str | Path | None = None,
+    video_id: str | None = None,
+) -> DetectOutputs:
+    """``talmts detect`` on one video: :func:`load_detector`, then :func:`detect_and_write`.
+
+    ``annotations``: a ground-truth file whose entry for this video is drawn beside the detections.
+    ``video_scores``: video-level classifier scores (CUHK layout, as ``talmts eval --video-scores``) that label a
+    class-agnostic checkpoint's detections; the video is looked up as ``video_id`` (default: the file's stem).
+    """
+    from talmts.formats import read_annotations
+
+    detector = load_detector(checkpoints, device=device, overrides=overrides, video_scores=video_scores)
+    gt = read_annotations(annotations) if annotations is not None else None
+    return detect_and_write(detector, video, out_dir, ground_truth=gt, min_score=min_score, video_id=video_id)
+
+
+def _check_scores(scores: VideoScores, stream: Stream) -> VideoScores:
+    """Video-level scores label a class-agnostic checkpoint only."""
     if len(stream.classes) != 1:
         raise ValueError(
             f"--video-scores labels a class-agnostic detector, but {stream.source} has {len(stream.classes)} "
             "classes (its own labels are used): drop --video-scores / infer.video_scores"
         )
-    scores = load_video_scores(path)
+    return scores
+
+
+def _scores_row(scores: VideoScores, video: str) -> np.ndarray:
     try:
-        scores.lookup(video)
+        return scores.lookup(video)
     except KeyError as e:
         raise ValueError(f"{e.args[0]}; pass --video-id with the video's id in that file") from None
-    return scores
 
 
 def _with_infer_overrides(cfg, overrides: Sequence[str]):  # noqa: ANN001, ANN202 - Config -> Config

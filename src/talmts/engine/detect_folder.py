@@ -83,11 +83,11 @@ def write_folder_page(res: FolderOutputs, path: Path, *, title: str, min_score: 
         "<!doctype html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}td.l{text-align:left}"
+        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}th{background:#eee}.l{text-align:left}"
         "</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         f"<p>{len(res.results)} videos; detections scoring at least {min_score:g} are counted.</p>"
-        "<table><tr><th>video</th><th>seconds</th><th>detections</th><th>by class</th><th>best</th></tr>"
+        "<table><tr><th class='l'>video</th><th>seconds</th><th>detections</th><th class='l'>by class</th><th class='l'>best</th></tr>"
         + "\n".join(rows)
         + "</table>"
         + (f"<h2>Failed ({len(res.failed)})</h2><ul>{failed}</ul>" if failed else "")

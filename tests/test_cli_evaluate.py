@@ -87,7 +87,17 @@ def test_several_runs_mean_and_std(files, tmp_path, capsys) -> None:
     assert out["std"] == pytest.approx([(1 / 3) / 2**0.5, 0.0, (1 / 6) / 2**0.5])
     assert main(["evaluate", str(gt), str(pred), str(seed2), "--tiou", "0.5", "0.7"]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[-4:-2]] == ["pred", "seed2"]  # rows named by what differs
     assert lines[-2].split() == ["mean", "66.7", "50.0", "58.3"]
     assert lines[-1].split() == ["std", "±23.6", "±0.0", "±11.8"]
     assert main(["evaluate", str(gt), str(pred), str(seed2), "--proposals"]) == 2
     assert "one detection file" in capsys.readouterr().err
+
+
+def test_run_names_drop_the_shared_parts() -> None:
+    from talmts.cli.evaluate import short_names
+
+    runs = ["out/all-s0/eval-test/detections.json", "out/all-s1/eval-test/detections.json"]
+    assert short_names(runs) == ["s0", "s1"]
+    assert short_names(["a/seed1.json", "a/seed2.json", "a/seed10.json"]) == ["seed1", "seed2", "seed10"]
+    assert short_names(["same.json", "same.json"]) == ["same.json", "same.json"]  # nothing left: full paths

@@ -96,8 +96,23 @@ def _runs(results: list, args: argparse.Namespace, dataset: str, subset: str | N
         print(json.dumps({"columns": summary["columns"], "mean": summary["mean"], "std": summary["std"], "runs": runs}))
     else:
         print(f"mAP (%) on {subset or 'all videos'} of {args.gt}: {len(results)} runs, mean and standard deviation")
-        print(format_runs_table(summary, args.pred))
+        print(format_runs_table(summary, short_names(args.pred)))
     return 0
+
+
+def short_names(paths: list[str]) -> list[str]:
+    """Row labels: the paths without the prefix and suffix they all share (runs/s1/det.json, runs/s2/det.json ->
+    1, 2), cut at path separators or dashes so that labels stay readable; the full paths where that fails."""
+    import os
+    import re
+
+    prefix = os.path.commonprefix(paths)
+    suffix = os.path.commonprefix([p[::-1] for p in paths])[::-1]
+    prefix = prefix[: max(prefix.rfind("/"), prefix.rfind("-")) + 1]  # whole path parts only
+    cut = re.search(r"[/\-.]", suffix)
+    suffix = suffix[cut.start() :] if cut else ""
+    names = [p[len(prefix) : len(p) - len(suffix)] for p in paths]
+    return names if all(names) and len(set(names)) == len(names) else list(paths)
 
 
 def _proposals(gt: AnnotationSet, pred: dict, args: argparse.Namespace, subset: str | None) -> int:

@@ -2,14 +2,15 @@
 # Issue 7, next device session: the levers prepared after bench/gpu_speed.sh, on top of its best setting
 # (bf16 autocast, channels-last 3D, BatchNorm folded, torch.compile, CUDA graph). Full TAL-MTS, RGB, 256x96x96.
 #
-#   GPU:  bash bench/gpu_speed_next.sh            (JSON lines in $OUT/bench.jsonl, log in $OUT/log.txt)
-#         about 7 min (BUDGET) + the machine's start; run it with a 480 s command limit
+#   GPU:  bash bench/gpu_speed_next.sh            (JSON lines in $OUT/bench.jsonl, log in $OUT/log.txt,
+#         per-layer times in $OUT/layers.txt); at most BUDGET (400 s) + the machine's start: a 460 s command limit
 #   CPU smoke run of every command line (tiny demo network, 32 frames, batch 2, one timed pass, compile traced
 #   with the eager backend except in the step named by SMOKE_INDUCTOR_STEP):
 #         DEVICE=cpu OUT=/tmp/smoke bash bench/gpu_speed_next.sh
 #
+# Levers: models/i3d_rewrites.py (space-to-depth stem, pointwise matmuls, fused pools) and fuse_pointwise.
 # Steps run in order of importance; each gets at most its own limit and what is left of BUDGET seconds, and is
-# skipped when less than 30 s are left, so the whole script ends inside BUDGET (default 420 s). Compiled steps
+# skipped when less than 30 s are left, so the whole script ends inside BUDGET (default 400 s). Compiled steps
 # save their torch.compile artifacts under $CACHE_DIR (an ignored folder of the repository) and the script packs
 # them into $OUT/compile_cache.tar: unpack it into .cache/compile and carry ".cache/compile" in the next session
 # to skip the compiles.
@@ -17,9 +18,9 @@ set -u
 export PYTHONPATH=src PYTHONUNBUFFERED=1
 OUT=${OUT:-bench_out}
 DEVICE=${DEVICE:-cuda}
-BUDGET=${BUDGET:-420}
+BUDGET=${BUDGET:-400}
 if [ "$DEVICE" = cuda ]; then CACHE_DIR=${CACHE_DIR:-.cache/compile}; else CACHE_DIR=${CACHE_DIR:-$OUT/cache}; fi
-SMOKE_INDUCTOR_STEP=${SMOKE_INDUCTOR_STEP:-compile_fused}
+SMOKE_INDUCTOR_STEP=${SMOKE_INDUCTOR_STEP:-compile_all}
 mkdir -p "$OUT" "$CACHE_DIR"
 LOG="$OUT/log.txt"
 STEP=$(mktemp)  # one step's output (kept out of $OUT: at most 8 files come back)
@@ -59,28 +60,21 @@ run() {  # step name, seconds allowed, bench arguments (options first, --batch l
 
 cache() { echo "--compile-cache $CACHE_DIR/$1.bin"; }
 
-# 1. the fusion alone, without compile: eager + CUDA graph, unfused vs fused (cheap, a clean ratio)
-run graph_base 60 $BEST --cuda-graph --no-flops --batch 32
-run graph_fused 60 $BEST --fuse-pointwise --cuda-graph --no-flops --check --batch 32
-# 2. the headline: the best setting + fused pointwise, compiled, batch 32 and 64
-run compile_fused 240 $BEST --fuse-pointwise --compile --cuda-graph --check $(cache compile_fused) --batch 32 64
+# 0. where the time goes: per-layer times of the eager variants side by side, and the top operators
+t0=$(date +%s)
+if [ "$DEVICE" = cuda ]; then layer_args=(--batch 32); else layer_args=(--device cpu --config demo --batch 2 --iters 1 --top 0 data.clip_frames=32); fi
+echo "== layers: bench/gpu_layers.py ${layer_args[*]}" | tee -a "$LOG"
+timeout 120 python3 bench/gpu_layers.py "${layer_args[@]}" >"$OUT/layers.txt" 2>&1
+echo "   rc=$? after $(($(date +%s) - t0))s"; grep -A 30 "== per layer" "$OUT/layers.txt"
+# 1. every rewrite, eager + CUDA graph (cheap, a clean ratio against last session's 66,756 at batch 8 eager+graph)
+run graph_all 60 $BEST --fuse-pointwise --stem-s2d --pointwise-matmul --cuda-graph --no-flops --check --batch 32
+# 2. the headline: the best setting + every rewrite, compiled, batch 32 and 64
+ALL="--fuse-pointwise --stem-s2d --pointwise-matmul --fused-pools"
+run compile_all 220 $BEST $ALL --compile --cuda-graph --check $(cache compile_all) --batch 32 64
 # 3. the same-session baseline: the best setting of gpu_speed.sh (86,664 frames/s at batch 32 last time)
 run compile_base 150 $BEST --compile --cuda-graph --check $(cache compile_base) --batch 32
-# 4. max-autotune (without its own CUDA graphs: the bench captures one) at the best batch of step 2
-best=$(python3 - "$OUT/bench.jsonl" <<'EOF'
-import json, sys
-rows = [json.loads(line) for line in open(sys.argv[1]) if '"frames_per_s"' in line]
-rows = [r for r in rows if r.get("levers", {}).get("fuse_pointwise") and r["levers"].get("compile")]
-print(max(rows, key=lambda r: r["frames_per_s"])["batch"] if rows else 32)
-EOF
-)
-run autotune_fused 240 $BEST --fuse-pointwise --compile --compile-mode max-autotune-no-cudagraphs --cuda-graph \
-  --check $(cache autotune_fused) --batch "$best"
-# 5. larger batch, compiled
-run compile_fused_b128 150 $BEST --fuse-pointwise --compile --cuda-graph $(cache compile_fused_b128) --batch 128
-# 6. the backbone alone at the same settings, for reference (eager + CUDA graph, fused vs unfused; cheap)
-run backbone_base 45 $BEST --backbone-only --cuda-graph --no-flops --batch 32
-run backbone_fused 45 $BEST --backbone-only --fuse-pointwise --cuda-graph --check --batch 32
+# 4. the stem alone under compile (is the stem the lever?)
+run compile_s2d 150 $BEST --stem-s2d --compile --cuda-graph $(cache compile_s2d) --batch 32
 
 size=$(du -sk "$CACHE_DIR" | cut -f1)
 if [ "$size" -lt 15000 ]; then

@@ -14,6 +14,7 @@ from talmts.cli import main
 from talmts.config import load_config, resolve_config_path
 from talmts.engine import bench
 from talmts.models.i3d import InceptionModule
+from talmts.models.i3d_rewrites import FusedMaxPool, PointwiseMatmul, StemSpaceToDepth
 
 TINY = ["model.backbone.weights=null", "data.clip_frames=32"]  # the demo network (I3D width 0.25, 48 px), 32 frames
 
@@ -31,6 +32,21 @@ def test_fused_pointwise_detector_gives_the_plain_detections() -> None:
     clip = torch.rand(2, 3, 32, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
     with torch.inference_mode():
         agree = bench.compare_scores(plain(clip), fused(clip.contiguous(memory_format=torch.channels_last_3d)))
+    assert agree["max_score_diff"] < 1e-5 and agree["max_boundary_diff_frames"] < 1e-3
+    assert agree["top_overlap"] == 1.0
+
+
+def test_rewritten_detector_gives_the_plain_detections() -> None:
+    cfg, cpu = _cfg(), torch.device("cpu")
+    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
+    levers = bench.Levers(fuse_pointwise=True, stem_s2d=True, pointwise_matmul=True, fused_pools=True)
+    fast, _ = bench.prepare_model(cfg, 3, 3, cpu, levers)
+    assert isinstance(fast.backbone.Conv3d_1a_7x7, StemSpaceToDepth)  # the levers really were applied
+    assert any(isinstance(m, PointwiseMatmul) for m in fast.modules())
+    assert any(isinstance(m, FusedMaxPool) for m in fast.modules())
+    clip = torch.rand(2, 3, 32, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        agree = bench.compare_scores(plain(clip), fast(clip))
     assert agree["max_score_diff"] < 1e-5 and agree["max_boundary_diff_frames"] < 1e-3
     assert agree["top_overlap"] == 1.0
 
@@ -86,12 +102,14 @@ def test_cli_gpu_flags_dry_run_on_cpu(tmp_path: Path) -> None:
     out, cache = tmp_path / "b.jsonl", tmp_path / "cache" / "cc.bin"
     argv = ["bench", "--device", "cpu", "--config", "demo", "data.clip_frames=32", "--iters", "1", "--warmup", "1"]
     argv += ["--dtype", "bf16", "--channels-last", "--fold-bn", "--fuse-pointwise", "--compile", "--cuda-graph"]
+    argv += ["--stem-s2d", "--pointwise-matmul", "--fused-pools"]
     argv += ["--compile-mode", "max-autotune-no-cudagraphs", "--compile-backend", "eager"]
     argv += ["--compile-cache", str(cache), "--check", "--json", "--save", str(out), "--batch", "2"]
     assert main(argv) == 0
     rows = _rows(out)
     net = next(r for r in rows if "frames_per_s" in r)
     assert net["levers"]["compile_mode"] == "max-autotune-no-cudagraphs" and net["levers"]["cuda_graph"]
+    assert net["levers"]["stem_s2d"] and net["levers"]["pointwise_matmul"] and net["levers"]["fused_pools"]
     assert net["agreement"]["max_score_diff"] < 1e-2  # bf16 vs the fp32 eager model
     assert any("compile_cache" in r for r in rows)
 

@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fuse each Inception block's three 1x1x1 convolutions into one (implies --fold-bn)",
     )
+    p.add_argument("--stem-s2d", action="store_true", help="I3D's 7x7x7 stem conv as space-to-depth + a 4x4x4 conv")
+    p.add_argument("--pointwise-matmul", action="store_true", help="every 1x1x1 convolution as a matmul")
+    p.add_argument(
+        "--fused-pools", action="store_true", help="max pools as slices + maxima (one kernel each when compiled)"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
     p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
     p.add_argument(
@@ -105,6 +110,9 @@ def run(args: argparse.Namespace) -> int:
                 compile_mode=args.compile_mode,
                 cuda_graph=args.cuda_graph,
                 fuse_pointwise=args.fuse_pointwise,
+                stem_s2d=args.stem_s2d,
+                pointwise_matmul=args.pointwise_matmul,
+                fused_pools=args.fused_pools,
                 compile_backend=args.compile_backend,
             )
             for dtype in args.dtype
@@ -183,7 +191,8 @@ def _reference(cfg, in_channels: int, device: torch.device, part: str = "network
 def _line(row: dict) -> str:
     if "frames_per_s" in row and "median_ms" in row:
         lev = row["levers"]
-        on = [k for k in ("channels_last", "fold_bn", "fuse_pointwise", "compile", "cuda_graph") if lev.get(k)]
+        keys = ("channels_last", "fold_bn", "fuse_pointwise", "stem_s2d", "pointwise_matmul", "fused_pools")
+        on = [k for k in (*keys, "compile", "cuda_graph") if lev.get(k)]
         if lev.get("compile"):
             tag = "compile"
             if lev.get("compile_backend", "inductor") != "inductor":

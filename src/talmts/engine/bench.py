@@ -29,6 +29,7 @@ from talmts.fileio import atomic_write_bytes
 from talmts.geometry import refine_distances
 from talmts.models import build_detector
 from talmts.models.detector import pyramid_lengths
+from talmts.models.i3d_rewrites import rewrite_for_speed
 from talmts.outputs import DetectorOutput
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -47,6 +48,9 @@ class Levers:
     compile_mode: str = "default"  # one of COMPILE_MODES
     cuda_graph: bool = False
     fuse_pointwise: bool = False  # implies fold_bn (the fused conv carries the folded BN)
+    stem_s2d: bool = False  # models/i3d_rewrites.py: Conv3d_1a as space-to-depth + 4x4x4 conv
+    pointwise_matmul: bool = False  # every 1x1x1 conv as a matmul
+    fused_pools: bool = False  # max pools as slices + maxima (one kernel each under torch.compile)
     compile_backend: str = "inductor"  # "eager" / "aot_eager": trace only, for quick dry runs of a bench script
 
     def __post_init__(self) -> None:
@@ -154,6 +158,13 @@ def prepare_model(
         model.backbone = model.backbone.fuse_pointwise()  # folds the BN too
     elif levers.fold_bn:
         model.backbone = model.backbone.fold_batchnorm()
+    if levers.stem_s2d or levers.pointwise_matmul or levers.fused_pools:
+        model.backbone = rewrite_for_speed(
+            model.backbone,
+            stem_s2d=levers.stem_s2d,
+            pointwise_matmul=levers.pointwise_matmul,
+            fused_pools=levers.fused_pools,
+        )
     if part == "backbone":
         model = BackboneOnly(model.backbone, model.endpoints).eval()
     model = model.to(device)

@@ -129,6 +129,17 @@ def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
     assert "data:image/png;base64," in (det_dir / "index.html").read_text()
 
 
+def test_eval_fast_on_cpu_says_so_and_runs_the_exact_path(dataset, checkpoints, capsys):
+    runs = {}
+    for name, extra in (("exact", []), ("fast", ["--fast"])):
+        argv = ["eval", "demo", *_common(dataset), "--checkpoint", str(checkpoints["rgb"]), "--quiet", *extra]
+        assert main([*argv, "--out", str(dataset / f"eval-{name}")]) == 0
+        runs[name] = read_detections(dataset / f"eval-{name}" / "detections.json")
+        err = capsys.readouterr().err
+        assert ("--fast applies on a CUDA device" in err) == (name == "fast")
+    assert runs["fast"] == runs["exact"] and sum(len(d) for d in runs["exact"].values()) > 0
+
+
 def test_bad_override_names_the_key(dataset, capsys):
     assert main(["train", "demo", "train.epochz=3"]) == 2
     err = capsys.readouterr().err

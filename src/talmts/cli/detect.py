@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-score", type=float, default=0.1, help="detections drawn on the timeline (0.1)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--fast", action="store_true", help="CUDA: the fast inference path (as `talmts eval --fast`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (folder)")
 
 
@@ -51,6 +52,12 @@ def run(args: argparse.Namespace) -> int:
         detector = load_detector(
             checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
         )
+        if args.fast:
+            from talmts.engine.infer import use_fast_path
+
+            batch = detector.streams[0].cfg.infer.batch_size
+            if why_not := use_fast_path(detector.streams, batch, detector.device):
+                print(f"talmts detect: {why_not}", file=sys.stderr)
         if video.is_dir():
             return _folder(detector, video, out, gt, args)
         res = detect_and_write(detector, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)

@@ -25,6 +25,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from talmts.config import Config
+from talmts.engine.fast import capture_cuda_graph
 from talmts.fileio import atomic_write_bytes
 from talmts.geometry import refine_distances
 from talmts.models import build_detector
@@ -322,16 +323,7 @@ def compare_scores(ref: DetectorOutput, out: DetectorOutput, top: int = 20) -> d
 
 def _graphed(forward: Callable[[], object], device: torch.device, warmup: int) -> Callable[[], object]:
     """Capture one forward pass in a CUDA graph (static input and output buffers) and return its replay."""
-    stream = torch.cuda.Stream(device)
-    stream.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(stream):
-        for _ in range(max(warmup, 2)):
-            forward()
-    torch.cuda.current_stream(device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        forward()
-    synchronize(device)
+    graph, _ = capture_cuda_graph(forward, device, max(warmup, 2))
     return graph.replay
 
 

@@ -8,7 +8,7 @@ candidates instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from talmts.data.transforms import make_clip
 from talmts.data.windows import read_video_info, test_windows
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.models import build_detector
+from talmts.outputs import DetectorOutput
 from talmts.postprocess import Candidates, decode_streams, detections_for_video
 from talmts.schema import ClassMap, Detection
 
@@ -39,6 +40,7 @@ class Stream:
     source: str = ""
     root: str | None = None  # prepared dataset of this stream; None: the evaluation config's data.root
     prepare: dict | None = None  # how its training data was prepared (``talmts prepare`` options), if recorded
+    forward: Callable[[torch.Tensor], DetectorOutput] | None = None  # set by use_fast_path; None: ``model``
 
     @property
     def modality(self) -> str:
@@ -58,6 +60,21 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
         model.backbone = model.backbone.fold_batchnorm()
     model.to(device).eval()
     return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=state.get("prepare"))
+
+
+def use_fast_path(streams: Sequence[Stream], batch_size: int, device: torch.device) -> str | None:
+    """Switch the streams to engine/fast.py's GPU path; returns why not (a message for the user) on a CPU, where
+    the exact fp32 path with folded BN is the fastest measured (docs/PERFORMANCE.md)."""
+    if device.type != "cuda":
+        return (
+            f"--fast applies on a CUDA device; on {device.type} the exact fp32 path (BN folded) is already the "
+            "fastest measured, and is used"
+        )
+    from talmts.engine.fast import FastForward
+
+    for s in streams:
+        s.forward = FastForward(s.model, batch_size)
+    return None
 
 
 def check_compatible(streams: Sequence[Stream]) -> None:
@@ -133,7 +150,8 @@ def network_outputs(
         outs = []
         for k, stream in enumerate(streams):
             x = torch.stack([window_tensor(arrs[k], d.clip_frames, d.frame_size) for _, arrs in pending])
-            out = stream.model(x.to(device))  # [B, C, T, F, F] -> DetectorOutput
+            run = stream.forward or stream.model
+            out = run(x.to(device))  # [B, C, T, F, F] -> DetectorOutput
             outs.append(out.map(lambda t: t.float().cpu()))
         batches.append(WindowOutputs(outs, [o for o, _ in pending], [len(arrs[0]) for _, arrs in pending]))
         pending.clear()

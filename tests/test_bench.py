@@ -114,6 +114,17 @@ def test_cli_gpu_flags_dry_run_on_cpu(tmp_path: Path) -> None:
     assert any("compile_cache" in r for r in rows)
 
 
+def test_cli_fast_sets_every_lever_of_the_best_row(tmp_path: Path) -> None:
+    out = tmp_path / "b.jsonl"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "--iters", "1", "--warmup", "1", "--no-flops", "--fast"]
+    argv += ["--compile-backend", "eager", "--json", "--save", str(out), "--batch", "1", "data.clip_frames=32"]
+    assert main(argv) == 0
+    (row,) = [r for r in _rows(out) if "frames_per_s" in r]
+    lev = row["levers"]
+    assert lev["dtype"] == "bf16" and all(lev[k] for k in cli_bench.FAST_FLAGS)
+    assert set(cli_bench.FAST_FLAGS) <= set(lev)  # every name is a real lever
+
+
 def test_cli_rejects_bad_combinations(capsys: pytest.CaptureFixture) -> None:
     base = ["bench", "--device", "cpu", "--config", "demo", "--no-flops"]
     assert main([*base, "--compile", "--compile-mode", "reduce-overhead", "--cuda-graph"]) == 2

@@ -15,6 +15,18 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 
 
+FAST_FLAGS = (  # with bf16: the measured best row of docs/PERFORMANCE.md ("Second GPU session")
+    "channels_last",
+    "fold_bn",
+    "fuse_pointwise",
+    "stem_s2d",
+    "pointwise_matmul",
+    "fused_pools",
+    "compile",
+    "cuda_graph",
+)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", default=None, help="config file or bundled name (default: the paper's THUMOS14 RGB)")
     p.add_argument("--device", default="auto", help="cuda, cpu or auto")
@@ -35,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--fused-pools", action="store_true", help="max pools as slices + maxima (one kernel each when compiled)"
     )
     p.add_argument("--compile", action="store_true", help="torch.compile the network")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="every lever of the measured best row (`talmts eval --fast`): --dtype bf16 --channels-last --fold-bn "
+        "--fuse-pointwise --stem-s2d --pointwise-matmul --fused-pools --compile --cuda-graph",
+    )
     p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
     p.add_argument(
         "--compile-backend",
@@ -99,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
     if args.preset == "afsd":
         warmup, iters, statistic = 2, 20, "mean"
 
+    if args.fast:  # the flags FAST_FLAGS name, set as if given
+        args.dtype = ["bf16"]
+        for flag in FAST_FLAGS:
+            setattr(args, flag, True)
     part = "backbone" if args.backbone_only else "network"
     try:  # bad combinations fail here, before any measurement
         levers_of = {

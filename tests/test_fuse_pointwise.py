@@ -24,12 +24,17 @@ def _randomise(model: nn.Module, seed: int) -> None:
             m.weight.data.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
 
 
-@pytest.fixture(scope="module")
-def model() -> InceptionI3d:
+def random_i3d() -> InceptionI3d:
+    """A small eval-mode I3D (width 0.25) with randomised weights and BN (shared with test_i3d_rewrites.py)."""
     torch.manual_seed(0)
     m = InceptionI3d(width=0.25).eval()
     _randomise(m, seed=1)
     return m
+
+
+@pytest.fixture(scope="module")
+def model() -> InceptionI3d:
+    return random_i3d()
 
 
 def _close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:

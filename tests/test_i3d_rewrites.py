@@ -9,7 +9,7 @@ from torch import nn
 
 from talmts.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, same_padding
 from talmts.models.i3d_rewrites import FusedMaxPool, PointwiseMatmul, StemSpaceToDepth, rewrite_for_speed
-from test_fuse_pointwise import _close, _randomise
+from test_fuse_pointwise import _close, _randomise, random_i3d
 
 CL = torch.channels_last_3d
 
@@ -76,10 +76,7 @@ def test_fused_pool_equals_zero_padded_max_pool(kernel, stride, size) -> None:
 
 @pytest.fixture(scope="module")
 def model() -> InceptionI3d:
-    torch.manual_seed(0)
-    m = InceptionI3d(width=0.25).eval()
-    _randomise(m, seed=1)
-    return m
+    return random_i3d()
 
 
 @pytest.mark.parametrize("fuse", [False, True])

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Issue 7, next device session: the levers prepared after bench/gpu_speed.sh, on top of its best setting
-# (bf16 autocast, channels-last 3D, BatchNorm folded, torch.compile, CUDA graph). Full TAL-MTS, RGB, 256x96x96.
+# Issue 7, second device session (run 2026-11-26: docs/PERFORMANCE.md, "Second GPU session"): the levers added
+# after bench/gpu_speed.sh, on top of its best setting (bf16 autocast, channels-last 3D, BatchNorm folded,
+# torch.compile, CUDA graph). Full TAL-MTS, RGB, 256x96x96.
 #
 #   GPU:  bash bench/gpu_speed_next.sh            (JSON lines in $OUT/bench.jsonl, log in $OUT/log.txt,
 #         per-layer times in $OUT/layers.txt); at most BUDGET (400 s) + the machine's start: a 460 s command limit

@@ -15,8 +15,10 @@ from typing import Any, Literal, get_args, get_origin
 
 import yaml
 
+from talmts.errors import TalmtsError
 
-class ConfigError(ValueError):
+
+class ConfigError(TalmtsError, ValueError):
     """A config key or value is wrong; the message names the key, the file and the allowed values."""
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from talmts.errors import TalmtsError
+
 SUBSETS = ("train", "validation", "test")
 BACKGROUND = 0  # class index 0 is background; action classes are 1..num_classes
 
 
-class SchemaError(ValueError):
+class SchemaError(TalmtsError, ValueError):
     """A record in an input file is wrong. The message names the file, the record, the field and the fix."""
 
     def __init__(self, file: str, record: str, field_name: str, problem: str, fix: str = ""):

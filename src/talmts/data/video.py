@@ -22,11 +22,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from talmts.errors import TalmtsError
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 INTERPOLATION = "BICUBIC"  # swscale flag name, see av.video.reformatter.Interpolation
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(TalmtsError, RuntimeError):
     """A video could not be decoded; ``reason`` says why in a few words."""
 
     def __init__(self, path: str | Path, reason: str):

@@ -26,13 +26,14 @@ from talmts.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_sta
 from talmts.engine.distributed import DistContext, ResumableSampler
 from talmts.engine.ema import ModelEMA
 from talmts.engine.report import ScalarLogger, write_json, write_loss_log
+from talmts.errors import TalmtsError
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
 
 LossFn = Callable[[DetectorOutput, list[torch.Tensor], LossConfig], dict[str, torch.Tensor]]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(TalmtsError, RuntimeError):
     """A loss term became NaN or Inf; training stopped before the bad update touched any weight or file."""
 
 

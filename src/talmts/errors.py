@@ -1,0 +1,9 @@
+"""The root of talmts' own errors: every error talmts raises on purpose (a bad file, a bad config value, a video
+that cannot be decoded, ...) derives from :class:`TalmtsError`, so the command line can print it as one line and
+exit with code 2, while anything else is a bug worth a traceback (``--debug``)."""
+
+from __future__ import annotations
+
+
+class TalmtsError(Exception):
+    """An error whose message is written for the user: it names the file or key, the problem and the fix."""

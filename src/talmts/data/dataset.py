@@ -1,4 +1,4 @@
-"""Torch datasets over a prepared dataset (``talmts prepare``): training windows, test windows, one raw video.
+"""Torch datasets over a prepared dataset (``talmts prepare``): training windows and test windows.
 
 Layout read (see contracts): ROOT/frames/<video>.npy (uint8 [T, S, S, 3]) or ROOT/flow/<video>.npy
 (uint8 [T, S, S, 2]) by ``data.modality``, ROOT/video_info.csv, and the annotation file ``data.annotations``
@@ -18,7 +18,8 @@ from torch.utils.data import Dataset
 
 from talmts.config import Config, DataConfig
 from talmts.data.transforms import make_clip
-from talmts.data.windows import ClipPlan, VideoInfo, Window, plan_clips, read_video_info, test_windows
+from talmts.data.windows import ClipPlan, Window, plan_clips
+from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import AnnotationSet, ClassMap, normalize_subset
 
 AGNOSTIC = ClassMap(("action",))  # data.class_agnostic: every label is class 1
@@ -194,42 +195,3 @@ def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
         if key not in batch:
             batch[key] = [it[key] for it in items]
     return batch
-
-
-class VideoClips(Dataset):
-    """Every inference window of one video held in memory (``talmts detect``): uint8 [N, S, S, C] frames.
-
-    Windows follow the test protocol of ``data`` (``sliding``: every test_stride frames, the last aligned to the end;
-    ``whole``: one window at 0, the video must have at most clip_frames frames). Items are like ClipDataset's with
-    an empty "targets". ``rate`` is the video's sample frames per second.
-    """
-
-    def __init__(self, frames: np.ndarray, data: DataConfig, rate: float, video: str = "video"):
-        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != CHANNELS[data.modality]:
-            raise ValueError(
-                f"{video}: expected uint8 [N, S, S, {CHANNELS[data.modality]}] for modality {data.modality!r}, "
-                f"got {frames.dtype} {list(frames.shape)}"
-            )
-        n = frames.shape[0]
-        if data.protocol == "whole" and n > data.clip_frames:
-            raise ValueError(
-                f"{video}: {n} frames exceed data.clip_frames={data.clip_frames} under the 'whole' protocol "
-                f"(sample it at most {data.clip_frames} frames, e.g. `talmts prepare --max-frames`)"
-            )
-        self.frames, self.data, self.rate, self.video = frames, data, float(rate), video
-        self.offsets = [0] if data.protocol == "whole" else test_windows(n, data.clip_frames, data.test_stride)
-
-    def __len__(self) -> int:
-        return len(self.offsets)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        d, offset = self.data, self.offsets[index]
-        clip = make_clip(self.frames, offset, d.clip_frames, d.frame_size, train=False)
-        return {
-            "clip": clip,
-            "targets": torch.zeros((0, 3)),
-            "video": self.video,
-            "offset": offset,
-            "fps": self.rate,
-            "frames": min(d.clip_frames, self.frames.shape[0] - offset),
-        }

@@ -15,7 +15,7 @@ frames).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import cv2
@@ -52,23 +52,32 @@ def make_flow_fn(method: FlowMethod) -> Callable[[np.ndarray, np.ndarray], np.nd
     return flow
 
 
-def compute_flow(frames: np.ndarray, method: FlowMethod = "tvl1", bound: float = FLOW_BOUND) -> np.ndarray:
-    """uint8 RGB frames [T, H, W, 3] -> uint8 flow [T, H, W, 2] (x, y), the last flow frame repeated.
+def with_flow(
+    frames: Iterable[np.ndarray], method: FlowMethod = "tvl1", bound: float = FLOW_BOUND
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The one flow function: uint8 RGB frames [H, W, 3], one at a time -> (frame_t, uint8 flow_t [H, W, 2]) pairs.
 
-    A single frame has no motion to measure: its flow is all 128 (zero).
+    Flow t is the motion t -> t + 1; the last frame gets the last flow again, and a lone frame, which has no motion
+    to measure, gets zero flow (all 128). One frame is held back, so a video of any length streams.
     """
+    fn = make_flow_fn(method)
+    prev = prev_gray = last = None
+    for frame in frames:
+        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+        if prev is not None:
+            last = flow_to_uint8(fn(prev_gray, gray), bound)
+            yield prev, last
+        prev, prev_gray = frame, gray
+    if prev is not None:
+        if last is None:
+            last = flow_to_uint8(np.zeros((*prev.shape[:2], 2), np.float32), bound)
+        yield prev, last
+
+
+def compute_flow(frames: np.ndarray, method: FlowMethod = "tvl1", bound: float = FLOW_BOUND) -> np.ndarray:
+    """uint8 RGB frames [T, H, W, 3] -> uint8 flow [T, H, W, 2] (x, y): :func:`with_flow` over a whole array."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
-    t, h, w, _ = frames.shape
-    if t == 0:
+    if len(frames) == 0:
         raise ValueError("no frames")
-    out = np.empty((t, h, w, 2), np.uint8)
-    if t == 1:
-        out[0] = flow_to_uint8(np.zeros((h, w, 2), np.float32), bound)
-        return out
-    flow = make_flow_fn(method)
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames]
-    for i in range(t - 1):
-        out[i] = flow_to_uint8(flow(gray[i], gray[i + 1]), bound)
-    out[t - 1] = out[t - 2]
-    return out
+    return np.stack([flow for _, flow in with_flow(frames, method, bound)])

@@ -9,8 +9,6 @@ run goes on.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -22,30 +20,15 @@ from pathlib import Path
 import numpy as np
 
 from talmts.data.flow import FLOW_METHODS, compute_flow
+from talmts.data.record import PrepareOptions, claim_folder
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes
+from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
 
-INFO_COLUMNS = ("video", "fps", "sample_fps", "count", "sample_count")
-OPTIONS_FILE = "prepare.json"
+__all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "prepare_dataset", "prepare_video"]
+
 CSV_REWRITE_SECONDS = 30.0
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    fps: float | None = 10.0  # sample rate; None with max_frames = the video's own rate (AFSD's ANet scheme)
-    size: int = 112
-    flow: str = "tvl1"  # "tvl1", "dis" or "none"
-    max_frames: int | None = None  # ActivityNet dynamic fps: at most this many frames per video
-    threads: int = 0  # decoder threads per video (0: FFmpeg decides; pool workers use 1)
-
-
-@dataclass(frozen=True)
-class InfoRow:
-    video: str
-    fps: float
-    sample_fps: float
-    count: int
-    sample_count: int
+INFO_FILE = "video_info.csv"
 
 
 @dataclass
@@ -53,7 +36,7 @@ class VideoResult:
     video: str
     status: str  # "done", "skipped" or "failed"
     reason: str = ""
-    row: InfoRow | None = None
+    row: VideoInfo | None = None
 
 
 @dataclass
@@ -109,39 +92,6 @@ def remove_stale_temporaries(out_dir: Path) -> int:
     return n
 
 
-def read_video_info(path: str | Path) -> dict[str, InfoRow]:
-    """Rows of a video_info.csv (AFSD columns), keyed by video."""
-    path = Path(path)
-    rows: dict[str, InfoRow] = {}
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in INFO_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; expected header {','.join(INFO_COLUMNS)}")
-        for i, rec in enumerate(reader, start=2):
-            try:
-                rows[rec["video"]] = InfoRow(
-                    rec["video"],
-                    float(rec["fps"]),
-                    float(rec["sample_fps"]),
-                    int(float(rec["count"])),
-                    int(float(rec["sample_count"])),
-                )
-            except (TypeError, ValueError) as e:
-                raise ValueError(f"{path}: line {i} (video {rec.get('video')!r}): {e}") from e
-    return rows
-
-
-def write_video_info(rows: dict[str, InfoRow], path: str | Path) -> None:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(INFO_COLUMNS)
-    for name in sorted(rows):
-        r = rows[name]
-        writer.writerow([r.video, repr(r.fps), repr(r.sample_fps), r.count, r.sample_count])
-    atomic_write_bytes(Path(path), buf.getvalue().encode())
-
-
 def _paths(out_dir: Path, video: str) -> tuple[Path, Path, Path]:
     return out_dir / "frames" / f"{video}.npy", out_dir / "flow" / f"{video}.npy", out_dir / "meta" / f"{video}.json"
 
@@ -151,14 +101,16 @@ def is_finished(out_dir: Path, video: str, flow: str) -> bool:
     return meta.is_file() and frames.is_file() and (flow == "none" or flow_path.is_file())
 
 
-def _read_meta(path: Path) -> InfoRow:
+def _read_meta(path: Path) -> VideoInfo:
     rec = json.loads(path.read_text())
-    return InfoRow(**{k: rec[k] for k in INFO_COLUMNS})
+    return VideoInfo(rec["video"], rec["fps"], rec["sample_fps"], rec["count"], rec["sample_count"])
 
 
 # ----------------------------------------------------------------------------------------------- one video
-def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions) -> VideoResult:
-    """Decode, sample, resize and (optionally) compute flow for one video; never raises for a bad video."""
+def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions, threads: int = 0) -> VideoResult:
+    """Decode, sample, resize and (optionally) compute flow for one video; never raises for a bad video.
+
+    ``threads``: decoder threads (0: FFmpeg decides; pool workers use 1, one process per core)."""
     path, out_dir = Path(path), Path(out_dir)
     video = path.stem
     frames_path, flow_path, meta_path = _paths(out_dir, video)
@@ -168,9 +120,9 @@ def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions
             row = _read_meta(meta_path)
             frames = np.load(frames_path)
         else:
-            sampled = read_video(path, options.fps, options.size, options.max_frames, threads=options.threads)
+            sampled = read_video(path, options.fps, options.size, options.max_frames, threads=threads)
             frames = sampled.frames
-            row = InfoRow(video, sampled.fps, sampled.sample_fps, sampled.count, sampled.sample_count)
+            row = VideoInfo(video, sampled.fps, sampled.sample_fps, sampled.count, sampled.sample_count)
             save_array(frames_path, frames)
         if options.flow != "none" and not flow_path.is_file():
             save_array(flow_path, compute_flow(frames, options.flow))
@@ -192,32 +144,9 @@ def _worker_init() -> None:
 
 
 # ----------------------------------------------------------------------------------------------- dataset
-def check_options(out_dir: Path, options: PrepareOptions) -> None:
-    """Refuse to mix sample rates, sizes or flow methods in one OUT_DIR; record the options on first use."""
-    path = out_dir / OPTIONS_FILE
-    want = {"fps": options.fps, "size": options.size, "max_frames": options.max_frames, "flow": options.flow}
-    if path.is_file():
-        have = json.loads(path.read_text())
-        for key in ("fps", "size", "max_frames"):
-            if have.get(key) != want[key]:
-                raise ValueError(
-                    f"{out_dir} was prepared with {key}={have.get(key)!r}, this run asks {key}={want[key]!r};"
-                    " use another output folder or the same options"
-                )
-        old_flow = have.get("flow", "none")
-        if want["flow"] != "none" and old_flow not in ("none", want["flow"]):
-            raise ValueError(
-                f"{out_dir} holds {old_flow} flow, this run asks --flow {want['flow']};"
-                " use another output folder or the same method"
-            )
-        if want["flow"] == "none":
-            want["flow"] = old_flow
-    atomic_write_bytes(path, json.dumps(want, indent=1).encode())
-
-
-def collect_rows(out_dir: Path) -> dict[str, InfoRow]:
+def collect_rows(out_dir: Path) -> dict[str, VideoInfo]:
     """Rows of the existing video_info.csv updated with every finished video's record."""
-    csv_path = out_dir / "video_info.csv"
+    csv_path = out_dir / INFO_FILE
     rows = read_video_info(csv_path) if csv_path.is_file() else {}
     meta_dir = out_dir / "meta"
     if meta_dir.is_dir():
@@ -247,7 +176,7 @@ def prepare_dataset(
         raise ValueError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
     for sub in ("frames", "flow", "meta") if options.flow != "none" else ("frames", "meta"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
-    check_options(out_dir, options)
+    claim_folder(out_dir, options)
     remove_stale_temporaries(out_dir)
 
     summary = PrepareSummary()
@@ -271,7 +200,7 @@ def prepare_dataset(
         bar.update(1)
         bar.set_postfix(failed=len(summary.failed))
         if time.monotonic() - last_write > CSV_REWRITE_SECONDS:
-            write_video_info(collect_rows(out_dir), out_dir / "video_info.csv")
+            write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
             last_write = time.monotonic()
 
     try:
@@ -282,16 +211,15 @@ def prepare_dataset(
             _run_pool(todo, out_dir, options, workers, record)
     finally:
         bar.close()
-        write_video_info(collect_rows(out_dir), out_dir / "video_info.csv")
+        write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
     return summary
 
 
 def _run_pool(todo: list[Path], out_dir: Path, options: PrepareOptions, workers: int, record) -> None:  # noqa: ANN001
-    pool_options = PrepareOptions(**{**asdict(options), "threads": 1})
     ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:
-        futures = {pool.submit(prepare_video, p, out_dir, pool_options): p for p in todo}
+        futures = {pool.submit(prepare_video, p, out_dir, options, 1): p for p in todo}
         for fut in as_completed(futures):
             try:
                 result = fut.result()

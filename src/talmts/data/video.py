@@ -150,21 +150,38 @@ def to_rgb(frame: av.VideoFrame, size: int | None) -> np.ndarray:
     return frame.to_ndarray(width=size, height=size, format="rgb24", interpolation=INTERPOLATION)
 
 
-def read_video(
+@dataclass
+class DecodeInfo:
+    """What decoding found, filled in while a video streams: the columns of AFSD's video_info.csv."""
+
+    fps: float = 0.0  # the video's own frame rate
+    sample_fps: float = 0.0  # the rate frames are kept at
+    count: int = 0  # frames decoded from the file
+    sample_count: int = 0  # frames kept
+
+    @property
+    def duration(self) -> float:
+        return self.count / self.fps if self.fps else 0.0
+
+
+def sampled_frames(
     path: str | Path,
     sample_fps: float | None = 10.0,
     size: int | None = 112,
     max_frames: int | None = None,
+    info: DecodeInfo | None = None,
     threads: int = 0,
-) -> SampledVideo:
-    """Decode ``path``, keep frames at ``sample_fps`` and resize them to ``size`` x ``size``.
+) -> Iterator[np.ndarray]:
+    """The one sampler: uint8 RGB frames [S, S, 3] of ``path`` at ``sample_fps``, resized to ``size``, one at a time.
 
     ``max_frames`` switches to AFSD's ActivityNet dynamic fps: the rate is fps * min(max_frames / count, 1)
     (further capped at ``sample_fps`` when that is given) and at most ``max_frames`` frames are kept.
-    ``sample_fps=None`` without ``max_frames`` keeps every frame at the video's own rate.
-    Raises :class:`VideoDecodeError` for missing, corrupt or empty videos.
+    ``sample_fps=None`` without ``max_frames`` keeps every frame at the video's own rate. ``info`` (optional) is
+    filled in as the video streams. Raises :class:`VideoDecodeError` for missing, corrupt or empty videos; only one
+    decoded frame is held at a time, so a video of any length streams in constant memory.
     """
     path = Path(path)
+    info = DecodeInfo() if info is None else info
     fps = stream_fps(path)
     if max_frames is not None:
         if max_frames < 1:
@@ -175,20 +192,33 @@ def read_video(
         rate = dynamic_sample_fps(fps, expected, max_frames, cap=sample_fps)
     else:
         rate = fps if sample_fps is None else float(sample_fps)
+    info.fps, info.sample_fps = fps, rate
     sampler = AccumulatorSampler(fps, rate)
-    kept: list[np.ndarray] = []
-    count = 0
     for frame in iter_frames(path, threads=threads):
-        count += 1
+        info.count += 1
         copies = sampler()
-        if copies and (max_frames is None or len(kept) < max_frames):
-            image = to_rgb(frame, size)
-            kept.extend([image] * copies)
-    if count == 0:
+        if max_frames is not None:
+            copies = min(copies, max_frames - info.sample_count)
+        if copies <= 0:
+            continue
+        image = to_rgb(frame, size)
+        for _ in range(copies):
+            info.sample_count += 1
+            yield image
+    if info.count == 0:
         raise VideoDecodeError(path, "zero frames decoded")
-    if max_frames is not None:
-        kept = kept[:max_frames]
-    if not kept:
-        raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {count} frames")
-    frames = np.stack(kept, 0)  # [T, S, S, 3]
-    return SampledVideo(frames=frames, fps=fps, sample_fps=rate, count=count, sample_count=len(frames))
+    if info.sample_count == 0:
+        raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {info.count} frames")
+
+
+def read_video(
+    path: str | Path,
+    sample_fps: float | None = 10.0,
+    size: int | None = 112,
+    max_frames: int | None = None,
+    threads: int = 0,
+) -> SampledVideo:
+    """All frames of :func:`sampled_frames` in one array, with the video_info columns."""
+    info = DecodeInfo()
+    frames = np.stack(list(sampled_frames(path, sample_fps, size, max_frames, info, threads)), 0)  # [T, S, S, 3]
+    return SampledVideo(frames, info.fps, info.sample_fps, info.count, info.sample_count)

@@ -14,109 +14,23 @@ Annotation seconds become sample frames through each video's rate (:meth:`VideoI
 ``sliding``: ``seconds * fps * sample_count / count`` (AFSD's ``frame * sample_count / count`` with the frame
 index written as ``seconds * fps``); ``whole``: ``seconds * sample_fps``. Detections go back to seconds with
 the same rate, so the round trip is exact.
+
+Training plans its windows by index (:func:`plan_clips`, random access for a dataset); inference cuts them from
+any frame source as the frames arrive (:func:`cut_windows`: stored arrays for ``eval``, a video being decoded for
+``detect``). Both place them with :func:`window_offsets`.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from talmts.schema import SchemaError, Video
-
-AFSD_INFO_COLUMNS = ("video", "fps", "sample_fps", "count", "sample_count")  # `talmts prepare`, AFSD
-BSN_INFO_COLUMNS = ("video", "numFrame", "seconds", "fps")  # BSN/G-TAD video_info_new.csv (ActivityNet)
-
-
-# ------------------------------------------------------------------------------------------ video info
-@dataclass(frozen=True)
-class VideoInfo:
-    """One row of video_info.csv: the original rate and frame count, and the sampled ones."""
-
-    video: str
-    fps: float  # original frame rate
-    sample_fps: float  # nominal sampling rate (per video in ActivityNet's dynamic-fps mode)
-    count: float  # original frame count
-    sample_count: int  # frames stored in the prepared array
-
-    def rate(self, protocol: str) -> float:
-        """Sample frames per second of video time: annotation seconds * rate = sample frames."""
-        if protocol == "whole":
-            return self.sample_fps
-        # fps * sample_count / count: the sampled frames really span count / fps seconds.
-        return self.fps * self.sample_count / self.count
-
-
-def read_video_info(path: str | Path, *, max_frames: int | None = None) -> dict[str, VideoInfo]:
-    """Rows of a video_info CSV keyed by video id.
-
-    Two layouts: AFSD's / ``talmts prepare``'s ``video,fps,sample_fps,count,sample_count``, and BSN's ActivityNet
-    ``video_info_new.csv`` (``video,numFrame,seconds,fps,...``, ids with a ``v_`` prefix, which is dropped). For the
-    BSN layout the sampled rate and count follow AFSD's dynamic fps, ``fps * min(max_frames / numFrame, 1)`` with
-    at most ``max_frames`` frames (or the original rate and count when ``max_frames`` is None).
-    """
-    path = Path(path)
-    try:
-        f = open(path, newline="", encoding="utf-8")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise SchemaError(str(path), "-", "-", "file not found", "run `talmts prepare` or check the path") from None
-    with f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        if all(c in header for c in AFSD_INFO_COLUMNS):
-            layout = "afsd"
-        elif all(c in header for c in BSN_INFO_COLUMNS):
-            layout = "bsn"
-        else:
-            raise SchemaError(
-                str(path),
-                "header",
-                ",".join(header),
-                "unknown video_info layout",
-                f"expected columns {','.join(AFSD_INFO_COLUMNS)} (or BSN's {','.join(BSN_INFO_COLUMNS)},...)",
-            )
-        out: dict[str, VideoInfo] = {}
-        for line, rec in enumerate(reader, start=2):
-            record = f"line {line} ({rec.get('video')})"
-            info = _afsd_row(rec, path, record) if layout == "afsd" else _bsn_row(rec, path, record, max_frames)
-            if info.video in out:
-                raise SchemaError(str(path), record, "video", "video listed twice", "keep one row per video")
-            out[info.video] = info
-    return out
-
-
-def _number(rec: dict[str, str], key: str, path: Path, record: str) -> float:
-    try:
-        value = float(rec[key])
-    except (TypeError, ValueError):
-        raise SchemaError(str(path), record, key, f"not a number: {rec.get(key)!r}", "fix the row") from None
-    if not value > 0:
-        raise SchemaError(str(path), record, key, f"must be > 0, got {value}", "fix the row or drop the video")
-    return value
-
-
-def _afsd_row(rec: dict[str, str], path: Path, record: str) -> VideoInfo:
-    sample_count = _number(rec, "sample_count", path, record)
-    if sample_count != int(sample_count):
-        raise SchemaError(str(path), record, "sample_count", f"not a whole number: {sample_count}", "fix the row")
-    return VideoInfo(
-        rec["video"],
-        _number(rec, "fps", path, record),
-        _number(rec, "sample_fps", path, record),
-        _number(rec, "count", path, record),
-        int(sample_count),
-    )
-
-
-def _bsn_row(rec: dict[str, str], path: Path, record: str, max_frames: int | None) -> VideoInfo:
-    video = rec["video"][2:] if rec["video"].startswith("v_") else rec["video"]
-    fps, count = _number(rec, "fps", path, record), _number(rec, "numFrame", path, record)
-    scale = 1.0 if max_frames is None else min(max_frames / count, 1.0)
-    sample_count = int(count) if max_frames is None else min(int(count), max_frames)
-    return VideoInfo(video, fps, fps * scale, count, sample_count)
+from talmts.errors import TalmtsError
+from talmts.formats.video_info import VideoInfo
+from talmts.schema import Video
 
 
 # ------------------------------------------------------------------------------------------ windows
@@ -130,7 +44,8 @@ class Window:
 
 
 def window_offsets(num_frames: int, clip: int, stride: int) -> list[int]:
-    """Start frames every ``stride``, plus one aligned to the video end; ``[0]`` when the video fits one clip."""
+    """The sliding-window rule: starts every ``stride``, plus one aligned to the video end; ``[0]`` when the video fits
+    one clip."""
     if clip < 1 or stride < 1:
         raise ValueError(f"clip ({clip}) and stride ({stride}) must be >= 1")
     if num_frames <= clip:
@@ -142,12 +57,57 @@ def window_offsets(num_frames: int, clip: int, stride: int) -> list[int]:
     return offsets
 
 
-def test_windows(num_frames: int, clip: int, stride: int) -> list[int]:
-    """Offsets of the sliding-window inference protocol (every ``stride`` frames, last window at the end)."""
+def inference_offsets(num_frames: int, clip: int, stride: int, protocol: str = "sliding") -> list[int]:
+    """Window starts of the inference protocol: ``sliding``, :func:`window_offsets`; ``whole``, one window at 0."""
+    if protocol == "whole":
+        return [0]
     return window_offsets(num_frames, clip, stride)
 
 
-test_windows.__test__ = False  # type: ignore[attr-defined]  # a protocol, not a pytest test
+class WholeVideoTooLong(TalmtsError, ValueError):
+    """A video has more frames than one window under the ``whole`` protocol."""
+
+
+def cut_windows(
+    frames: Iterable[Sequence[np.ndarray]], clip: int, stride: int, protocol: str = "sliding", video: str = "video"
+) -> Iterator[tuple[int, list[np.ndarray]]]:
+    """The one window cutter of inference, over any frame source: a raw video being decoded or stored arrays.
+
+    ``frames`` yields one tuple per frame with one array per stream (e.g. (rgb, flow)); the windows come out as
+    (offset, [uint8 [t, ...] per stream]) at :func:`inference_offsets`, t <= clip (fewer at the end of a short
+    video). The length need not be known in advance: a window is cut as soon as its last frame arrives, and only
+    the last ``clip`` frames are held, since every later window starts after ``n - clip``.
+    """
+    if clip < 1 or stride < 1:
+        raise ValueError(f"clip ({clip}) and stride ({stride}) must be >= 1")
+    buf: deque[Sequence[np.ndarray]] = deque(maxlen=clip)
+    n = 0
+
+    def window() -> list[np.ndarray]:
+        return [np.stack([f[k] for f in buf]) for k in range(len(buf[0]))]
+
+    for f in frames:
+        if protocol == "whole" and n == clip:
+            raise WholeVideoTooLong(
+                f"{video}: more than data.clip_frames={clip} frames under the 'whole' protocol (sample it to at most "
+                f"{clip} frames: `talmts prepare --max-frames {clip}`, or use data.protocol=sliding)"
+            )
+        buf.append(f)
+        n += 1
+        if protocol != "whole" and n >= clip and (n - clip) % stride == 0:  # a regular offset: in every plan
+            yield n - clip, window()
+    if n == 0:
+        return
+    last = inference_offsets(n, clip, stride, protocol)[-1]
+    if protocol == "whole" or n < clip or (n - clip) % stride:  # the end-aligned (or only) window
+        yield last, window()
+
+
+def frames_of(arrays: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:
+    """Per-frame tuples over stored arrays (views, no copy; memory-mapped arrays are read a window at a time)."""
+    n = min(len(a) for a in arrays)
+    for i in range(n):
+        yield tuple(a[i] for a in arrays)
 
 
 def inside_fraction(segments: np.ndarray, left: float, right: float) -> np.ndarray:
@@ -265,7 +225,7 @@ def plan_clips(
                 plans.append(ClipPlan(Window(video.id, offset, clip), targets, rate, n))
         else:
             valid = seg[:, 1] > seg[:, 0]
-            for offset in test_windows(n, clip, stride):
+            for offset in inference_offsets(n, clip, stride):
                 targets = window_targets(seg[valid], lab[valid], offset, clip, min_overlap)
                 plans.append(ClipPlan(Window(video.id, offset, clip), targets, rate, n))
     return plans

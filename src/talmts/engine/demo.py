@@ -96,7 +96,7 @@ def run_demo(settings: DemoSettings, log=print) -> DemoResult:  # noqa: ANN001 -
     from talmts.data.synth import generate_dataset
     from talmts.engine.detect import run_detect
     from talmts.engine.evaluate import evaluate_streams, split_videos
-    from talmts.engine.infer import load_stream
+    from talmts.engine.predictor import load_stream
     from talmts.evaluation import format_table
     from talmts.formats import write_detections
     from talmts.viz import plot_loss_curves

@@ -14,20 +14,21 @@ from pathlib import Path
 
 from talmts.data.prepare import find_videos
 from talmts.data.video import VideoDecodeError
-from talmts.engine.detect import Detector, DetectOutputs, detect_and_write
+from talmts.engine.detect import DetectedVideo, detect_and_write
+from talmts.engine.predictor import Predictor
 from talmts.fileio import atomic_write_text
 from talmts.schema import AnnotationSet
 
 
 @dataclass
 class FolderOutputs:
-    results: list[DetectOutputs] = field(default_factory=list)
+    results: list[DetectedVideo] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # video id -> why
     files: dict[str, Path] = field(default_factory=dict)
 
 
 def detect_folder(
-    detector: Detector,
+    predictor: Predictor,
     folder: str | Path,
     out_dir: str | Path,
     *,
@@ -35,7 +36,7 @@ def detect_folder(
     min_score: float = 0.1,
     progress: bool = False,
 ) -> FolderOutputs:
-    """Run ``detector`` on every video directly in ``folder`` (ids = file names without extension)."""
+    """Run ``predictor`` on every video directly in ``folder`` (ids = file names without extension)."""
     from talmts.engine.report import write_detections_csv
     from talmts.formats import write_detections
 
@@ -52,7 +53,7 @@ def detect_folder(
     for vid, path in items:
         try:
             res.results.append(
-                detect_and_write(detector, path, out / vid, ground_truth=ground_truth, min_score=min_score)
+                detect_and_write(predictor, path, out / vid, ground_truth=ground_truth, min_score=min_score)
             )
         except (VideoDecodeError, ValueError) as e:  # a broken or unreadable video, or no scores for it
             res.failed[vid] = str(e)

@@ -9,9 +9,9 @@ import torch
 
 from talmts.config import Config, InferConfig
 from talmts.data.dataset import load_annotations
-from talmts.engine.infer import Stream, detect_prepared
+from talmts.engine.predictor import Predictor, Stream
 from talmts.evaluation import EvalResult, evaluate_detections
-from talmts.postprocess import VideoScores, apply_video_classifier, load_video_scores
+from talmts.postprocess import VideoScores, load_video_scores
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
 
 
@@ -53,36 +53,17 @@ def evaluate_streams(
     gt = load_ground_truth(cfg, streams[0].classes)
     videos = split_videos(gt, subset)
     # read before inference, which takes long on ActivityNet, so that a bad score file fails at once
-    video_scores = _video_scores(cfg.infer, streams[0].classes, gt, videos) if cfg.infer.video_scores else None
-    device = _device_of(streams[0].model)
-    detections = detect_prepared(streams, cfg, videos, device=device, progress=progress)
-    if video_scores is not None:
-        detections = label_with_video_scores(detections, video_scores, cfg.infer.video_top_k)
+    video_scores = _video_scores(cfg.infer, gt, videos) if cfg.infer.video_scores else None
+    predictor = Predictor(
+        list(streams), cfg.infer, cfg.data.test_stride, cfg.data.protocol, _device_of(streams[0].model), video_scores
+    )
+    detections = predictor.prepared_videos(cfg.data.root, videos, progress=progress)
     result = evaluate_detections(gt, detections, cfg.eval.tiou, subset=subset)
     return result, detections
 
 
-def label_with_video_scores(
-    detections: dict[str, list[Detection]], scores: VideoScores, top_k: int = 1
-) -> dict[str, list[Detection]]:
-    """Class-agnostic detections labelled with each video's top-``top_k`` classes of an external video-level
-    classifier, scores multiplied by the class score (AFSD on ActivityNet; infer.video_scores)."""
-    out = {}
-    for vid, dets in detections.items():
-        try:
-            row = scores.lookup(vid)
-        except KeyError as e:
-            raise ValueError(f"{e.args[0]}; the score file must cover every evaluated video") from None
-        out[vid] = apply_video_classifier(dets, row, scores.classes, top_k)
-    return out
-
-
-def _video_scores(infer: InferConfig, classes: ClassMap, gt: AnnotationSet, videos: Sequence[str]) -> VideoScores:
-    if len(classes) != 1:
-        raise ValueError(
-            f"infer.video_scores labels a class-agnostic detector, but the checkpoint has {len(classes)} classes "
-            "(its own labels are used): drop --video-scores / infer.video_scores"
-        )
+def _video_scores(infer: InferConfig, gt: AnnotationSet, videos: Sequence[str]) -> VideoScores:
+    """The score file, checked against the ground truth's labels (a wrong file would label every video wrongly)."""
     scores = load_video_scores(infer.video_scores)
     labels = {s.label for v in videos for s in gt.videos[v].annotations}
     if labels and not labels & set(scores.classes):

@@ -378,7 +378,7 @@ def _prepare_options(root: str) -> dict[str, Any] | None:
 def _default_validate(model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:
     """mAP of ``model`` on cfg.data.val_subset (a held-out split, never the test split: validate() forbids it)."""
     from talmts.engine.evaluate import evaluate_streams
-    from talmts.engine.infer import Stream
+    from talmts.engine.predictor import Stream
 
     result, _ = evaluate_streams([Stream(model, cfg, classes, "training")], cfg, cfg.data.val_subset)
     return result.to_json()

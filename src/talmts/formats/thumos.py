@@ -1,7 +1,7 @@
 """THUMOS14 ground truth in its CSV and per-class text layouts.
 
 - ``*_Annotation*.csv`` (AFSD): ``video,type,type_idx,start,end,startFrame,endFrame``; fps and duration come
-  from the matching ``*_video_info.csv`` (``video,fps,sample_fps,count,sample_count``; duration = count / fps).
+  from the matching ``*_video_info.csv`` (formats.video_info; duration = count / fps).
 - ``thumos14_test_groundtruth.csv``: ``video-name,t-init,t-end,...,video-duration,frame-rate,...,label-idx`` with
   label-idx 0..19 into the class list and -1 for Ambiguous.
 - the official per-class files ``<Class>_val.txt`` / ``<Class>_test.txt`` ("video start end" lines) in one folder.
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from talmts.formats.classes import THUMOS14_CLASSES, check_labels
 from talmts.formats.common import AMBIGUOUS, as_float
+from talmts.formats.video_info import read_video_info
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
 _ANNOTATION_COLUMNS = ("video", "type", "start", "end")
@@ -58,22 +59,6 @@ def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
         return list(reader)
 
 
-def read_video_info(path: str | Path) -> dict[str, tuple[float, float]]:
-    """``*_video_info.csv`` -> ``{video: (fps, duration)}`` with duration = count / fps."""
-    path = Path(path)
-    out: dict[str, tuple[float, float]] = {}
-    for i, row in enumerate(_read_rows(path, ("video", "fps", "count"))):
-        vid, record = row["video"], f"row {i + 2} ({row['video']})"
-        if vid in out:
-            raise SchemaError(str(path), record, "video", "video listed twice", "keep one row per video")
-        fps = as_float(row["fps"], file=str(path), record=record, field_name="fps")
-        count = as_float(row["count"], file=str(path), record=record, field_name="count")
-        if fps <= 0 or count < 0:
-            raise SchemaError(str(path), record, "fps", f"fps {fps} / count {count} out of range")
-        out[vid] = (fps, count / fps)
-    return out
-
-
 def _find_video_info(path: Path) -> Path | None:
     candidate = path.with_name(f"{path.name.split('_')[0]}_video_info.csv")
     return candidate if candidate.is_file() else None
@@ -94,7 +79,7 @@ def read_thumos_csv(
         return _read_groundtruth_csv(path, classes=classes, exclude_ambiguous=exclude_ambiguous)
     rows = _read_rows(path, _ANNOTATION_COLUMNS)
     info_path = Path(video_info) if video_info is not None else _find_video_info(path)
-    info = read_video_info(info_path) if info_path is not None else {}
+    info = {k: (v.fps, v.duration) for k, v in read_video_info(info_path).items()} if info_path is not None else {}
     file = str(path)
     videos: dict[str, Video] = {}
     labels: list[tuple[str, str]] = []

@@ -1,0 +1,113 @@
+"""What ``talmts prepare`` did to a dataset's videos, written once, carried by every checkpoint, checked in one place.
+
+A network trained on frames sampled at 10 fps sees other motion at 5 fps, and its mAP drops without an error; a flow
+stream trained on TV-L1 flow sees other numbers in DIS flow. So ``prepare`` writes its options to
+``OUT_DIR/prepare.json``, training copies them into the checkpoint, and evaluation and detection compare (or, for a
+raw video, reuse) them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from talmts.errors import TalmtsError
+from talmts.fileio import atomic_write_bytes
+
+RECORD_FILE = "prepare.json"
+SAMPLING_KEYS = ("fps", "size", "max_frames")  # what every stream must share; "flow" matters to a flow stream
+
+
+class PreparationMismatch(TalmtsError, ValueError):
+    """Data prepared with other options than the ones a network was trained on, or than the folder already holds."""
+
+
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How videos are turned into stored frames and flow (AFSD's THUMOS14 recipe by default)."""
+
+    fps: float | None = 10.0  # sample rate; None with max_frames = the video's own rate (AFSD's ActivityNet scheme)
+    size: int = 112  # frames are resized to size x size (aspect not kept, as AFSD)
+    flow: str = "tvl1"  # the flow method, or "none"
+    max_frames: int | None = None  # ActivityNet dynamic fps: at most this many frames per video
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> PrepareOptions:
+        """From a stored record; keys it lacks take the defaults (records written before a key existed)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    def differences(self, other: PrepareOptions, *, flow: bool) -> list[str]:
+        """The keys on which ``other`` differs (``flow`` too when a flow stream reads the data)."""
+        keys = SAMPLING_KEYS + (("flow",) if flow else ())
+        return [k for k in keys if getattr(self, k) != getattr(other, k)]
+
+
+def record_path(root: str | Path) -> Path:
+    return Path(root) / RECORD_FILE
+
+
+def read_record(root: str | Path) -> PrepareOptions | None:
+    """The options a prepared folder was made with, or None when it has no record (older folders)."""
+    path = record_path(root)
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PreparationMismatch(f"{path}: unreadable prepare record ({e}); rerun `talmts prepare`") from None
+    if not isinstance(raw, dict):
+        raise PreparationMismatch(f"{path}: the prepare record must be a JSON object; rerun `talmts prepare`")
+    return PrepareOptions.from_dict(raw)
+
+
+def write_record(root: str | Path, options: PrepareOptions) -> None:
+    atomic_write_bytes(record_path(root), json.dumps(options.to_dict(), indent=1).encode())
+
+
+def check_same_preparation(
+    trained: PrepareOptions | None, here: PrepareOptions | None, *, flow: bool, where: str, source: str
+) -> None:
+    """Raise when data at ``where`` was prepared unlike the data ``source`` (a checkpoint) was trained on.
+
+    Nothing is compared when either side has no record (a checkpoint or a folder older than the record).
+    """
+    if trained is None or here is None:
+        return
+    for key in here.differences(trained, flow=flow):
+        raise PreparationMismatch(
+            f"{where}: {key}={getattr(here, key)!r}, but {source} was trained on data prepared with "
+            f"{key}={getattr(trained, key)!r}; prepare the test videos with the training data's options "
+            f"({', '.join(f'{k}={v!r}' for k, v in trained.to_dict().items())})"
+        )
+
+
+def claim_folder(out_dir: str | Path, options: PrepareOptions) -> PrepareOptions:
+    """Refuse to mix sample rates, sizes or flow methods in one prepared folder; record the options on first use.
+
+    A run with ``flow="none"`` adds frames to a folder that already holds flow: the folder keeps its flow method.
+    Returns the record now in the folder.
+    """
+    have = read_record(out_dir)
+    record = options
+    if have is not None:
+        for key in SAMPLING_KEYS:
+            if getattr(have, key) != getattr(options, key):
+                raise PreparationMismatch(
+                    f"{out_dir} was prepared with {key}={getattr(have, key)!r}, this run asks "
+                    f"{key}={getattr(options, key)!r}; use another output folder or the same options"
+                )
+        if options.flow != "none" and have.flow not in ("none", options.flow):
+            raise PreparationMismatch(
+                f"{out_dir} holds {have.flow} flow, this run asks --flow {options.flow};"
+                " use another output folder or the same method"
+            )
+        if options.flow == "none":
+            record = PrepareOptions(**{**options.to_dict(), "flow": have.flow})
+    write_record(out_dir, record)
+    return record

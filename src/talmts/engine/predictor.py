@@ -1,0 +1,308 @@
+"""The one inference path: streams -> windows -> network -> eq. 13 -> fusion -> Soft-NMS -> video labels.
+
+``talmts eval`` (prepared arrays), ``talmts detect`` (a raw video, or every video of a folder), validation during
+training and the demo all run a :class:`Predictor`, so their checks are written once.
+
+A *stream* is a trained network with its resolved config, class names and the record of how its training data was
+prepared (all read from its checkpoint). Two streams (RGB and flow) are fused the AFSD way by default: their raw
+outputs are averaged per window before softmax and decoding (``infer.fusion=logits``); ``infer.fusion=detections``
+pools each stream's decoded candidates instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from talmts.config import Config, ConfigError, InferConfig, config_from_dict
+from talmts.data.dataset import CHANNELS, load_video_array
+from talmts.data.flow import with_flow
+from talmts.data.record import PrepareOptions, check_same_preparation, read_record
+from talmts.data.transforms import make_clip
+from talmts.data.video import DecodeInfo, sampled_frames
+from talmts.data.windows import cut_windows, frames_of
+from talmts.engine.checkpoint import load_checkpoint
+from talmts.formats.video_info import VideoInfo, read_video_info
+from talmts.models import build_detector
+from talmts.outputs import DetectorOutput
+from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, decode_streams, detections_for_video
+from talmts.schema import ClassMap, Detection
+
+ARRAY_DIRS = {"rgb": "frames", "flow": "flow"}
+
+
+@dataclass
+class Stream:
+    """A network ready for inference, with the config, classes and data preparation it was trained with."""
+
+    model: nn.Module
+    cfg: Config
+    classes: ClassMap
+    source: str = ""
+    root: str | None = None  # prepared dataset of this stream; None: the evaluation config's data.root
+    prepare: PrepareOptions | None = None  # how its training data was prepared, if recorded
+    forward: Callable[[torch.Tensor], DetectorOutput] | None = None  # set by use_fast_path; None: ``model``
+
+    @property
+    def modality(self) -> str:
+        return self.cfg.data.modality
+
+
+def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Stream:
+    """Build the network a checkpoint describes and load its weights (the EMA weights when it has them)."""
+    state = load_checkpoint(path)
+    cfg = config_from_dict(state["config"], source=f"{path} (stored config)")
+    classes = ClassMap(tuple(state["classes"]))
+    cfg.model.backbone.weights = None  # the checkpoint holds the fine-tuned weights; do not load I3D's again
+    model = build_detector(cfg, len(classes), state["in_channels"])
+    ema = state.get("ema")
+    model.load_state_dict(ema["weights"] if use_ema and ema else state["model"])
+    if hasattr(getattr(model, "backbone", None), "fold_batchnorm"):  # inference only: same function, fewer kernels
+        model.backbone = model.backbone.fold_batchnorm()
+    model.to(device).eval()
+    prepare = PrepareOptions.from_dict(state["prepare"]) if state.get("prepare") else None
+    return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=prepare)
+
+
+def use_fast_path(streams: Sequence[Stream], batch_size: int, device: torch.device) -> str | None:
+    """Switch the streams to engine/fast.py's GPU path; returns why not (a message for the user) on a CPU, where
+    the exact fp32 path with folded BN is the fastest measured (docs/PERFORMANCE.md)."""
+    if device.type != "cuda":
+        return (
+            f"--fast applies on a CUDA device; on {device.type} the exact fp32 path (BN folded) is already the "
+            "fastest measured, and is used"
+        )
+    from talmts.engine.fast import FastForward
+
+    for s in streams:
+        s.forward = FastForward(s.model, batch_size)
+    return None
+
+
+def check_compatible(streams: Sequence[Stream]) -> None:
+    """Fused streams must share classes, window geometry and sampling, or their outputs cannot be averaged."""
+    first = streams[0]
+    for s in streams[1:]:
+        if s.classes != first.classes:
+            raise ConfigError(f"{s.source} and {first.source} have different classes; they cannot be fused")
+        for key in ("clip_frames", "frame_size", "fps"):
+            a, b = getattr(first.cfg.data, key), getattr(s.cfg.data, key)
+            if a != b:
+                raise ConfigError(f"{first.source} has data.{key}={a} but {s.source} has {b}; fused streams must agree")
+        check_same_preparation(first.prepare, s.prepare, flow=False, where=s.source, source=first.source)
+
+
+def window_tensor(frames: np.ndarray, clip_frames: int, frame_size: int) -> torch.Tensor:
+    """uint8 [t, S, S, C] window (t <= T) -> float [C, T, F, F]: the test-time transform of the datasets (centre
+    crop, x / 255 * 2 - 1, padded past the video end)."""
+    return make_clip(frames, 0, clip_frames, frame_size, train=False)
+
+
+@dataclass
+class WindowOutputs:
+    """The raw outputs (on the CPU) of every stream for one batch of windows of a video."""
+
+    outputs: list[DetectorOutput]  # one per stream, batch = len(offsets)
+    offsets: list[int]
+    num_frames: list[int]  # real frames of each window (< T for the padded tail of a video)
+
+
+@torch.no_grad()
+def network_outputs(
+    streams: Sequence[Stream],
+    windows: Iterable[tuple[int, Sequence[np.ndarray]]],
+    batch_size: int,
+    device: torch.device | str = "cpu",
+) -> list[WindowOutputs]:
+    """Run every stream on each (offset, per-stream frames) window, ``batch_size`` windows at a time."""
+    d = streams[0].cfg.data
+    batches: list[WindowOutputs] = []
+    pending: list[tuple[int, Sequence[np.ndarray]]] = []
+
+    def flush() -> None:
+        outs = []
+        for k, stream in enumerate(streams):
+            x = torch.stack([window_tensor(arrs[k], d.clip_frames, d.frame_size) for _, arrs in pending])
+            run = stream.forward or stream.model
+            outs.append(run(x.to(device)).map(lambda t: t.float().cpu()))  # [B, C, T, F, F] -> DetectorOutput
+        batches.append(WindowOutputs(outs, [o for o, _ in pending], [len(arrs[0]) for _, arrs in pending]))
+        pending.clear()
+
+    for item in windows:
+        pending.append(item)
+        if len(pending) >= batch_size:
+            flush()
+    if pending:
+        flush()
+    return batches
+
+
+def decode_windows(batches: Sequence[WindowOutputs], rate: float, infer: InferConfig) -> list[Candidates]:
+    """Eq. 13 candidates of every window; ``rate`` is the video's sample frames per second: seconds =
+    (frame + offset) / rate, segments clamped to each window's real frames. Streams fused as ``infer.fusion`` says."""
+    candidates: list[Candidates] = []
+    for b in batches:
+        for i, (offset, n) in enumerate(zip(b.offsets, b.num_frames)):
+            candidates.extend(decode_streams(b.outputs, i, float(offset), rate, infer, num_frames=n))
+    return candidates
+
+
+@dataclass
+class Predictor:
+    """Streams (one, or RGB + flow fused) with the inference settings, run on any number of videos.
+
+    ``stride`` and ``protocol`` place the windows (data.test_stride, data.protocol); ``scores`` (video-level class
+    scores) label a class-agnostic detector's proposals, the AFSD way on ActivityNet.
+    """
+
+    streams: list[Stream]
+    infer: InferConfig
+    stride: int
+    protocol: str
+    device: torch.device
+    scores: VideoScores | None = None
+
+    def __post_init__(self) -> None:
+        check_compatible(self.streams)
+        if self.scores is not None and len(self.classes) != 1:
+            raise ConfigError(
+                f"video-level scores label a class-agnostic detector, but {self.streams[0].source} has "
+                f"{len(self.classes)} classes (its own labels are used): drop --video-scores / infer.video_scores"
+            )
+
+    @property
+    def classes(self) -> ClassMap:
+        return self.streams[0].classes
+
+    @property
+    def names(self) -> str:
+        return " + ".join(s.modality for s in self.streams)
+
+    # ------------------------------------------------------------------------------------------- the one path
+    def outputs(self, frames: Iterable[Sequence[np.ndarray]], video: str) -> list[WindowOutputs]:
+        """The network's outputs on every window of a video given frame by frame (one array per stream)."""
+        d = self.streams[0].cfg.data
+        windows = cut_windows(frames, d.clip_frames, self.stride, self.protocol, video)
+        return network_outputs(self.streams, windows, self.infer.batch_size, self.device)
+
+    def finish(self, batches: Sequence[WindowOutputs], info: VideoInfo) -> list[Detection]:
+        """Decode, fuse, merge the windows with Soft-NMS, and label the video: its detections, best first."""
+        candidates = decode_windows(batches, info.rate(self.protocol), self.infer)
+        detections = detections_for_video(candidates, self.classes, self.infer, info.duration)
+        if self.scores is None:
+            return detections
+        return apply_video_classifier(
+            detections, self.score_row(info.video), self.scores.classes, self.infer.video_top_k
+        )
+
+    def score_row(self, video: str) -> np.ndarray:
+        """The video-level scores of ``video``; a clear error before any network runs when they are missing."""
+        assert self.scores is not None
+        try:
+            return self.scores.lookup(video)
+        except KeyError as e:
+            raise ConfigError(f"{e.args[0]}; the score file must cover every video (or pass --video-id)") from None
+
+    # ------------------------------------------------------------------------------------------- sources
+    def prepared_videos(
+        self, root: str | Path, videos: Sequence[str], progress: bool = False
+    ) -> dict[str, list[Detection]]:
+        """Detections of prepared videos (frames/ and flow/ arrays under ``root``, or each stream's own root)."""
+        root = Path(root)
+        for s in self.streams:
+            here = Path(s.root or root)
+            check_same_preparation(
+                s.prepare,
+                read_record(here),
+                flow=s.modality == "flow",
+                where=str(here / "prepare.json"),
+                source=s.source,
+            )
+        info = read_video_info(root / "video_info.csv")
+        missing = [v for v in videos if v not in info]
+        if missing:
+            raise ConfigError(
+                f"{len(missing)} video(s) of the split are not in {root}/video_info.csv (first: {missing[0]!r}); "
+                "run `talmts prepare` on them first"
+            )
+        if self.scores is not None:
+            for v in videos:
+                self.score_row(v)
+        iterator: Iterable[str] = videos
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(videos, desc="inference", unit="video", leave=False)
+        # Decoding, merging and Soft-NMS of video i (numpy, CPU) run in a worker thread while the network processes
+        # video i + 1, so that a fast GPU network does not wait for them.
+        futures: dict[str, Future[list[Detection]]] = {}
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            for vid in iterator:
+                arrays = [self._array(Path(s.root or root), s.modality, info[vid]) for s in self.streams]
+                batches = self.outputs(frames_of(arrays), vid)
+                futures[vid] = pool.submit(self.finish, batches, info[vid])
+            return {vid: f.result() for vid, f in futures.items()}
+
+    def raw_video(self, path: str | Path, video: str | None = None) -> tuple[list[Detection], DecodeInfo]:
+        """Detections in a video file, decoded, sampled and turned into flow on the fly as the checkpoint's training
+        data was prepared; one window of frames is held at a time, so a video of any length fits."""
+        video = video or Path(path).stem
+        if self.scores is not None:
+            self.score_row(video)  # before the network runs
+        prep = self.streams[0].prepare or PrepareOptions()
+        decoded = DecodeInfo()
+        frames = sampled_frames(path, prep.fps, prep.size, prep.max_frames, decoded)
+        modalities = [s.modality for s in self.streams]
+        if "flow" in modalities:
+            method = prep.flow if prep.flow != "none" else PrepareOptions().flow
+            per_stream = ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in with_flow(frames, method))
+        else:
+            per_stream = ([rgb] for rgb in frames)
+        batches = self.outputs(per_stream, video)
+        info = VideoInfo(video, decoded.fps, decoded.sample_fps, decoded.count, decoded.sample_count)
+        return self.finish(batches, info), decoded
+
+    def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
+        path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"
+        return load_video_array(path, CHANNELS[modality], info.sample_count)
+
+
+def load_predictor(
+    checkpoints: Sequence[str | Path],
+    *,
+    device: str = "auto",
+    overrides: Sequence[str] = (),
+    video_scores: str | Path | None = None,
+) -> Predictor:
+    """Streams from ``checkpoints`` (one, or RGB and flow: fused), with ``infer.*`` overrides on their stored configs;
+    windows placed as the first checkpoint's config says."""
+    from talmts.engine.distributed import resolve_device
+    from talmts.postprocess import load_video_scores
+
+    dev = resolve_device(device)
+    streams = [load_stream(c, dev) for c in checkpoints]
+    for s in streams:
+        s.cfg = with_infer_overrides(s.cfg, overrides)
+    cfg = streams[0].cfg
+    path = video_scores or cfg.infer.video_scores
+    scores = load_video_scores(path) if path else None
+    return Predictor(streams, cfg.infer, cfg.data.test_stride, cfg.data.protocol, dev, scores)
+
+
+def with_infer_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
+    """``infer.<key>=<value>`` overrides (e.g. infer.conf_thresh=0.05) on a trained checkpoint's config."""
+    import yaml
+
+    raw = cfg.to_dict()
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("infer."):
+            raise ConfigError(f"override {item!r}: only infer.<key>=<value> applies to a trained checkpoint")
+        raw["infer"][key.split(".", 1)[1]] = yaml.safe_load(value)
+    return config_from_dict(raw, source="inference overrides")

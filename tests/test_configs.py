@@ -109,9 +109,12 @@ def test_documented_commands_use_real_configs_overrides_and_options():
         overrides = [a for a in argv if OVERRIDE.match(a)]
         if argv[1] in ("train", "eval", "dataset-stats"):
             load_config(resolve_config_path(argv[2]), overrides)  # raises on a bad key or value
-        module = {"train": "train", "eval": "eval_cmd", "dataset-stats": "dataset_stats", "prepare": "prepare"}.get(
-            argv[1]
-        )
+        module = {
+            "train": "train",
+            "eval": "eval_checkpoints",
+            "dataset-stats": "dataset_stats",
+            "prepare": "prepare",
+        }.get(argv[1])
         if module and _load(module) is not None:  # the command exists in this build: its options must parse
             _, extra = parser.parse_known_args(argv[1:])
             assert all(OVERRIDE.match(e) for e in extra), (argv, extra)

@@ -50,11 +50,6 @@ def pairwise_tiou(a: Array, b: Array) -> Array:
     return _safe_div(inter, union)
 
 
-def tiou_one_to_many(seg: Array, others: Array) -> Array:
-    """tIoU of one segment ``seg [2]`` against ``others [M, 2]`` -> ``[M]``."""
-    return pairwise_tiou(seg[None, :], others)[0]
-
-
 def elementwise_tiou(a: Array, b: Array) -> Array:
     """tIoU of matching rows: ``a [..., 2]`` with ``b [..., 2]`` -> ``[...]``."""
     inter = _clip_min(_minimum(a[..., 1], b[..., 1]) - _maximum(a[..., 0], b[..., 0]), 0.0)

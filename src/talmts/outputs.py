@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import torch
@@ -27,7 +28,7 @@ class DetectorOutput:
     def detach(self) -> DetectorOutput:
         return self.map(lambda t: t.detach())
 
-    def map(self, fn) -> DetectorOutput:  # noqa: ANN001 - any tensor -> tensor function
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> DetectorOutput:
         """Apply ``fn`` to every tensor field (not to anchors)."""
         kw = {}
         for f in fields(self):

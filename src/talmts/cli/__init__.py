@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("synth", "generate the embedded synthetic untrimmed-video dataset"),
     "prepare": ("prepare", "decode videos into 10 fps frames and optical flow"),
     "train": ("train", "train one stream from a config"),
-    "eval": ("eval_cmd", "sliding-window inference on the test split and the paper-style mAP table"),
+    "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
     "evaluate": ("evaluate", "score a detection file against ground truth (ActivityNet mAP)"),
     "bench": ("bench", "throughput, FLOPs and memory of the network"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ def build_class_map(data: DataConfig, annotations: AnnotationSet) -> ClassMap:
     return ClassMap.from_labels(s.label for v in annotations.videos.values() for s in v.annotations)
 
 
-def class_index_fn(classes: ClassMap, agnostic: bool):  # noqa: ANN201 - a label -> index callable
+def class_index_fn(classes: ClassMap, agnostic: bool) -> Callable[[str], int]:
+    """label -> class index; every label is class 1 for a class-agnostic model."""
     return (lambda _label: 1) if agnostic else classes.index
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
@@ -130,7 +131,7 @@ def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions
         return VideoResult(video, "done", row=row)
     except VideoDecodeError as e:
         return VideoResult(video, "failed", reason=e.reason)
-    except Exception as e:  # noqa: BLE001 - one bad video must not stop the run
+    except Exception as e:  # one bad video must not stop the run
         return VideoResult(video, "failed", reason=f"{type(e).__name__}: {e}")
 
 
@@ -215,7 +216,9 @@ def prepare_dataset(
     return summary
 
 
-def _run_pool(todo: list[Path], out_dir: Path, options: PrepareOptions, workers: int, record) -> None:  # noqa: ANN001
+def _run_pool(
+    todo: list[Path], out_dir: Path, options: PrepareOptions, workers: int, record: Callable[[VideoResult], None]
+) -> None:
     ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:

@@ -84,7 +84,7 @@ def dynamic_sample_fps(fps: float, count: int, max_frames: int, cap: float | Non
     return rate if cap is None else min(rate, cap)
 
 
-def _open(path: Path):  # noqa: ANN202 - (container, stream)
+def _open(path: Path) -> tuple[av.container.InputContainer, av.VideoStream]:
     if not path.is_file():
         raise VideoDecodeError(path, "file not found")
     try:
@@ -112,7 +112,7 @@ def stream_fps(path: str | Path) -> float:
         container.close()
 
 
-def _rate(path: str | Path, stream) -> float:  # noqa: ANN001
+def _rate(path: str | Path, stream: av.VideoStream) -> float:
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and float(rate) > 0 and math.isfinite(float(rate)):
             return float(rate)

@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from talmts.config import Config, load_config, resolve_config_path
+
+if TYPE_CHECKING:
+    from talmts.data.synth import SynthConfig
+    from talmts.engine.train import TrainResult
+    from talmts.evaluation import EvalResult
 
 # Three motions that differ in kind: vertical, horizontal, rotation. "pulse" (a square growing in place) is left
 # out: against "spin" (a bar turning in place) it is the pair a from-scratch network at 5 fps and 48 px confuses
@@ -53,7 +59,7 @@ class DemoResult:
     timings: dict[str, float]
 
 
-def synth_settings(settings: DemoSettings):  # noqa: ANN201 - a SynthConfig
+def synth_settings(settings: DemoSettings) -> SynthConfig:
     """The synthetic dataset of the demo (docs/DESIGN.md, "The demo"): square 64 px frames (no aspect squeeze when
     prepared, so a bar stays a bar), objects a third of the frame high, actions of 1.5-5 s that fit a 12.8 s
     window; train and test splits only (4:1), since the demo selects no checkpoint."""
@@ -91,7 +97,7 @@ def demo_config(settings: DemoSettings, modality: str) -> Config:
     return load_config(resolve_config_path("demo"), overrides + settings.overrides)
 
 
-def run_demo(settings: DemoSettings, log=print) -> DemoResult:  # noqa: ANN001 - a print-like callable
+def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> DemoResult:
     from talmts.data.prepare import PrepareOptions, prepare_dataset
     from talmts.data.synth import generate_dataset
     from talmts.engine.detect import run_detect
@@ -163,7 +169,7 @@ def run_demo(settings: DemoSettings, log=print) -> DemoResult:  # noqa: ANN001 -
     return DemoResult(metrics=metrics, table=table, report=report, timings=timings)
 
 
-def train_streams(cfgs: list[Config], settings: DemoSettings, log) -> dict:  # noqa: ANN001
+def train_streams(cfgs: list[Config], settings: DemoSettings, log: Callable[[str], None]) -> dict[str, TrainResult]:
     """Train each config; in parallel processes (one thread each) when settings.parallel and cores allow."""
     from talmts.engine.train import train
 
@@ -183,7 +189,7 @@ def train_streams(cfgs: list[Config], settings: DemoSettings, log) -> dict:  # n
         return {cfg.data.modality: job.result() for cfg, job in zip(cfgs, jobs)}
 
 
-def _train_worker(raw: dict, threads: int, progress: bool):  # noqa: ANN202 - a TrainResult
+def _train_worker(raw: dict, threads: int, progress: bool) -> TrainResult:
     import torch
 
     from talmts.config import config_from_dict
@@ -193,7 +199,18 @@ def _train_worker(raw: dict, threads: int, progress: bool):  # noqa: ANN202 - a 
     return train(config_from_dict(raw, source="demo"), progress=progress)
 
 
-def write_report(out, cfg, fused, singles, table, curves, timeline, timings, seconds, runs) -> Path:  # noqa: ANN001
+def write_report(
+    out: Path,
+    cfg: Config,
+    fused: EvalResult,
+    singles: dict[str, EvalResult],
+    table: str,
+    curves: Path,
+    timeline: Path,
+    timings: dict[str, float],
+    seconds: float,
+    runs: dict[str, TrainResult],
+) -> Path:
     """README-like Markdown: what ran, the mAP table (fused and per stream), the loss curves, the timeline."""
     tious = " | ".join(f"{t:.1f}" for t in fused.tiou)
     lines = [

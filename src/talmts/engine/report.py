@@ -35,10 +35,6 @@ def write_loss_log(history: Sequence[Mapping[str, float]], out_dir: str | Path, 
     return out_dir / f"{stem}.json"
 
 
-def read_loss_log(path: str | Path) -> list[dict[str, float]]:
-    return json.loads(Path(path).read_text())
-
-
 def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str | Path) -> Path:
     """One row a detection: video, label, start, end (seconds), score; highest score first per video."""
     path = Path(path)

@@ -245,19 +245,11 @@ def test_loss_decreases_when_overfitting_a_stand_in() -> None:
         assert last[k] < 0.2 * first[k], k
 
 
-def _build_detector():
-    try:
-        from talmts.models import build_detector
-    except ImportError:
-        return None
-    return build_detector
-
-
-@pytest.mark.skipif(_build_detector() is None, reason="talmts.models.build_detector is not available")
 def test_loss_decreases_on_the_real_network() -> None:
     """The real TAL-MTS at toy size (every module on) learns one clip. refined_iou = 0 makes every coarse positive
     a refined one from the first step, so the set of terms does not change under the optimiser's feet."""
-    build_detector = _build_detector()
+    from talmts.models import build_detector
+
     torch.manual_seed(0)
     cfg = load_config(
         None,

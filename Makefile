@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ lint: setup
 
 test: lint
 	$(BIN)/pytest -q
+
+# the suite without the end-to-end runs (marked slow): about a minute, for the edit-test loop
+test-fast: lint
+	$(BIN)/pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache

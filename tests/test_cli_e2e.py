@@ -18,6 +18,8 @@ from talmts.engine.checkpoint import load_checkpoint
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
 
+pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
+
 TINY = [
     "data.clip_frames=32",
     "data.frame_size=32",

@@ -12,6 +12,8 @@ from talmts.cli import main
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
 
+pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
+
 
 def test_quick_demo(tmp_path, capsys):
     out = tmp_path / "demo"

@@ -69,6 +69,7 @@ def test_learning_rate_rule():
         scaled_lr(1e-4, 2, 1, "cubic")
 
 
+@pytest.mark.slow
 def test_torchrun_trains_the_real_network(tmp_path):
     """`torchrun --nproc_per_node 2 -m talmts train`: the real TAL-MTS under DDP/gloo (every parameter takes part
     in the loss, or DDP would stop), one report, one run folder."""

@@ -25,6 +25,8 @@ from talmts.engine.checkpoint import load_checkpoint
 from talmts.evaluation import evaluate_detections
 from talmts.formats import THUMOS14_CLASSES, read_annotations, read_detections
 
+pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 

@@ -39,18 +39,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import ConfigError, load_config, resolve_config_path
+    from talmts.config import load_config, resolve_config_path
 
-    try:
-        cfg = load_config(resolve_config_path(args.config), args.overrides)
-        if args.video_scores:
-            cfg.infer.video_scores = args.video_scores
-        flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
-        result = evaluate(cfg, args, flow_cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"talmts eval: {e}", file=sys.stderr)
-        return 2
-    return result
+    cfg = load_config(resolve_config_path(args.config), args.overrides)
+    if args.video_scores:
+        cfg.infer.video_scores = args.video_scores
+    flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
+    return evaluate(cfg, args, flow_cfg)
 
 
 def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN001 - Config

@@ -98,9 +98,9 @@ def test_label_outside_given_class_map(tmp_path: Path) -> None:
         ({"segment": [1, 2], "score": 0.5}, "label", "missing key"),
         ({"label": "A", "segment": [1, 2]}, "score", "missing key"),
         ({"label": "A", "score": 0.5}, "segment", "missing key"),
-        ({"label": "A", "score": 0.5, "segment": [2, 1]}, "segment", "before start"),
-        ({"label": "A", "score": 0.5, "segment": [-2, 1]}, "segment", "negative"),
         ({"label": "A", "score": "nan", "segment": [1, 2]}, "score", "finite"),
+        ({"label": "A", "score": 0.5, "segment": [float("nan"), 2]}, "segment", "finite"),
+        ({"label": "A", "score": 0.5, "segment": ["x", 2]}, "segment", "expected a number"),
         ({"label": 3, "score": 0.5, "segment": [1, 2]}, "label", "expected str"),
     ],
 )
@@ -110,6 +110,13 @@ def test_detection_errors(tmp_path: Path, item, field, words) -> None:
         read_detections(path)
     assert (info.value.file, info.value.record, info.value.field) == (str(path), "v detection 0", field)
     assert words in str(info.value)
+
+
+def test_detections_keep_segments_the_official_evaluator_scores(tmp_path: Path) -> None:
+    """A start before 0 and an end before the start are read as written (the evaluator warns about them)."""
+    items = [{"label": "A", "score": 0.5, "segment": [-2, 1]}, {"label": "A", "score": 0.4, "segment": [3, 2]}]
+    path = _write(tmp_path, {"version": "x", "results": {"v": items}, "external_data": {}})
+    assert read_detections(path)["v"] == [Detection(-2.0, 1.0, "A", 0.5), Detection(3.0, 2.0, "A", 0.4)]
 
 
 def test_detections_duplicate_video_and_missing_results(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a config file or the name of a bundled config (e.g. thumos14_rgb)")
     parser.add_argument(
         "--annotations",
-        required=True,
-        help="a folder of annotation files (see `talmts dataset-stats --help`) or a file",
+        default=None,
+        help="a folder of annotation files (see talmts.engine.dataset_stats) or a file (default: data.annotations)",
     )
     parser.add_argument(
         "--video-info",
@@ -30,8 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from talmts.engine.dataset_stats import dataset_stats
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
+    from talmts.errors import InputError
+
+    annotations = args.annotations or cfg.data.annotations
+    if not annotations:
+        raise InputError("no annotations: pass --annotations FILE_OR_DIR or set data.annotations in the config")
     video_info = Path(args.video_info) if args.video_info else None
-    stats = dataset_stats(cfg, Path(args.annotations), video_info)
+    stats = dataset_stats(cfg, Path(annotations), video_info)
     if args.json:
         print(json.dumps(stats))
     else:

@@ -20,6 +20,7 @@ from talmts.errors import TalmtsError
 
 # command name -> (module under talmts.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "write a commented config for your own dataset (annotation file + videos)"),
     "demo": ("demo", "the main job: synth data, prepare, train both streams, evaluate, detect, report"),
     "synth": ("synth", "generate the embedded synthetic untrimmed-video dataset"),
     "prepare": ("prepare", "decode videos into 10 fps frames and optical flow"),

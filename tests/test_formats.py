@@ -297,3 +297,25 @@ def test_unrecognised_layout(tmp_path: Path) -> None:
         read_annotations(_write(tmp_path, "{oops", "bad.json"))
     with pytest.raises(SchemaError, match="not found"):
         read_annotations(tmp_path / "missing.json")
+
+
+def test_activitynet_taxonomy_is_optional_metadata(tmp_path: Path) -> None:
+    """The official evaluator never reads the taxonomy: nodes without parentId are roots, and a taxonomy that cannot
+    name the classes is ignored with a warning instead of rejecting the file."""
+    db = {
+        "v": {
+            "subset": "training",
+            "annotations": [{"segment": [1, 2], "label": "B"}, {"segment": [3, 4], "label": "A"}],
+        }
+    }
+    flat = [{"nodeId": 1, "nodeName": "B"}, {"nodeId": 2, "nodeName": "A"}]  # no parentId at all
+    path = _write(tmp_path, {"taxonomy": flat, "database": db}, "flat.json")
+    assert read_annotations(path).classes.names == ("B", "A")  # its order is used
+    for name, taxonomy, words in [
+        ("nameless.json", [{"nodeId": 1}], "no nodeName"),
+        ("short.json", [{"nodeId": 1, "nodeName": "A", "parentId": None}], r"lack the labels \['B'\]"),
+        ("odd.json", {"A": 1}, "not a list"),
+    ]:
+        path = _write(tmp_path, {"taxonomy": taxonomy, "database": db}, name)
+        with pytest.warns(UserWarning, match=words):
+            assert read_annotations(path).classes.names == ("A", "B")  # the sorted labels

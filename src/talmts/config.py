@@ -268,10 +268,11 @@ def _base_path(path: Path, base: Any) -> Path:
     ``generic.yaml``, ...), so that a user's file can build on a bundled one wherever talmts is installed."""
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{path}: _base_ must be a file name or the name of a bundled config, got {base!r}")
-    beside = (path.parent / base).resolve()
-    if beside.is_file():
-        return beside
     name = base if base.endswith((".yaml", ".yml")) else f"{base}.yaml"
+    beside = (path.parent / base).resolve()
+    for candidate in (beside, (path.parent / name).resolve()):
+        if candidate.is_file():
+            return candidate
     bundled = BUNDLED_DIR / name
     if "/" not in base and bundled.is_file():
         return bundled.resolve()

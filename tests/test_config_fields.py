@@ -124,3 +124,8 @@ def test_the_bundled_configs_say_where_eq9_stands() -> None:
     assert "departs from eq. 9's text, which says 0.5" in anet
     reproduce = " ".join((Path(__file__).parents[1] / "docs" / "REPRODUCE.md").read_text().split())
     assert "the text under eq. 9 says 0.5" in reproduce and "departs from the paper's text" in reproduce
+
+
+def test_duplicate_classes_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"data.classes lists \['a'\] more than once"):
+        load_config(None, ["data.classes=[a,b,a]"])

@@ -383,6 +383,9 @@ def validate(cfg: Config) -> None:
             if name is None:
                 raise ConfigError(f"data.{key}={value!r} is not a subset name: {subset_help()}")
             setattr(d, key, name)
+    if d.classes is not None and len(set(d.classes)) != len(d.classes):
+        twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
+        raise ConfigError(f"data.classes lists {twice} more than once: each class once")
     if m.channels % m.groups:
         raise ConfigError(f"model.groups={m.groups} must divide model.channels={m.channels} (GroupNorm)")
     for name, sub in (("stt", m.stt), ("fsa", m.fsa)):

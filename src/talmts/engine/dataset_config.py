@@ -128,6 +128,7 @@ def survey(dataset_dir: Path, annotations: Path | None = None, videos_dir: Path 
         raise FileNotFoundError(f"{dataset_dir}: not a folder (give the dataset's folder)")
     annotations = annotations or find_annotation_file(dataset_dir)
     gt = read_annotations(annotations)
+    train = _train_subset(gt)
     videos_dir = videos_dir or (dataset_dir / "videos" if (dataset_dir / "videos").is_dir() else dataset_dir)
     files = find_videos(videos_dir)
     if not files:
@@ -144,7 +145,6 @@ def survey(dataset_dir: Path, annotations: Path | None = None, videos_dir: Path 
     ]
     if past:
         notes.append(f"{len(past)} videos have actions past their end (e.g. {past[:3]}): check the times are seconds")
-    train = _train_subset(gt)
     lengths = np.array([s.length for v in gt.subset(train).videos.values() for s in v.annotations if s.length > 0])
     if lengths.size == 0:
         raise InputError(f"{annotations}: no action of positive length in the {train!r} subset: nothing to train on")

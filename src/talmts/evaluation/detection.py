@@ -30,6 +30,7 @@ from operator import attrgetter
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.matching import first_match_per_block, greedy_match, interpolated_ap
 from talmts.evaluation.result import EvalResult, thresholds_array
 from talmts.formats import AMBIGUOUS
@@ -57,7 +58,7 @@ def evaluate_detections(
     gt_rows = [(vid_index[v.id], s) for v in videos for s in v.annotations]
     classes = _class_order(ground_truth, {s.label for _, s in gt_rows if s.label != AMBIGUOUS})
     if not classes:
-        raise ValueError(f"no ground truth in subset {subset!r}: nothing to evaluate")
+        raise InputError(f"no ground truth in subset {subset!r}: nothing to evaluate")
     cls_index = {c: i for i, c in enumerate(classes)}
     amb = [(vi, s.start, s.end) for vi, s in gt_rows if s.label == AMBIGUOUS]
     gt_rows = [(vi, s) for vi, s in gt_rows if s.label != AMBIGUOUS]

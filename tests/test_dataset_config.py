@@ -68,3 +68,24 @@ def test_no_training_actions_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "gt.csv").write_text("video,subset,label,start,end\nv,testing,a,1,2\n")
     with pytest.raises(InputError, match="no training subset"):
         survey(tmp_path)
+
+
+def test_survey_finds_an_activitynet_file_and_probes_the_videos(tmp_path: Path) -> None:
+    import json
+
+    from talmts.data.synth import write_mp4
+    from talmts.engine.dataset_config import survey
+
+    (tmp_path / "videos").mkdir()
+    write_mp4(tmp_path / "videos" / "a.mp4", (np.full((40, 56, 3), i * 8, np.uint8) for i in range(30)), 12.0)
+    db = {"a": {"subset": "training", "annotations": [{"segment": [0.5, 1.5], "label": "x"}]},
+          "gone": {"subset": "validation", "annotations": []}}  # fmt: skip
+    (tmp_path / "gt.json").write_text(json.dumps({"database": db}))
+    (tmp_path / "notes.json").write_text("{}")  # not annotations: skipped
+    (tmp_path / "video_info.csv").write_text("video,fps\n")  # never taken for annotations
+    s = survey(tmp_path)
+    assert s.annotations == tmp_path / "gt.json" and list(s.lengths) == [1.0]
+    probe = s.probes["a"]
+    assert (probe.fps, probe.frames, probe.width, probe.height) == (12.0, 30, 56, 40)
+    assert probe.duration == pytest.approx(2.5, abs=0.1)
+    assert any("gone" in note for note in s.notes)  # an annotated video without a file is reported

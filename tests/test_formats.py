@@ -98,9 +98,9 @@ def test_label_outside_given_class_map(tmp_path: Path) -> None:
         ({"segment": [1, 2], "score": 0.5}, "label", "missing key"),
         ({"label": "A", "segment": [1, 2]}, "score", "missing key"),
         ({"label": "A", "score": 0.5}, "segment", "missing key"),
-        ({"label": "A", "score": 0.5, "segment": [2, 1]}, "segment", "before start"),
-        ({"label": "A", "score": 0.5, "segment": [-2, 1]}, "segment", "negative"),
         ({"label": "A", "score": "nan", "segment": [1, 2]}, "score", "finite"),
+        ({"label": "A", "score": 0.5, "segment": [float("nan"), 2]}, "segment", "finite"),
+        ({"label": "A", "score": 0.5, "segment": ["x", 2]}, "segment", "expected a number"),
         ({"label": 3, "score": 0.5, "segment": [1, 2]}, "label", "expected str"),
     ],
 )
@@ -110,6 +110,13 @@ def test_detection_errors(tmp_path: Path, item, field, words) -> None:
         read_detections(path)
     assert (info.value.file, info.value.record, info.value.field) == (str(path), "v detection 0", field)
     assert words in str(info.value)
+
+
+def test_detections_keep_segments_the_official_evaluator_scores(tmp_path: Path) -> None:
+    """A start before 0 and an end before the start are read as written (the evaluator warns about them)."""
+    items = [{"label": "A", "score": 0.5, "segment": [-2, 1]}, {"label": "A", "score": 0.4, "segment": [3, 2]}]
+    path = _write(tmp_path, {"version": "x", "results": {"v": items}, "external_data": {}})
+    assert read_detections(path)["v"] == [Detection(-2.0, 1.0, "A", 0.5), Detection(3.0, 2.0, "A", 0.4)]
 
 
 def test_detections_duplicate_video_and_missing_results(tmp_path: Path) -> None:
@@ -290,3 +297,25 @@ def test_unrecognised_layout(tmp_path: Path) -> None:
         read_annotations(_write(tmp_path, "{oops", "bad.json"))
     with pytest.raises(SchemaError, match="not found"):
         read_annotations(tmp_path / "missing.json")
+
+
+def test_activitynet_taxonomy_is_optional_metadata(tmp_path: Path) -> None:
+    """The official evaluator never reads the taxonomy: nodes without parentId are roots, and a taxonomy that cannot
+    name the classes is ignored with a warning instead of rejecting the file."""
+    db = {
+        "v": {
+            "subset": "training",
+            "annotations": [{"segment": [1, 2], "label": "B"}, {"segment": [3, 4], "label": "A"}],
+        }
+    }
+    flat = [{"nodeId": 1, "nodeName": "B"}, {"nodeId": 2, "nodeName": "A"}]  # no parentId at all
+    path = _write(tmp_path, {"taxonomy": flat, "database": db}, "flat.json")
+    assert read_annotations(path).classes.names == ("B", "A")  # its order is used
+    for name, taxonomy, words in [
+        ("nameless.json", [{"nodeId": 1}], "no nodeName"),
+        ("short.json", [{"nodeId": 1, "nodeName": "A", "parentId": None}], r"lack the labels \['B'\]"),
+        ("odd.json", {"A": 1}, "not a list"),
+    ]:
+        path = _write(tmp_path, {"taxonomy": taxonomy, "database": db}, name)
+        with pytest.warns(UserWarning, match=words):
+            assert read_annotations(path).classes.names == ("A", "B")  # the sorted labels

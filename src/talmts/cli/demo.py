@@ -29,7 +29,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from talmts.config import ConfigError
     from talmts.engine.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
@@ -43,11 +42,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if args.videos is not None:
         settings.videos = args.videos
-    try:
-        res = run_demo(settings, log=lambda m: print(m, file=sys.stderr if args.json else sys.stdout, flush=True))
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"talmts demo: {e}", file=sys.stderr)
-        return 1
+    res = run_demo(settings, log=lambda m: print(m, file=sys.stderr if args.json else sys.stdout, flush=True))
     print(f"report: {res.report}")
     print(res.table)
     if args.json:

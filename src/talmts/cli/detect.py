@@ -35,32 +35,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from talmts.config import ConfigError
-    from talmts.data.video import VideoDecodeError
     from talmts.engine.detect import detect_and_write
     from talmts.engine.predictor import load_predictor, use_fast_path
+    from talmts.errors import InputError
     from talmts.formats import read_annotations
 
     video = Path(args.video)
     out = Path(args.out or f"detect-{video.stem if video.is_file() else video.resolve().name}")
     checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
-    try:
-        if video.is_dir() and args.video_id:
-            raise ValueError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
-        if not video.exists():
-            raise FileNotFoundError(f"{video}: no such video file or folder")
-        gt = read_annotations(args.annotations) if args.annotations else None
-        predictor = load_predictor(
-            checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
-        )
-        if args.fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
-            print(f"talmts detect: {why_not}", file=sys.stderr)
-        if video.is_dir():
-            return _folder(predictor, video, out, gt, args)
-        res = detect_and_write(predictor, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
-    except (VideoDecodeError, FileNotFoundError, ValueError, ConfigError) as e:
-        print(f"talmts detect: {e}", file=sys.stderr)
-        return 2
+    if video.is_dir() and args.video_id:
+        raise InputError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
+    if not video.exists():
+        raise FileNotFoundError(f"{video}: no such video file or folder")
+    gt = read_annotations(args.annotations) if args.annotations else None
+    predictor = load_predictor(
+        checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
+    )
+    if args.fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
+        print(f"talmts detect: {why_not}", file=sys.stderr)
+    if video.is_dir():
+        return _folder(predictor, video, out, gt, args)
+    res = detect_and_write(predictor, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
     top = sorted(res.detections, key=lambda d: -d.score)[:10]
     print(f"{res.video}: {len(res.detections)} detections in {res.seconds:.1f} s; best:")
     for d in top:

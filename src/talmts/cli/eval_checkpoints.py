@@ -39,23 +39,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import ConfigError, load_config, resolve_config_path
+    from talmts.config import load_config, resolve_config_path
 
-    try:
-        cfg = load_config(resolve_config_path(args.config), args.overrides)
-        if args.video_scores:
-            cfg.infer.video_scores = args.video_scores
-        flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
-        result = evaluate(cfg, args, flow_cfg)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"talmts eval: {e}", file=sys.stderr)
-        return 2
-    return result
+    cfg = load_config(resolve_config_path(args.config), args.overrides)
+    if args.video_scores:
+        cfg.infer.video_scores = args.video_scores
+    flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
+    return evaluate(cfg, args, flow_cfg)
 
 
 def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN001 - Config
     from talmts.engine.distributed import resolve_device
-    from talmts.engine.evaluate import describe_streams, evaluate_streams
+    from talmts.engine.evaluate import describe_streams, evaluate_streams, metric_name
     from talmts.engine.predictor import load_stream, use_fast_path
     from talmts.engine.report import write_json
     from talmts.evaluation import format_table
@@ -74,13 +69,17 @@ def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN0
     out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval-{subset}"
     out.mkdir(parents=True, exist_ok=True)
     write_detections(detections, out / "detections.json")
-    metrics = {**result.to_json(), "subset": subset, "streams": describe_streams(streams)}
+    metric, caution = metric_name(cfg)
+    metrics = {**result.to_json(), "subset": subset, "streams": describe_streams(streams), "metric": metric}
     if cfg.infer.video_scores:
         metrics["video_scores"] = str(cfg.infer.video_scores)
     write_json(metrics, out / "metrics.json")
     print(f"{describe_streams(streams)} on {subset!r} ({len(detections)} videos); results in {out}")
     if args.per_class:
         print(per_class_table(result))
+    if caution:
+        print(f"talmts eval: warning: {caution}", file=sys.stderr)
+    print(f"{metric} (%):")
     print(format_table(result, cfg.eval.table))
     if args.json:
         print(json.dumps({"tiou": result.tiou, "mAP": result.mAP, "average_mAP": result.average_mAP}))

@@ -39,9 +39,6 @@ def run(args: argparse.Namespace) -> int:
     options = PrepareOptions(fps=fps, size=args.size, flow=args.flow, max_frames=args.max_frames)
     try:
         summary = prepare_dataset(args.videos_dir, args.out_dir, options, workers=args.workers, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"talmts prepare: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("talmts prepare: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -6,7 +6,6 @@ Runs as one process, or as many under torchrun: ``torchrun --nproc_per_node 4 -m
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,22 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import ConfigError, load_config, resolve_config_path
-    from talmts.engine.train import NonFiniteLossError, train
+    from talmts.config import load_config, resolve_config_path
+    from talmts.engine.train import train
 
-    try:
-        cfg = load_config(resolve_config_path(args.config), args.overrides)
-    except ConfigError as e:
-        print(f"talmts train: {e}", file=sys.stderr)
-        return 2
-    try:
-        result = train(cfg, resume=args.resume, progress=not args.quiet)
-    except NonFiniteLossError as e:
-        print(f"talmts train: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError, ConfigError) as e:
-        print(f"talmts train: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(resolve_config_path(args.config), args.overrides)
+    result = train(cfg, resume=args.resume, progress=not args.quiet)
     if result.rank != 0:  # under torchrun, one process reports
         return 0
     if result.history:

@@ -424,12 +424,12 @@ def generate_dataset(
     out_dir: str | Path, cfg: SynthConfig = SynthConfig(), workers: int = 1, progress: bool = False
 ) -> AnnotationSet:
     """Write OUT/videos/*.mp4, OUT/annotations.json (ActivityNet layout) and OUT/synth.json (the config)."""
-    from tqdm import tqdm
+    from talmts.progress import progress_bar
 
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     plans = [plan_video(cfg, i) for i in range(cfg.videos)]
-    bar = tqdm(total=len(plans), unit="video", desc="synth", disable=not progress)
+    bar = progress_bar(total=len(plans), unit="video", desc="synth", disable=not progress)
     if workers <= 1:
         for p in plans:
             _write_one(p, out, cfg.crf)

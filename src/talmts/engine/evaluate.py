@@ -10,9 +10,10 @@ import torch
 from talmts.config import Config, InferConfig
 from talmts.data.dataset import load_annotations
 from talmts.engine.predictor import Predictor, Stream
+from talmts.errors import InputError
 from talmts.evaluation import EvalResult, evaluate_detections
 from talmts.postprocess import VideoScores, load_video_scores
-from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
+from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video, normalize_subset
 
 
 def load_ground_truth(cfg: Config, classes: ClassMap) -> AnnotationSet:
@@ -30,11 +31,33 @@ def load_ground_truth(cfg: Config, classes: ClassMap) -> AnnotationSet:
     return gt
 
 
+DETECTION_MAP = "detection mAP"
+PROPOSAL_MAP = "class-agnostic (proposal) mAP"
+
+
+def metric_name(cfg: Config) -> tuple[str, str | None]:
+    """What the mAP of :func:`evaluate_streams` measures under ``cfg``, and a warning when it is not detection mAP.
+
+    A class-agnostic model scored without ``infer.video_scores`` has every ground truth counted as its one class:
+    the number measures localisation alone and is not comparable with detection mAP (Table II's numbers label the
+    proposals with a video-level classifier first).
+    """
+    if cfg.data.class_agnostic and not cfg.infer.video_scores:
+        return PROPOSAL_MAP, (
+            "a class-agnostic model without video-level scores: every ground truth counts as one class, so this is "
+            "class-agnostic proposal mAP, not detection mAP; pass --video-scores FILE (infer.video_scores) for "
+            "detection mAP"
+        )
+    return DETECTION_MAP, None
+
+
 def split_videos(gt: AnnotationSet, subset: str) -> list[str]:
+    """The sorted ids of the videos of ``subset`` (any spelling of talmts.subsets)."""
+    subset = normalize_subset(subset, file="subset", record=str(subset))
     videos = sorted(gt.subset(subset).videos)
     if not videos:
         present = sorted({v.subset for v in gt.videos.values()})
-        raise ValueError(f"{gt.source}: no video in subset {subset!r} (subsets present: {present})")
+        raise InputError(f"{gt.source}: no video in subset {subset!r} (subsets present: {present})")
     return videos
 
 
@@ -49,7 +72,7 @@ def evaluate_streams(
     ``cfg`` supplies the data (root, annotations, test_stride), inference and evaluation settings; the
     network geometry comes from each stream's own config.
     """
-    subset = subset or cfg.data.test_subset
+    subset = normalize_subset(subset or cfg.data.test_subset, file="subset", record=str(subset))
     gt = load_ground_truth(cfg, streams[0].classes)
     videos = split_videos(gt, subset)
     # read before inference, which takes long on ActivityNet, so that a bad score file fails at once
@@ -67,7 +90,7 @@ def _video_scores(infer: InferConfig, gt: AnnotationSet, videos: Sequence[str]) 
     scores = load_video_scores(infer.video_scores)
     labels = {s.label for v in videos for s in gt.videos[v].annotations}
     if labels and not labels & set(scores.classes):
-        raise ValueError(
+        raise InputError(
             f"{infer.video_scores}: none of its {len(scores.classes)} class names (e.g. {scores.classes[:3]}) is a "
             f"label of the ground truth (e.g. {sorted(labels)[:3]}); is it the score file of this dataset?"
         )

@@ -188,6 +188,8 @@ class _Trainer:
         if t.max_steps is not None:
             self.total_steps = min(self.total_steps, t.max_steps)
         self.lr = distributed.scaled_lr(t.lr, t.batch_size * ctx.world_size, t.lr_batch, t.lr_scaling)
+        if ctx.is_main and self.lr != t.lr:  # the lr rule changed train.lr: say what runs
+            print(f"effective learning rate {self.lr:.4g}: train.lr={t.lr:g} scaled ({t.lr_scaling}) from train.lr_batch={t.lr_batch} to a global batch of {t.batch_size * ctx.world_size}", flush=True)  # fmt: skip
         self.optimizer = build_optimizer(self.model, cfg, self.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg)

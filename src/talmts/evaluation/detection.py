@@ -12,8 +12,11 @@ Where talmts decides what the official code leaves to chance:
   code uses ``argsort()[::-1]``, which reverses ties;
 - a detection whose label has no ground truth in the subset is ignored with a warning (the official code stops
   with a KeyError); ``strict=True`` makes it an error;
-- equal tIoU between ground truths: the one listed last (see ``greedy_match``); a zero-length detection against a
-  zero-length ground truth matches at every threshold, as the official 0/0 = NaN does (see ``_official_tiou``);
+- equal tIoU between ground truths: the one listed last (see ``greedy_match``);
+- segments are scored as written, as there: a start before 0 or an end past the video changes nothing but the
+  tIoU; a detection whose end is before its start overlaps nothing (tIoU 0), except that a zero union (a point
+  against a point, or an inverted detection exactly as long as the ground truth) is 0/0 there, which matches at
+  every threshold (see ``_official_tiou``). Such segments are counted and reported in one warning;
 - THUMOS14 "Ambiguous" ground truth (only present when the reader kept it) is never a class; as in the THUMOS14
   devkit, a detection that matches nothing and overlaps an Ambiguous segment is dropped from the false positives.
 """
@@ -27,10 +30,10 @@ from operator import attrgetter
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.matching import first_match_per_block, greedy_match, interpolated_ap
 from talmts.evaluation.result import EvalResult, thresholds_array
 from talmts.formats import AMBIGUOUS
-from talmts.geometry import elementwise_tiou, pairwise_tiou
 from talmts.schema import AnnotationSet, Detection, SchemaError, normalize_subset
 
 
@@ -55,7 +58,7 @@ def evaluate_detections(
     gt_rows = [(vid_index[v.id], s) for v in videos for s in v.annotations]
     classes = _class_order(ground_truth, {s.label for _, s in gt_rows if s.label != AMBIGUOUS})
     if not classes:
-        raise ValueError(f"no ground truth in subset {subset!r}: nothing to evaluate")
+        raise InputError(f"no ground truth in subset {subset!r}: nothing to evaluate")
     cls_index = {c: i for i, c in enumerate(classes)}
     amb = [(vi, s.start, s.end) for vi, s in gt_rows if s.label == AMBIGUOUS]
     gt_rows = [(vi, s) for vi, s in gt_rows if s.label != AMBIGUOUS]
@@ -64,6 +67,7 @@ def evaluate_detections(
     gt_seg = np.array([(s.start, s.end) for _, s in gt_rows], dtype=np.float64).reshape(-1, 2)
 
     # ---- detections as flat arrays; unknown videos get fresh indices (they hold no ground truth) ---------------
+    _warn_unusual_segments(ground_truth, detections)
     det_vid, det_cls, det_seg, det_score = _flatten(detections, vid_index, cls_index, subset, strict)
 
     num_t, num_c, num_v = len(thr), len(classes), len(vid_index) + len(detections)
@@ -129,25 +133,64 @@ def evaluate_detections(
 
 
 def _official_tiou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``[D, 2]`` x ``[G, 2]`` -> ``[D, G]`` tIoU, with the official evaluator's answer for point-against-point.
+    """``[D, 2]`` x ``[G, 2]`` -> ``[D, G]`` tIoU computed as the official ``segment_iou``: intersection clipped at 0
+    over the sum of the two (signed) lengths minus the intersection, with no guard for a zero union.
 
-    A zero-length detection against a zero-length ground truth is 0/0 there; the NaN sorts first in its
-    descending-tIoU loop and fails every ``tIoU < threshold`` test, so the pair matches at every threshold, ahead
-    of any real overlap. +inf reproduces exactly that (the derived ActivityNet validation GT has 3 such segments).
+    A zero union gives 0/0 there; the NaN sorts first in its descending-tIoU loop and fails every ``tIoU < threshold``
+    test, so the pair matches at every threshold, ahead of any real overlap. +inf reproduces exactly that (a point
+    against a point: the derived ActivityNet validation GT has 3 zero-length segments; or a detection with its end
+    before its start exactly as long as the ground truth). A negative union (an inverted detection longer than the
+    ground truth) gives -0.0 there, which matches nothing, as 0 does here.
     """
-    tiou = pairwise_tiou(det, gt)
-    point_det = det[:, 1] == det[:, 0]
-    point_gt = gt[:, 1] == gt[:, 0]
-    if point_det.any() and point_gt.any():
-        tiou[np.ix_(point_det, point_gt)] = np.inf
-    return tiou
+    inter = np.clip(np.minimum(det[:, None, 1], gt[None, :, 1]) - np.maximum(det[:, None, 0], gt[None, :, 0]), 0, None)
+    union = (det[:, None, 1] - det[:, None, 0]) + (gt[None, :, 1] - gt[None, :, 0]) - inter
+    return _ratio(inter, union)
 
 
 def _official_tiou_rows(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Row-wise version of :func:`_official_tiou`: ``[N, 2]`` with ``[N, 2]`` -> ``[N]``."""
-    tiou = elementwise_tiou(det, gt)
-    tiou[(det[:, 1] == det[:, 0]) & (gt[:, 1] == gt[:, 0])] = np.inf
+    inter = np.clip(np.minimum(det[:, 1], gt[:, 1]) - np.maximum(det[:, 0], gt[:, 0]), 0, None)
+    union = (det[:, 1] - det[:, 0]) + (gt[:, 1] - gt[:, 0]) - inter
+    return _ratio(inter, union)
+
+
+def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tiou = inter / union
+    tiou[np.isnan(tiou)] = np.inf  # 0/0: a match at every threshold, as the official NaN
+    tiou[union < 0] = 0.0  # 0 / negative: the official -0.0, which matches nothing
     return tiou
+
+
+def unusual_segments(ground_truth: AnnotationSet, detections: dict[str, list[Detection]]) -> dict[str, int]:
+    """Counts of detections that start before 0 s, end after their video's duration (where the ground truth gives
+    it) or end before they start; scored as written (see the module doc), but worth a look."""
+    flat = list(chain.from_iterable(detections.values()))
+    n = len(flat)
+    start = np.fromiter(map(_start, flat), dtype=np.float64, count=n)
+    end = np.fromiter(map(_end, flat), dtype=np.float64, count=n)
+    known = {v: ground_truth.videos[v].duration for v in detections if v in ground_truth.videos}
+    duration = np.repeat(
+        np.array([known.get(v) or np.inf for v in detections], dtype=np.float64), [len(d) for d in detections.values()]
+    )
+    return {
+        "start before 0 s": int((start < 0).sum()),
+        "end after the video's duration": int((end > duration).sum()),
+        "end before start": int((end < start).sum()),
+    }
+
+
+def _warn_unusual_segments(ground_truth: AnnotationSet, detections: dict[str, list[Detection]]) -> None:
+    counts = unusual_segments(ground_truth, detections)
+    found = {k: n for k, n in counts.items() if n}
+    if found:
+        total = sum(len(d) for d in detections.values())
+        what = ", ".join(f"{n} {k}" for k, n in found.items())
+        warnings.warn(
+            f"of {total} detections, {what}: scored as written, as the official ActivityNet evaluator does "
+            "(clip them to [0, duration] before writing if that is not intended)",
+            stacklevel=3,
+        )
 
 
 def _flatten(

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.result import DEFAULT_TIOU, thresholds_array
 from talmts.geometry import pairwise_tiou
 from talmts.schema import AnnotationSet, Detection, normalize_subset
@@ -71,11 +72,11 @@ def evaluate_proposals(
         if v.annotations and (subset is None or v.subset == normalize_subset(subset))
     }
     if not gts:
-        raise ValueError(f"no ground truth in subset {subset!r}: nothing to evaluate")
+        raise InputError(f"no ground truth in subset {subset!r}: nothing to evaluate")
     num_videos = len(gts)
     total_all = sum(len(p) for p in proposals.values())
     if total_all == 0:
-        raise ValueError("no proposals to evaluate")
+        raise InputError("no proposals to evaluate")
     if not max_avg_proposals:
         max_avg_proposals = total_all / num_videos
     ratio = max_avg_proposals * num_videos / total_all

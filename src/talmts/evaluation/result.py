@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from talmts.errors import InputError
+
 # THUMOS14: 0.1:0.1:0.7 written as decimals; ActivityNet: the official evaluator's np.linspace(0.5, 0.95, 10)
 # (whose 0.6 and 0.85 are a hair above the decimals; matching uses >=, so the exact values matter at ties).
 DEFAULT_TIOU: dict[str, list[float]] = {
@@ -87,7 +89,7 @@ def summarize_runs(results: Sequence[EvalResult], style: Literal["thumos", "anet
     if not results:
         raise ValueError("summarize_runs: no results")
     if any(r.tiou != results[0].tiou for r in results):
-        raise ValueError("summarize_runs: the runs were evaluated at different tIoU thresholds")
+        raise InputError("the runs were evaluated at different tIoU thresholds: score them with the same --tiou")
     columns = [table_columns(r, style) for r in results]
     values = np.array([[v for _, v in cols] for cols in columns], dtype=np.float64)  # [runs, columns]
     std = values.std(axis=0, ddof=1) if len(results) > 1 else np.zeros(values.shape[1])
@@ -117,5 +119,5 @@ def format_runs_table(summary: dict[str, Any], names: Sequence[str]) -> str:
 def thresholds_array(tiou: Sequence[float]) -> np.ndarray:
     arr = np.asarray(list(tiou), dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0 or np.any(arr <= 0) or np.any(arr > 1):
-        raise ValueError(f"tIoU thresholds must be a non-empty list of numbers in (0, 1], got {list(tiou)}")
+        raise InputError(f"tIoU thresholds must be a non-empty list of numbers in (0, 1], got {list(tiou)}")
     return arr

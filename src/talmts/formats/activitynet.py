@@ -9,6 +9,7 @@ strings, no duration). Subset names are normalised to train/validation/test.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,35 @@ _WRITTEN_SUBSET = {"train": "training", "validation": "validation", "test": "tes
 
 
 def taxonomy_leaves(taxonomy: Any, *, file: str) -> list[str]:
-    """Names of the leaf nodes of an ActivityNet taxonomy, in file order (the action classes)."""
-    if not isinstance(taxonomy, list):
-        raise SchemaError(file, "taxonomy", "taxonomy", "expected a list of nodes")
-    parents = set()
-    for i, node in enumerate(taxonomy):
-        parents.add(require(node, "parentId", file=file, record=f"taxonomy[{i}]"))
-    leaves = []
-    for i, node in enumerate(taxonomy):
-        if require(node, "nodeId", file=file, record=f"taxonomy[{i}]") not in parents:
-            leaves.append(require(node, "nodeName", file=file, record=f"taxonomy[{i}]", kind=str))
+    """Names of the leaf nodes of an ActivityNet taxonomy, in file order (the action classes).
+
+    The taxonomy is optional metadata: the official evaluator never reads it, and talmts uses it only to order the
+    classes. So a node without ``parentId`` is a root, and a taxonomy that cannot give class names (not a list, a
+    node without ``nodeName``) is ignored with a warning: the classes are then the sorted labels.
+    """
+    if not isinstance(taxonomy, list) or not all(isinstance(n, dict) for n in taxonomy):
+        return _ignored(file, "taxonomy", "it is not a list of nodes")
+    if not all(isinstance(n.get("nodeName"), str) for n in taxonomy):
+        i = next(i for i, n in enumerate(taxonomy) if not isinstance(n.get("nodeName"), str))
+        return _ignored(file, f"taxonomy[{i}]", "the node has no nodeName")
+    parents = {n["parentId"] for n in taxonomy if n.get("parentId") is not None}
+    return [n["nodeName"] for n in taxonomy if n.get("nodeId") is None or n["nodeId"] not in parents]
+
+
+def _ignored(file: str, where: str, why: str) -> list[str]:
+    warnings.warn(f"{file}: {where}: {why}; the taxonomy is ignored (classes: the sorted labels)", stacklevel=3)
+    return []
+
+
+def _class_order(taxonomy: Any, labels: list[tuple[str, str]], *, file: str) -> list[str]:
+    """The taxonomy's leaves when they name every label, else nothing (the sorted labels), with a warning."""
+    leaves = taxonomy_leaves(taxonomy, file=file) if taxonomy else []
+    missing = sorted({lab for _, lab in labels if lab != AMBIGUOUS} - set(leaves))
+    if leaves and missing:
+        return _ignored(file, "taxonomy", f"its leaves lack the labels {missing[:5]}")
+    if len(set(leaves)) != len(leaves):
+        twice = sorted({n for n in leaves if leaves.count(n) > 1})
+        return _ignored(file, "taxonomy", f"the leaves {twice[:5]} appear twice")
     return leaves
 
 
@@ -64,7 +84,7 @@ def parse_activitynet(
             labels.append((record, label))
             segments.append(Segment(start, end, label))
         videos[vid] = Video(vid, subset, duration, fps, segments)
-    fallback = taxonomy_leaves(data["taxonomy"], file=file) if data.get("taxonomy") else ()
+    fallback = _class_order(data.get("taxonomy"), labels, file=file) if classes is None else ()
     class_map = check_labels(labels, classes, file=file, fallback=fallback)
     return AnnotationSet(videos, class_map, source=file)
 

@@ -1,6 +1,9 @@
 """Detections in the ActivityNet results layout.
 
 ``{"version", "results": {vid: [{"label", "score", "segment": [s, e]}]}, "external_data": {}}``
+
+Only what the official ActivityNet evaluator cannot score is an error: a missing field, a value that is not a
+number, NaN or infinity. Segments are kept as written (see :mod:`talmts.evaluation.detection`).
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from talmts.formats.common import as_float, load_json, parse_pair, require, write_json_atomic
-from talmts.schema import Detection, SchemaError, check_segment
+from talmts.schema import Detection, SchemaError
 
 
 def detections_to_json(results: dict[str, list[Detection]], version: str = "talmts") -> dict[str, Any]:
@@ -40,8 +43,9 @@ def parse_detections(data: Any, *, file: str) -> dict[str, list[Detection]]:
             score = as_float(
                 require(item, "score", file=file, record=record), file=file, record=record, field_name="score"
             )
+            # Any finite pair is kept as written, as the official evaluator scores it: a start before 0, an end
+            # past the video or before the start (the evaluator warns about those, with counts).
             start, end = parse_pair(require(item, "segment", file=file, record=record), file=file, record=record)
-            check_segment(start, end, file=file, record=record)
             dets.append(Detection(start, end, label, score))
         out[vid] = dets
     return out

@@ -1,0 +1,72 @@
+"""``talmts evaluate GT PRED [PRED ...]``: score detection files against ground truth with the ActivityNet mAP
+(:mod:`talmts.engine.score_detections`).
+
+Several files (runs of one experiment with different seeds) give a row each, then their mean and standard deviation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("gt", help="ground truth: ActivityNet/ActionFormer/AFSD JSON, BSN JSON or a THUMOS14 CSV")
+    parser.add_argument(
+        "pred", nargs="+", help="detections in the ActivityNet results layout; several: one row each, mean and std"
+    )
+    parser.add_argument("--tiou", type=float, nargs="+", help="tIoU thresholds (default: by dataset)")
+    parser.add_argument("--subset", help="subset to evaluate (default: test for THUMOS14, validation for ANet)")
+    parser.add_argument("--dataset", choices=["thumos", "anet"], help="default thresholds and table (default: guessed)")
+    parser.add_argument("--json", action="store_true", help='print {"tiou", "mAP", "average_mAP", "per_class"}')
+    parser.add_argument("--strict", action="store_true", help="fail on detection labels without ground truth")
+    parser.add_argument("--classes", help="class list file (THUMOS Class Index, ANet action_name.txt/.csv)")
+    parser.add_argument("--video-info", help="video info CSV for BSN or THUMOS CSV ground truth")
+    parser.add_argument(
+        "--keep-ambiguous",
+        action="store_true",
+        help="keep THUMOS14 Ambiguous instances: unmatched detections overlapping them are not false positives",
+    )
+    parser.add_argument(
+        "--proposals",
+        action="store_true",
+        help="class-agnostic proposal evaluation instead: AR@1/5/10/100 and the AR-AN area (AN up to 100)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from talmts.engine.score_detections import read_ground_truth, score_files, score_proposal_file, short_names
+    from talmts.errors import InputError
+    from talmts.evaluation import format_runs_table, format_table, summarize_runs
+
+    gt = read_ground_truth(
+        args.gt, classes_file=args.classes, video_info=args.video_info, keep_ambiguous=args.keep_ambiguous
+    )
+    if args.proposals:
+        if len(args.pred) > 1:
+            raise InputError("--proposals scores one detection file at a time")
+        result, summary, subset = score_proposal_file(gt, args.pred[0], tiou=args.tiou, subset=args.subset)
+        if args.json:
+            print(json.dumps(result.to_json() | summary))
+        else:
+            print(f"proposals on {subset or 'all videos'} of {args.gt}")
+            print(" ".join(f"{k}={100 * v:.2f}" for k, v in summary.items()))
+        return 0
+    scores = score_files(gt, args.pred, tiou=args.tiou, subset=args.subset, dataset=args.dataset, strict=args.strict)
+    where = scores.subset or "all videos"
+    if len(scores.results) > 1:
+        summary = summarize_runs(scores.results, scores.dataset)
+        if args.json:
+            runs = [{"file": f} | r.to_json() for f, r in zip(args.pred, scores.results)]
+            print(json.dumps({k: summary[k] for k in ("columns", "mean", "std")} | {"runs": runs}))
+        else:
+            print(f"mAP (%) on {where} of {args.gt}: {len(scores.results)} runs, mean and standard deviation")
+            print(format_runs_table(summary, short_names(args.pred)))
+        return 0
+    (result,) = scores.results
+    if args.json:
+        print(json.dumps(result.to_json()))
+    else:
+        print(f"mAP (%) on {where} of {args.gt}: {len(result.per_class)} classes")
+        print(format_table(result, scores.dataset))
+    return 0

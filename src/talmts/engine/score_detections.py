@@ -1,0 +1,105 @@
+"""Scoring detection files against a ground-truth file (``talmts evaluate``): the dataset's thresholds and
+subset, one :class:`EvalResult` per file, the class-agnostic proposal metrics, and row names for several runs."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from talmts.errors import InputError
+from talmts.evaluation import DEFAULT_TIOU, EvalResult, ProposalResult, evaluate_detections, evaluate_proposals
+from talmts.formats import THUMOS14_CLASSES, read_annotations, read_class_list, read_detections
+from talmts.schema import AnnotationSet, normalize_subset
+
+
+@dataclass
+class Scores:
+    """What :func:`score_files` measured: the dataset (table layout), the subset and one result per file."""
+
+    dataset: str
+    subset: str | None
+    results: list[EvalResult]
+
+
+def read_ground_truth(
+    path: str | Path,
+    *,
+    classes_file: str | Path | None = None,
+    video_info: str | Path | None = None,
+    keep_ambiguous: bool = False,
+) -> AnnotationSet:
+    """Any ground-truth layout talmts reads, with an optional class list file fixing the class order."""
+    classes = read_class_list(classes_file) if classes_file else None
+    return read_annotations(path, classes=classes, video_info=video_info, exclude_ambiguous=not keep_ambiguous)
+
+
+def guess_dataset(gt: AnnotationSet) -> str:
+    """THUMOS14 when its class names or video ids are recognised, otherwise ActivityNet."""
+    if set(gt.classes.names) <= set(THUMOS14_CLASSES):
+        return "thumos"
+    if any(v.startswith(("video_test_", "video_validation_")) for v in gt.videos):
+        return "thumos"
+    return "anet"
+
+
+def default_subset(gt: AnnotationSet, dataset: str) -> str | None:
+    """test for THUMOS14, validation for ActivityNet, when the file has that subset; else None (every video)."""
+    subsets = {v.subset for v in gt.videos.values()}
+    preferred = "test" if dataset == "thumos" else "validation"
+    return preferred if preferred in subsets else None
+
+
+def score_files(
+    gt: AnnotationSet,
+    files: Sequence[str | Path],
+    *,
+    tiou: Sequence[float] | None = None,
+    subset: str | None = None,
+    dataset: str | None = None,
+    strict: bool = False,
+) -> Scores:
+    """Detection mAP of each file; thresholds, subset and table layout default by dataset (guessed from the GT)."""
+    dataset = dataset or guess_dataset(gt)
+    subset = _subset(gt, subset, dataset)
+    thresholds = list(tiou or DEFAULT_TIOU[dataset])
+    results = [evaluate_detections(gt, read_detections(p), thresholds, subset=subset, strict=strict) for p in files]
+    return Scores(dataset, subset, results)
+
+
+def score_proposal_file(
+    gt: AnnotationSet, file: str | Path, *, tiou: Sequence[float] | None = None, subset: str | None = None
+) -> tuple[ProposalResult, dict[str, float], str | None]:
+    """AR@AN of one file taken as class-agnostic proposals (AN up to 100): the result, AR@1/5/10/100 and the
+    area under the AR-AN curve, and the subset scored."""
+    subset = _subset(gt, subset, "anet")
+    result = evaluate_proposals(
+        gt, read_detections(file), tiou or DEFAULT_TIOU["anet"], subset=subset, max_avg_proposals=100
+    )
+    summary = {f"AR@{n}": result.ar_at(n) for n in (1, 5, 10, 100)} | {"AUC": result.auc}
+    return result, summary, subset
+
+
+def _subset(gt: AnnotationSet, subset: str | None, dataset: str) -> str | None:
+    if subset is None:
+        return default_subset(gt, dataset)
+    name = normalize_subset(subset, file="--subset", record=subset)
+    if not gt.subset(name).videos:
+        present = sorted({v.subset for v in gt.videos.values()})
+        raise InputError(f"{gt.source}: no video in subset {name!r} (subsets present: {present})")
+    return name
+
+
+def short_names(paths: Sequence[str]) -> list[str]:
+    """Row labels: the paths without the prefix and suffix they all share (runs/s1/det.json, runs/s2/det.json ->
+    1, 2), cut at path separators or dashes so that labels stay readable; the full paths where that fails."""
+    paths = [str(p) for p in paths]
+    prefix = os.path.commonprefix(paths)
+    suffix = os.path.commonprefix([p[::-1] for p in paths])[::-1]
+    prefix = prefix[: max(prefix.rfind("/"), prefix.rfind("-")) + 1]  # whole path parts only
+    cut = re.search(r"[/\-.]", suffix)
+    suffix = suffix[cut.start() :] if cut else ""
+    names = [p[len(prefix) : len(p) - len(suffix)] for p in paths]
+    return names if all(names) and len(set(names)) == len(names) else list(paths)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 from talmts.config import Config, DataConfig
 from talmts.data.transforms import make_clip
 from talmts.data.windows import ClipPlan, Window, plan_clips
+from talmts.errors import InputError
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import AnnotationSet, ClassMap, normalize_subset
 
@@ -38,7 +39,7 @@ def load_annotations(data: DataConfig, *, for_eval: bool = False) -> AnnotationS
     """The annotation file of the config (``data.eval_annotations`` first when ``for_eval`` and it is set)."""
     path = data.eval_annotations if for_eval and data.eval_annotations else data.annotations
     if not path:
-        raise ValueError("data.annotations is empty: set it to the ground-truth file (e.g. data.annotations=gt.json)")
+        raise InputError("data.annotations is empty: set it to the ground-truth file (e.g. data.annotations=gt.json)")
     classes = ClassMap(tuple(data.classes)) if data.classes and not data.class_agnostic else None
     return _read_annotations(path, classes, data.exclude_ambiguous)
 
@@ -51,7 +52,7 @@ def build_class_map(data: DataConfig, annotations: AnnotationSet) -> ClassMap:
         classes = ClassMap(tuple(data.classes))
         unknown = sorted({s.label for v in annotations.videos.values() for s in v.annotations} - set(classes))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"{annotations.source or data.annotations}: labels {unknown[:5]} are not in data.classes "
                 f"({len(classes)} classes); add them to data.classes or remove data.classes to use the file's labels"
             )
@@ -79,7 +80,7 @@ class ClipDataset(Dataset):
         self.subset = normalize_subset(subset, file="config", record="data subset")
         d = self.data
         if not d.root:
-            raise ValueError("data.root is empty: set it to a folder made by `talmts prepare` (data.root=DIR)")
+            raise InputError("data.root is empty: set it to a folder made by `talmts prepare` (data.root=DIR)")
         self.root = Path(d.root)
         self.array_dir = self.root / ("frames" if d.modality == "rgb" else "flow")
         self.infos: dict[str, VideoInfo] = read_video_info(self.root / "video_info.csv")
@@ -88,13 +89,13 @@ class ClipDataset(Dataset):
         wanted = self.annotations.subset(self.subset).videos
         if not wanted:
             found = sorted({v.subset for v in self.annotations.videos.values()})
-            raise ValueError(
+            raise InputError(
                 f"{d.annotations}: no video in subset {self.subset!r} (the file has {found}); "
                 "set data.train_subset / data.test_subset to one of those"
             )
         self.missing = sorted(set(wanted) - set(self.infos))
         if len(self.missing) == len(wanted):
-            raise ValueError(
+            raise InputError(
                 f"none of the {len(wanted)} {self.subset!r} videos of {d.annotations} is in {self.root}/video_info.csv "
                 f"(e.g. {self.missing[:3]}); run `talmts prepare` on their videos or fix data.root"
             )
@@ -175,12 +176,12 @@ def load_video_array(path: Path, channels: int, expected_frames: int | None = No
         raise FileNotFoundError(f"{path}: prepared array missing (run `talmts prepare`, or check data.root/modality)")
     arr = np.load(path, mmap_mode="r")
     if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != channels:
-        raise ValueError(
+        raise InputError(
             f"{path}: expected uint8 [T, S, S, {channels}], got {arr.dtype} {list(arr.shape)} "
             "(re-run `talmts prepare`, or check data.modality)"
         )
     if expected_frames is not None and arr.shape[0] != expected_frames:
-        raise ValueError(
+        raise InputError(
             f"{path}: {arr.shape[0]} frames but video_info.csv says sample_count={expected_frames} "
             "(the array and the csv come from different runs: re-run `talmts prepare` for this video)"
         )

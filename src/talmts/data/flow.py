@@ -21,6 +21,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from talmts.errors import InputError
+
 FLOW_BOUND = 20.0
 FlowMethod = Literal["tvl1", "dis"]
 FLOW_METHODS: tuple[str, ...] = ("tvl1", "dis")
@@ -44,7 +46,7 @@ def make_flow_fn(method: FlowMethod) -> Callable[[np.ndarray, np.ndarray], np.nd
     elif method == "dis":
         algo = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     else:
-        raise ValueError(f"unknown flow method {method!r}; choose one of {list(FLOW_METHODS)}")
+        raise InputError(f"unknown flow method {method!r}; choose one of {list(FLOW_METHODS)}")
 
     def flow(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         return algo.calc(prev, nxt, None)

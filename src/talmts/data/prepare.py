@@ -23,6 +23,7 @@ import numpy as np
 from talmts.data.flow import FLOW_METHODS, compute_flow
 from talmts.data.record import PrepareOptions, claim_folder
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
+from talmts.errors import InputError
 from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes
 from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
 
@@ -66,7 +67,7 @@ def find_videos(videos_dir: str | Path) -> dict[str, Path]:
     for path in sorted(videos_dir.iterdir()):
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith("."):
             if path.stem in found:
-                raise ValueError(
+                raise InputError(
                     f"{videos_dir}: two videos share the id {path.stem!r} ({found[path.stem].name}, {path.name});"
                     " video ids are file names without extension, rename one"
                 )
@@ -165,16 +166,16 @@ def prepare_dataset(
     progress: bool = True,
 ) -> PrepareSummary:
     """Prepare every video of ``videos_dir`` into ``out_dir``; returns what was done, skipped and failed."""
-    from tqdm import tqdm
+    from talmts.progress import progress_bar
 
     if options.flow not in (*FLOW_METHODS, "none"):
-        raise ValueError(f"unknown flow method {options.flow!r}; choose one of {[*FLOW_METHODS, 'none']}")
+        raise InputError(f"unknown flow method {options.flow!r}; choose one of {[*FLOW_METHODS, 'none']}")
     if options.size < 1:
-        raise ValueError(f"size must be positive, got {options.size}")
+        raise InputError(f"size must be positive, got {options.size}")
     out_dir = Path(out_dir)
     videos = find_videos(videos_dir)
     if not videos:
-        raise ValueError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
+        raise InputError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
     for sub in ("frames", "flow", "meta") if options.flow != "none" else ("frames", "meta"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     claim_folder(out_dir, options)
@@ -188,7 +189,7 @@ def prepare_dataset(
         else:
             todo.append(path)
 
-    bar = tqdm(total=len(todo), unit="video", disable=not progress, desc="prepare")
+    bar = progress_bar(total=len(todo), unit="video", disable=not progress, desc="prepare")
     last_write = time.monotonic()
 
     def record(result: VideoResult) -> None:

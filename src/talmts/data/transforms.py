@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from talmts.errors import InputError
+
 PAD_VALUE = 0.0  # normalised padding value (AFSD pads -1 in training and 0 at test; we use 0 for both)
 
 
@@ -29,7 +31,7 @@ def center_crop_box(height: int, width: int, size: int) -> tuple[int, int]:
 
 def _check_size(height: int, width: int, size: int) -> None:
     if size > height or size > width:
-        raise ValueError(f"crop {size} is larger than the stored frames ({height}x{width}); lower data.frame_size")
+        raise InputError(f"crop {size} is larger than the stored frames ({height}x{width}); lower data.frame_size")
 
 
 def normalize(frames: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from talmts.errors import TalmtsError
+from talmts.errors import InputError, TalmtsError
 from talmts.formats.video_info import VideoInfo
 from talmts.schema import Video
 
@@ -213,7 +213,7 @@ def plan_clips(
         lab = np.array([class_index(s.label) for s in video.annotations], np.float64)
         if protocol == "whole":
             if n > clip:
-                raise ValueError(
+                raise InputError(
                     f"video {video.id}: {n} prepared frames exceed data.clip_frames={clip} under the 'whole' "
                     f"protocol (prepare with `talmts prepare --max-frames {clip}`, or use data.protocol=sliding)"
                 )

@@ -47,9 +47,9 @@ def detect_folder(
     res = FolderOutputs()
     items = videos.items()
     if progress:
-        from tqdm import tqdm
+        from talmts.progress import progress_bar
 
-        items = tqdm(items, desc="detect", unit="video")
+        items = progress_bar(items, desc="detect", unit="video")
     for vid, path in items:
         try:
             res.results.append(

@@ -236,9 +236,9 @@ class Predictor:
                 self.score_row(v)
         iterator: Iterable[str] = videos
         if progress:
-            from tqdm import tqdm
+            from talmts.progress import progress_bar
 
-            iterator = tqdm(videos, desc="inference", unit="video", leave=False)
+            iterator = progress_bar(videos, desc="inference", unit="video", leave=False)
         # Decoding, merging and Soft-NMS of video i (numpy, CPU) run in a worker thread while the network processes
         # video i + 1, so that a fast GPU network does not wait for them.
         futures: dict[str, Future[list[Detection]]] = {}

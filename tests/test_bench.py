@@ -14,7 +14,8 @@ from talmts.cli import main
 from talmts.config import load_config, resolve_config_path
 from talmts.engine import bench
 from talmts.models.i3d import InceptionModule
-from talmts.models.i3d_rewrites import FusedMaxPool, PointwiseMatmul, StemSpaceToDepth
+from talmts.models.i3d_rewrites import PointwiseMatmul, StemSpaceToDepth
+from talmts.models.same import FusedMaxPool
 
 TINY = ["model.backbone.weights=null", "data.clip_frames=32"]  # the demo network (I3D width 0.25, 48 px), 32 frames
 

@@ -10,7 +10,7 @@ import sys
 
 import torch
 
-from talmts.config import Config, load_config, resolve_config_path
+from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES, FAST, LeverRunner, Levers
 
 FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
@@ -113,22 +113,8 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, flag, True)
     part = "backbone" if args.backbone_only else "network"
     try:  # bad combinations fail here, before any measurement
-        levers_of = {
-            dtype: Levers(
-                dtype=dtype,
-                channels_last=args.channels_last,
-                fold_bn=args.fold_bn,
-                compile=args.compile,
-                compile_mode=args.compile_mode,
-                cuda_graph=args.cuda_graph,
-                fuse_pointwise=args.fuse_pointwise,
-                stem_s2d=args.stem_s2d,
-                pointwise_matmul=args.pointwise_matmul,
-                fused_pools=args.fused_pools,
-                compile_backend=args.compile_backend,
-            )
-            for dtype in args.dtype
-        }
+        switches = {f.name: getattr(args, f.name) for f in dataclasses.fields(Levers) if f.name != "dtype"}
+        levers_of = {dtype: Levers(dtype=dtype, **switches) for dtype in args.dtype}
     except ValueError as err:
         print(f"talmts bench: {err}", file=sys.stderr)
         return 2
@@ -143,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
             with open(args.save, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    streams = {"rgb": [3], "flow": [2], "both": [3, 2]}[args.streams]
+    streams = {"rgb": ["rgb"], "flow": ["flow"], "both": ["rgb", "flow"]}[args.streams]
     for dtype in args.dtype:
         levers = levers_of[dtype]
         if not args.no_flops and dtype not in peaks:
@@ -155,19 +141,19 @@ def run(args: argparse.Namespace) -> int:
                     batch=batch,
                     device=device,
                     levers=levers,
-                    in_channels=c,
+                    in_channels=MODALITY_CHANNELS[m],
                     warmup=warmup,
                     iters=iters,
                     peak_tflops=peaks.get(dtype),
                     flops=not args.no_flops,
                     statistic=statistic,
-                    check_against=_reference(cfg, c, device, part) if args.check else None,
+                    check_against=_reference(cfg, MODALITY_CHANNELS[m], device, part) if args.check else None,
                     part=part,
                 )
-                for c in streams
+                for m in streams
             ]
-            for c, r in zip(streams, per_stream):
-                row = {"stream": "rgb" if c == 3 else "flow", "preset": args.preset, **vars(r)}
+            for m, r in zip(streams, per_stream):
+                row = {"stream": m, "preset": args.preset, **vars(r)}
                 row.pop("times_ms")
                 emit(row)
             if args.compile_cache and args.compile:  # after every compile, in case a later one runs out of time

@@ -120,6 +120,17 @@ def test_runner_of_the_backbone_alone_returns_the_endpoints(stream: Stream) -> N
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-4)
 
 
+def test_levers_apply_to_a_bare_i3d(stream: Stream) -> None:
+    i3d = stream.model.backbone
+    fast = apply_levers(i3d, FAST)
+    assert isinstance(fast.Conv3d_1a_7x7, StemSpaceToDepth) and fast.Conv3d_1a_7x7.bn is None  # folded, rewritten
+    x = _clip(1)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            fast(x.contiguous(memory_format=torch.channels_last_3d)), i3d(x), rtol=1e-4, atol=1e-4
+        )
+
+
 def test_levers_leave_a_non_i3d_model_alone() -> None:
     model = torch.nn.Conv3d(3, 4, 1)
     fast = apply_levers(model, FAST)

@@ -95,27 +95,29 @@ PRESETS: dict[str, Levers] = {"exact": EXACT, "inference": INFERENCE, "fast": FA
 def apply_levers(model: nn.Module, levers: Levers) -> nn.Module:
     """An eval-mode copy of ``model`` with the module rewrites of ``levers``; the original is not touched.
 
-    The rewrites apply to ``model.backbone`` when it is an :class:`InceptionI3d` (a detector, or
+    The rewrites apply to an :class:`InceptionI3d`, or to ``model.backbone`` when that is one (a detector, or
     :class:`BackboneOnly`); channels-last applies to the whole copy. Same device and dtype as ``model``.
     """
     model = copy.deepcopy(model).eval()
-    backbone = getattr(model, "backbone", None)
-    if isinstance(backbone, InceptionI3d):
-        if levers.fuse_pointwise:
-            backbone = backbone.fuse_pointwise()  # folds the BN too
-        elif levers.fold_bn:
-            backbone = backbone.fold_batchnorm()
-        if levers.stem_s2d or levers.pointwise_matmul or levers.fused_pools:
-            backbone = rewrite_for_speed(
-                backbone,
-                stem_s2d=levers.stem_s2d,
-                pointwise_matmul=levers.pointwise_matmul,
-                fused_pools=levers.fused_pools,
-            )
-        model.backbone = backbone
+    if isinstance(model, InceptionI3d):
+        model = _rewrite_i3d(model, levers)
+    elif isinstance(getattr(model, "backbone", None), InceptionI3d):
+        model.backbone = _rewrite_i3d(model.backbone, levers)
     if levers.channels_last:
         model = model.to(memory_format=CHANNELS_LAST)
     return model
+
+
+def _rewrite_i3d(i3d: InceptionI3d, levers: Levers) -> InceptionI3d:
+    if levers.fuse_pointwise:
+        i3d = i3d.fuse_pointwise()  # folds the BN too
+    elif levers.fold_bn:
+        i3d = i3d.fold_batchnorm()
+    if levers.stem_s2d or levers.pointwise_matmul or levers.fused_pools:
+        i3d = rewrite_for_speed(
+            i3d, stem_s2d=levers.stem_s2d, pointwise_matmul=levers.pointwise_matmul, fused_pools=levers.fused_pools
+        )
+    return i3d
 
 
 def compile_model(model: nn.Module, levers: Levers) -> Callable[[torch.Tensor], object]:

@@ -20,11 +20,12 @@ import time
 import torch
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.bench import Levers, compare_scores, count_flops, matmul_peak_tflops, prepare_model
+from talmts.engine.bench import compare_scores, count_flops, matmul_peak_tflops, prepare_model
+from talmts.models.levers import EXACT, INFERENCE, Levers
 
 VARIANTS = {
-    "plain": Levers(),
-    "fold_bn": Levers(fold_bn=True),
+    "plain": EXACT,
+    "fold_bn": INFERENCE,
     "fold_bn+fuse_pointwise": Levers(fuse_pointwise=True),
 }
 

@@ -10,7 +10,8 @@ import time
 import torch
 import torch.nn.functional as F
 
-from talmts.models.i3d import POOLS, MaxPool3dSame, shifted_max_pool
+from talmts.models.i3d import POOLS
+from talmts.models.same import MaxPool3dSame, shifted_max_pool
 
 # (channels, T, H, W) entering the b3a pools of Mixed_3b..Mixed_5c for a [1, 3, 256, 96, 96] clip
 SHAPES = [(192, 128, 12, 12), (256, 128, 12, 12)] + [(c, 64, 6, 6) for c in (480, 512, 512, 512, 528)]

@@ -13,6 +13,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -22,7 +23,7 @@ from talmts.data.synth import SynthConfig, generate_dataset
 from talmts.data.video import read_video
 
 
-def time_call(fn, min_seconds: float) -> tuple[float, int]:  # noqa: ANN001
+def time_call(fn: Callable[[], object], min_seconds: float) -> tuple[float, int]:
     """Run fn() until min_seconds of CPU time have passed (at least once); returns (CPU s per call, calls).
 
     CPU time of this process (one OpenCV/FFmpeg thread), not wall time: per-core throughput stays meaningful

@@ -14,32 +14,29 @@ from contextlib import contextmanager
 import torch
 import torch.nn.functional as F
 
-from talmts.models import i3d
-from talmts.models.i3d import InceptionI3d, MaxPool3dSame, Unit3D, same_padding
+from talmts.models.i3d import InceptionI3d, Unit3D
+from talmts.models.same import MaxPool3dSame, pad_same
 
 
 def _fpad_unit(self: Unit3D, x: torch.Tensor) -> torch.Tensor:  # pytorch-i3d's way: pad the whole tensor
-    pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
-    x = F.pad(x, (*pads[2], *pads[1], *pads[0]))
-    x = F.conv3d(x, self.conv3d.weight, self.conv3d.bias, self.stride)
+    x = F.conv3d(pad_same(x, self.kernel, self.stride), self.conv3d.weight, self.conv3d.bias, self.stride)
     if self.bn is not None:
         x = self.bn(x)
     return F.relu(x) if self.relu else x
 
 
 def _fpad_pool(self: MaxPool3dSame, x: torch.Tensor) -> torch.Tensor:
-    pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
-    return F.max_pool3d(F.pad(x, (*pads[2], *pads[1], *pads[0])), self.kernel, self.stride)
+    return F.max_pool3d(pad_same(x, self.kernel, self.stride), self.kernel, self.stride)
 
 
 @contextmanager
 def explicit_padding():
-    unit, pool = i3d.Unit3D.forward, i3d.MaxPool3dSame.forward
-    i3d.Unit3D.forward, i3d.MaxPool3dSame.forward = _fpad_unit, _fpad_pool
+    unit, pool = Unit3D.forward, MaxPool3dSame.forward
+    Unit3D.forward, MaxPool3dSame.forward = _fpad_unit, _fpad_pool
     try:
         yield
     finally:
-        i3d.Unit3D.forward, i3d.MaxPool3dSame.forward = unit, pool
+        Unit3D.forward, MaxPool3dSame.forward = unit, pool
 
 
 def best_times(fns: dict, repeats: int) -> dict[str, float]:

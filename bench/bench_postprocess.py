@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from talmts.config import InferConfig  # noqa: E402
+from talmts.models.detector import anchor_centres  # noqa: E402
 from talmts.outputs import DetectorOutput  # noqa: E402
 from talmts.postprocess import Candidates, decode_clip, detections_for_video  # noqa: E402
 from talmts.schema import ClassMap  # noqa: E402
@@ -39,7 +40,7 @@ T = 256
 
 def clip_outputs(gen: torch.Generator, clips: int, classes: int, regime: str) -> DetectorOutput:
     """Random raw outputs of ``clips`` windows: [clips, K, ...]."""
-    anchors = torch.cat([(torch.arange(t) + 0.5) * T / t for t in SIZES])
+    anchors = anchor_centres(SIZES, T)
     stride = torch.cat([torch.full((t,), T / t) for t in SIZES])
     k = len(anchors)
     loc = stride[None, :, None] * torch.exp(torch.randn(clips, k, 2, generator=gen) * 0.6 + 0.7)

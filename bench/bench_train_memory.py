@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from talmts.config import load_config, resolve_config_path
+from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
 from talmts.engine.train import per_sample_losses
 from talmts.models import build_detector
 
@@ -39,7 +39,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     load_before = os.getloadavg()[0]
-    in_channels = 3 if cfg.data.modality == "rgb" else 2
+    in_channels = MODALITY_CHANNELS[cfg.data.modality]
     model = build_detector(cfg, 3, in_channels).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     b, t, s = cfg.train.batch_size, cfg.data.clip_frames, cfg.data.frame_size

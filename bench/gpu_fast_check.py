@@ -1,5 +1,6 @@
-"""GPU check of the `--fast` inference path (engine/fast.py): its outputs against the exact fp32 model for full,
-short (padded) and repeated batches, and its speed against the exact path. The demo network keeps the compile short.
+"""GPU check of the `--fast` inference path (the FAST levers run by models/levers.py's LeverRunner): its outputs
+against the exact fp32 model for full, short (padded) and repeated batches, and its speed against the exact path.
+The demo network keeps the compile short.
 
     PYTHONPATH=src python3 bench/gpu_fast_check.py                          (CUDA: inductor + CUDA graphs)
     PYTHONPATH=src python3 bench/gpu_fast_check.py --device cpu --backend eager   (smoke)
@@ -9,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 
 import torch
 
 from talmts.config import load_config, resolve_config_path
 from talmts.engine.bench import compare_scores, synchronize
-from talmts.engine.fast import FastForward
 from talmts.models import build_detector
+from talmts.models.levers import FAST, LeverRunner
 
 
 def main() -> None:
@@ -34,14 +36,13 @@ def main() -> None:
     clips = [(torch.rand(n, 3, t, s, s, generator=gen) * 2 - 1).to(device) for n in (args.batch, 3, args.batch, 1)]
     # fp32 isolates the mechanics (padding, graph buffers, copies): it must match the exact model closely;
     # bf16 is the real path: its difference is rounding
-    for dtype, tol in ((torch.float32, 1e-3), (torch.bfloat16, None)):
+    for dtype, tol in (("fp32", 1e-3), ("bf16", None)):
         # TF32 off for the fp32 check: with it, the rewritten convolutions round differently from the exact ones
         # (up to 1.6e-2 in a score on the H100), which would hide a mechanics error of that size
-        torch.backends.cudnn.allow_tf32 = dtype != torch.float32
+        torch.backends.cudnn.allow_tf32 = dtype != "fp32"
         t0 = time.perf_counter()
-        fast = FastForward(
-            model, args.batch, dtype=dtype, compile_backend=args.backend, cuda_graph=device.type == "cuda"
-        )
+        levers = FAST.replace(dtype=dtype, compile_backend=args.backend, cuda_graph=device.type == "cuda")
+        fast = LeverRunner(model, levers, args.batch)
         worst, kept = 0.0, []
         for i, clip in enumerate(clips):
             with torch.inference_mode():
@@ -60,7 +61,7 @@ def main() -> None:
     _time(model, clips[0], device, "exact fp32", t)
 
 
-def _time(fn, clip: torch.Tensor, device: torch.device, name: str, t: int) -> None:  # noqa: ANN001
+def _time(fn: Callable[[torch.Tensor], object], clip: torch.Tensor, device: torch.device, name: str, t: int) -> None:
     with torch.inference_mode():
         for _ in range(3):
             fn(clip)

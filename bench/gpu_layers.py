@@ -1,4 +1,4 @@
-"""Where a batch's time goes (issue 7): per-layer time of the TAL-MTS forward for several lever sets side by side.
+"""Where a batch's time goes on a GPU: per-layer time of the TAL-MTS forward for several lever sets side by side.
 
 Every variant runs bf16 autocast, channels-last 3D and folded BN (the base of docs/PERFORMANCE.md's GPU table),
 eager, plus its own rewrites. Each I3D endpoint and the head (RFP, STT, FSA, boundary pooling, heads) is timed
@@ -19,7 +19,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.bench import Levers, prepare_model
+from talmts.engine.bench import prepare_model
+from talmts.models.levers import Levers
 
 VARIANTS = {  # name: extra levers on top of bf16 + channels-last + folded BN
     "base": {},

@@ -3,6 +3,7 @@ backbone-only part, lever validation, and every flag of the GPU scripts accepted
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -14,7 +15,9 @@ from talmts.cli import main
 from talmts.config import load_config, resolve_config_path
 from talmts.engine import bench
 from talmts.models.i3d import InceptionModule
-from talmts.models.i3d_rewrites import FusedMaxPool, PointwiseMatmul, StemSpaceToDepth
+from talmts.models.i3d_rewrites import PointwiseMatmul, StemSpaceToDepth
+from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, FAST, Levers
+from talmts.models.same import FusedMaxPool
 
 TINY = ["model.backbone.weights=null", "data.clip_frames=32"]  # the demo network (I3D width 0.25, 48 px), 32 frames
 
@@ -25,8 +28,8 @@ def _cfg():
 
 def test_fused_pointwise_detector_gives_the_plain_detections() -> None:
     cfg, cpu = _cfg(), torch.device("cpu")
-    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
-    fused, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers(fuse_pointwise=True, channels_last=True))
+    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, Levers())
+    fused, _ = bench.prepare_model(cfg, 3, 3, cpu, Levers(fuse_pointwise=True, channels_last=True))
     blocks = [m for m in fused.backbone.modules() if isinstance(m, InceptionModule)]
     assert blocks and all(b.pointwise is not None for b in blocks)  # the lever really was applied
     clip = torch.rand(2, 3, 32, 48, 48, generator=torch.Generator().manual_seed(0)) * 2 - 1
@@ -38,8 +41,8 @@ def test_fused_pointwise_detector_gives_the_plain_detections() -> None:
 
 def test_rewritten_detector_gives_the_plain_detections() -> None:
     cfg, cpu = _cfg(), torch.device("cpu")
-    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
-    levers = bench.Levers(fuse_pointwise=True, stem_s2d=True, pointwise_matmul=True, fused_pools=True)
+    plain, _ = bench.prepare_model(cfg, 3, 3, cpu, Levers())
+    levers = Levers(fuse_pointwise=True, stem_s2d=True, pointwise_matmul=True, fused_pools=True)
     fast, _ = bench.prepare_model(cfg, 3, 3, cpu, levers)
     assert isinstance(fast.backbone.Conv3d_1a_7x7, StemSpaceToDepth)  # the levers really were applied
     assert any(isinstance(m, PointwiseMatmul) for m in fast.modules())
@@ -53,8 +56,8 @@ def test_rewritten_detector_gives_the_plain_detections() -> None:
 
 def test_backbone_only_returns_the_endpoints_the_head_reads() -> None:
     cfg, cpu = _cfg(), torch.device("cpu")
-    model, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers(), part="backbone")
-    detector, _ = bench.prepare_model(cfg, 3, 3, cpu, bench.Levers())
+    model, _ = bench.prepare_model(cfg, 3, 3, cpu, Levers(), part="backbone")
+    detector, _ = bench.prepare_model(cfg, 3, 3, cpu, Levers())
     clip = torch.rand(1, 3, 32, 48, 48)
     with torch.inference_mode():
         feats = model(clip)
@@ -68,16 +71,18 @@ def test_backbone_only_returns_the_endpoints_the_head_reads() -> None:
 
 
 def test_lever_validation() -> None:
-    assert bench.Levers(fuse_pointwise=True).fold_bn  # the fused conv carries the folded BN
+    assert Levers(fuse_pointwise=True).fold_bn  # the fused conv carries the folded BN
     with pytest.raises(ValueError, match="captures CUDA graphs itself"):
-        bench.Levers(compile=True, compile_mode="reduce-overhead", cuda_graph=True)
+        Levers(compile=True, compile_mode="reduce-overhead", cuda_graph=True)
     with pytest.raises(ValueError, match="compile_mode"):
-        bench.Levers(compile_mode="fastest")
+        Levers(compile_mode="fastest")
     with pytest.raises(ValueError, match="dtype"):
-        bench.Levers(dtype="fp16")
-    bench.Levers(compile=True, compile_mode="max-autotune-no-cudagraphs", cuda_graph=True)
-    assert cli_bench.COMPILE_MODES == bench.COMPILE_MODES
-    assert cli_bench.COMPILE_BACKENDS == bench.COMPILE_BACKENDS
+        Levers(dtype="fp16")
+    Levers(compile=True, compile_mode="max-autotune-no-cudagraphs", cuda_graph=True)
+    parser = argparse.ArgumentParser()
+    cli_bench.add_arguments(parser)
+    choices = {a.dest: a.choices for a in parser._actions}
+    assert choices["compile_mode"] == COMPILE_MODES and choices["compile_backend"] == COMPILE_BACKENDS
 
 
 def _rows(path: Path) -> list[dict]:
@@ -98,7 +103,7 @@ def test_cli_backbone_only_fused_check_and_overrides_after_batch(tmp_path: Path)
 
 
 def test_cli_gpu_flags_dry_run_on_cpu(tmp_path: Path) -> None:
-    # the flags of bench/gpu_speed_next.sh; the compile traces only (eager backend) to keep the test short
+    # every GPU lever at once; the compile traces only (eager backend) to keep the test short
     out, cache = tmp_path / "b.jsonl", tmp_path / "cache" / "cc.bin"
     argv = ["bench", "--device", "cpu", "--config", "demo", "data.clip_frames=32", "--iters", "1", "--warmup", "1"]
     argv += ["--dtype", "bf16", "--channels-last", "--fold-bn", "--fuse-pointwise", "--compile", "--cuda-graph"]
@@ -123,6 +128,7 @@ def test_cli_fast_sets_every_lever_of_the_best_row(tmp_path: Path) -> None:
     lev = row["levers"]
     assert lev["dtype"] == "bf16" and all(lev[k] for k in cli_bench.FAST_FLAGS)
     assert set(cli_bench.FAST_FLAGS) <= set(lev)  # every name is a real lever
+    assert Levers(**{**lev, "compile_backend": "inductor"}) == FAST  # the preset `eval --fast` applies
 
 
 def test_cli_rejects_bad_combinations(capsys: pytest.CaptureFixture) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talmts.models.i3d import ENDPOINTS, InceptionI3d, InceptionModule, MaxPool3dSame, Unit3D
+from talmts.models.i3d import ENDPOINTS, InceptionI3d, InceptionModule, Unit3D
+from talmts.models.same import MaxPool3dSame
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> None:
@@ -144,19 +143,6 @@ def test_matches_explicit_fpad_reference(shape: tuple[int, ...]) -> None:
         torch.testing.assert_close(ours[name], ref[name], rtol=1e-5, atol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("kernel,stride", [((3, 3, 3), (2, 2, 2)), ((1, 3, 3), (1, 2, 2)), ((2, 2, 2), (2, 2, 2)),
-                                           ((3, 3, 3), (1, 1, 1)), ((1, 1, 1), (2, 2, 2))])  # fmt: skip
-@pytest.mark.parametrize("size", [(4, 6, 7), (5, 9, 8), (1, 2, 3), (8, 12, 12)])
-def test_max_pool_same_padding(kernel: tuple, stride: tuple, size: tuple) -> None:
-    x = torch.randn(2, 3, *size)
-    pool = MaxPool3dSame(kernel, stride)
-    relu_x = torch.relu(x)
-    torch.testing.assert_close(pool(relu_x), _ref_pool(pool, relu_x), rtol=0, atol=0)
-    exact = MaxPool3dSame(kernel, stride, nonnegative_input=False)  # zero padding also for negative inputs
-    torch.testing.assert_close(exact(x), _ref_pool(exact, x), rtol=0, atol=0)
-    assert pool(relu_x).shape[2:] == tuple(math.ceil(n / s) for n, s in zip(size, stride))
-
-
 def test_classifier_head_against_hand_computation() -> None:
     torch.manual_seed(1)
     model = InceptionI3d(width=0.25, num_classes=5, with_logits=True).eval()
@@ -237,42 +223,3 @@ def test_flow_input_and_bad_inputs() -> None:
 def test_i3d_pools_never_need_an_explicit_pad(name: str, size: tuple) -> None:
     pool = getattr(InceptionI3d(width=0.125), name)
     assert pool._native_plan(size) is not None  # the speed path: padding= / ceil_mode, no F.pad copy
-
-
-def test_shifted_max_pool_equals_native_pool_on_nonnegative_inputs():
-    # the CPU inference path of the Inception branch pools (3x3x3, stride 1) must give max_pool3d's values exactly
-    from talmts.models.i3d import MaxPool3dSame, shifted_max_pool
-
-    g = torch.Generator().manual_seed(0)
-    for shape in [(1, 8, 5, 6, 6), (2, 4, 4, 3, 3), (1, 3, 1, 1, 2)]:
-        x = torch.relu(torch.randn(*shape, generator=g))
-        want = torch.nn.functional.max_pool3d(x, 3, 1, 1)
-        assert torch.equal(shifted_max_pool(x, (3, 3, 3), (1, 1, 1)), want)
-        with torch.no_grad():
-            assert torch.equal(MaxPool3dSame((3, 3, 3), (1, 1, 1))(x), want)
-
-
-@pytest.mark.parametrize(
-    ("kernel", "stride"),
-    [((1, 3, 3), (1, 2, 2)), ((3, 3, 3), (2, 2, 2)), ((2, 2, 2), (2, 2, 2)), ((3, 3, 3), (1, 1, 1))],
-)
-@pytest.mark.parametrize("size", [(8, 12, 12), (7, 9, 10), (5, 6, 3), (1, 1, 2), (4, 2, 2)])
-def test_shifted_max_pool_strided_equals_zero_padded_reference(kernel: tuple, stride: tuple, size: tuple) -> None:
-    # the CPU inference path of every I3D pool (the strided ones between blocks too): pytorch-i3d's zero F.pad +
-    # max_pool3d, exactly, for inputs of any sign; and the module's training path agrees on ReLU outputs
-    from talmts.models.i3d import shifted_max_pool
-
-    g = torch.Generator().manual_seed(sum(size) + sum(kernel))
-    x = torch.randn(2, 3, *size, generator=g)
-    pool = MaxPool3dSame(kernel, stride)
-    want = _ref_pool(pool, x)
-    got = shifted_max_pool(x, kernel, stride)
-    assert got.shape == want.shape and torch.equal(got, want)
-    r = torch.relu(x)
-    assert torch.equal(shifted_max_pool(r, kernel, stride, nonnegative=True), _ref_pool(pool, r))  # no pad copy
-    r.requires_grad_(True)  # grad enabled: the native max_pool3d path
-    with torch.no_grad():
-        fast = pool(r)
-    assert torch.equal(fast, pool(r).detach())
-    with torch.no_grad():  # a pool that may see negative inputs pads its zeros explicitly
-        assert torch.equal(MaxPool3dSame(kernel, stride, nonnegative_input=False)(x), want)

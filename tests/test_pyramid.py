@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from talmts.models.pyramid import (
     FeaturePyramid,
     FrameFeature,
-    SameConv1d,
     endpoint_shape,
     interpolate,
     top_down,
@@ -22,18 +21,6 @@ def test_endpoint_shapes_match_i3d() -> None:
     assert endpoint_shape("Mixed_4f", 768, 96) == (192, 6, 6)
     assert endpoint_shape("Mixed_5c", 768, 96) == (96, 3, 3)
     assert endpoint_shape("Mixed_5c", 64, 32) == (8, 1, 1)
-
-
-@pytest.mark.parametrize(
-    ("length", "stride", "kernel", "pads"), [(8, 2, 3, (0, 1)), (7, 2, 3, (1, 1)), (8, 1, 3, (1, 1))]
-)
-def test_same_conv_pads_like_tensorflow(length: int, stride: int, kernel: int, pads: tuple[int, int]) -> None:
-    conv = SameConv1d(2, 3, kernel, stride)
-    x = torch.randn(1, 2, length)
-    expected = F.conv1d(F.pad(x, list(pads)), conv.weight, conv.bias, stride)
-    out = conv(x)
-    assert out.shape[-1] == -(-length // stride)
-    torch.testing.assert_close(out, expected)
 
 
 def test_top_down_nearest_by_hand() -> None:

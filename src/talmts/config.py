@@ -30,6 +30,9 @@ class ConfigError(TalmtsError, ValueError):
 
 BUNDLED_DIR = Path(__file__).parent / "configs"
 
+Modality = Literal["rgb", "flow"]
+MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2}  # channels of a stream's frames: RGB, or flow (dx, dy)
+
 
 # Each field: its default, where that default comes from ("paper": the TAL-MTS paper; "AFSD": AFSD's code, which
 # the paper follows where it is silent; "talmts": our own choice), and for a number the range allowed (talmts.fields).
@@ -38,7 +41,7 @@ BUNDLED_DIR = Path(__file__).parent / "configs"
 class DataConfig:
     root: str = opt("", "talmts")  # a prepared dataset: frames/, flow/, video_info.csv (see `talmts prepare`)
     annotations: str = opt("", "talmts")  # ground truth in the ActivityNet layout (or any layout talmts.formats reads)
-    modality: Literal["rgb", "flow"] = opt("rgb", "talmts")
+    modality: Modality = opt("rgb", "talmts")
     protocol: Literal["sliding", "whole"] = opt(
         "sliding", "AFSD"
     )  # THUMOS14 windows, or one resampled clip per video (ANet)

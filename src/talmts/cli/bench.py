@@ -4,26 +4,17 @@ decoding + Soft-NMS timed separately; optionally one training step."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 import torch
 
-from talmts.config import load_config, resolve_config_path
+from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
+from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES, FAST, LeverRunner, Levers
 
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # = engine.bench's
-COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
-
-
-FAST_FLAGS = (  # with bf16: the measured best row of docs/PERFORMANCE.md ("Second GPU session")
-    "channels_last",
-    "fold_bn",
-    "fuse_pointwise",
-    "stem_s2d",
-    "pointwise_matmul",
-    "fused_pools",
-    "compile",
-    "cuda_graph",
+FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
+    f.name for f in dataclasses.fields(FAST) if getattr(FAST, f.name) is True
 )
 
 
@@ -33,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch", nargs="+", default=["1"], help="batch sizes (key=value items after them are config overrides)"
     )
-    p.add_argument("--dtype", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    p.add_argument("--dtype", nargs="+", choices=DTYPES, default=["fp32"])
     p.add_argument("--channels-last", action="store_true", help="channels-last 3D memory format")
     p.add_argument("--fold-bn", action="store_true", help="fold the frozen BatchNorm into the I3D convolutions")
     p.add_argument(
@@ -50,8 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--fast",
         action="store_true",
-        help="every lever of the measured best row (`talmts eval --fast`): --dtype bf16 --channels-last --fold-bn "
-        "--fuse-pointwise --stem-s2d --pointwise-matmul --fused-pools --compile --cuda-graph",
+        help="the levers of `talmts eval --fast` (the fastest measured GPU combination): --dtype bf16 "
+        + " ".join("--" + f.replace("_", "-") for f in FAST_FLAGS),
     )
     p.add_argument("--compile-mode", choices=COMPILE_MODES, default="default", help="torch.compile mode")
     p.add_argument(
@@ -64,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--compile-cache",
         default=None,
         metavar="FILE",
-        help="load torch.compile artifacts from FILE if it exists, save them there at the end (a later session "
+        help="load torch.compile artifacts from FILE if it exists, save them there at the end (a later process "
         "with the same torch and device then skips the compile)",
     )
     p.add_argument("--backbone-only", action="store_true", help="time the I3D backbone alone, as the detector runs it")
@@ -89,7 +80,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.engine.bench import (
-        Levers,
         load_compile_cache,
         matmul_peak_tflops,
         measure_network,
@@ -117,28 +107,14 @@ def run(args: argparse.Namespace) -> int:
     if args.preset == "afsd":
         warmup, iters, statistic = 2, 20, "mean"
 
-    if args.fast:  # the flags FAST_FLAGS name, set as if given
-        args.dtype = ["bf16"]
+    if args.fast:  # the FAST preset's levers, set as if given
+        args.dtype = [FAST.dtype]
         for flag in FAST_FLAGS:
             setattr(args, flag, True)
     part = "backbone" if args.backbone_only else "network"
     try:  # bad combinations fail here, before any measurement
-        levers_of = {
-            dtype: Levers(
-                dtype=dtype,
-                channels_last=args.channels_last,
-                fold_bn=args.fold_bn,
-                compile=args.compile,
-                compile_mode=args.compile_mode,
-                cuda_graph=args.cuda_graph,
-                fuse_pointwise=args.fuse_pointwise,
-                stem_s2d=args.stem_s2d,
-                pointwise_matmul=args.pointwise_matmul,
-                fused_pools=args.fused_pools,
-                compile_backend=args.compile_backend,
-            )
-            for dtype in args.dtype
-        }
+        switches = {f.name: getattr(args, f.name) for f in dataclasses.fields(Levers) if f.name != "dtype"}
+        levers_of = {dtype: Levers(dtype=dtype, **switches) for dtype in args.dtype}
     except ValueError as err:
         print(f"talmts bench: {err}", file=sys.stderr)
         return 2
@@ -153,12 +129,11 @@ def run(args: argparse.Namespace) -> int:
             with open(args.save, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    streams = {"rgb": [3], "flow": [2], "both": [3, 2]}[args.streams]
+    streams = {"rgb": ["rgb"], "flow": ["flow"], "both": ["rgb", "flow"]}[args.streams]
     for dtype in args.dtype:
-        torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-        if not args.no_flops and dtype not in peaks:
-            peaks[dtype] = matmul_peak_tflops(device, torch_dtype)
         levers = levers_of[dtype]
+        if not args.no_flops and dtype not in peaks:
+            peaks[dtype] = matmul_peak_tflops(device, levers.torch_dtype)
         for batch in batches:
             per_stream = [
                 measure_network(
@@ -166,19 +141,19 @@ def run(args: argparse.Namespace) -> int:
                     batch=batch,
                     device=device,
                     levers=levers,
-                    in_channels=c,
+                    in_channels=MODALITY_CHANNELS[m],
                     warmup=warmup,
                     iters=iters,
                     peak_tflops=peaks.get(dtype),
                     flops=not args.no_flops,
                     statistic=statistic,
-                    check_against=_reference(cfg, c, device, part) if args.check else None,
+                    check_against=_reference(cfg, MODALITY_CHANNELS[m], device, part) if args.check else None,
                     part=part,
                 )
-                for c in streams
+                for m in streams
             ]
-            for c, r in zip(streams, per_stream):
-                row = {"stream": "rgb" if c == 3 else "flow", "preset": args.preset, **vars(r)}
+            for m, r in zip(streams, per_stream):
+                row = {"stream": m, "preset": args.preset, **vars(r)}
                 row.pop("times_ms")
                 emit(row)
             if args.compile_cache and args.compile:  # after every compile, in case a later one runs out of time
@@ -197,17 +172,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _reference(cfg, in_channels: int, device: torch.device, part: str = "network"):  # noqa: ANN001, ANN202
+def _reference(cfg: Config, in_channels: int, device: torch.device, part: str = "network") -> LeverRunner:
     """The fp32 eager model (or backbone) with the same (seeded) weights as the measured one."""
-    from talmts.engine.bench import Levers, prepare_model
+    from talmts.engine.bench import prepare_model
 
-    model, _ = prepare_model(cfg, 20, in_channels, device, Levers(), part)
-
-    def run(clip: torch.Tensor):  # noqa: ANN202
-        with torch.inference_mode():
-            return model(clip.contiguous().float())
-
-    return run
+    return prepare_model(cfg, 20, in_channels, device, Levers(), part)[1]
 
 
 def _line(row: dict) -> str:

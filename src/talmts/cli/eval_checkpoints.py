@@ -31,9 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fast",
         action="store_true",
-        help="CUDA: bf16, channels-last, I3D rewrites, torch.compile, CUDA graphs (4.6-5.6x the fp32 network on an "
-        "H100; scores within 2e-3 on the THUMOS14 network; compiles for about a minute first; a larger "
-        "infer.batch_size, e.g. 16, is faster)",
+        help="CUDA: the fastest measured levers (bf16, channels-last, I3D rewrites, torch.compile, CUDA graphs; "
+        "docs/PERFORMANCE.md); scores within 2e-3 on the THUMOS14 network; compiles for about a minute first; "
+        "a larger infer.batch_size, e.g. 16, fills the GPU better",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import talmts
 from talmts.data.video import VideoDecodeError
 from talmts.models.i3d import InceptionI3d
+from talmts.models.levers import INFERENCE, apply_levers
 from talmts.models.weights import kinetics400_labels, load_i3d_weights
 
 SAMPLE_CLIP = Path("shared") / "data" / "kinetics" / "v_CricketShot_g04_c01_rgb.gif"
@@ -58,7 +59,7 @@ def top5(weights: str, clip: torch.Tensor) -> list[dict[str, float | str]]:
     """Top-5 Kinetics-400 labels of an RGB clip [1, 3, T, 224, 224], best first."""
     model = InceptionI3d(in_channels=3, num_classes=400, with_logits=True).eval()
     load_i3d_weights(model, weights)
-    model = model.fold_batchnorm()  # same outputs, fewer passes over memory
+    model = apply_levers(model, INFERENCE)  # BN folded: same outputs, one pass over memory fewer
     with torch.inference_mode():
         probs = torch.softmax(model(clip)[0], dim=0)  # logits averaged over time -> [400]
     labels = kinetics400_labels()

@@ -1,9 +1,8 @@
 """Throughput, FLOPs and peak memory of the network, and the cost of decoding + Soft-NMS beside it.
 
 Protocol (``measure_network``): build the detector for a config, put it in eval mode, apply the inference levers
-asked for (BatchNorm folding, fused 1x1x1 Inception convolutions, channels-last 3D, bf16 autocast,
-``torch.compile`` in one of its modes, CUDA graphs), run ``warmup``
-forward passes, then time ``iters`` passes one by one (CUDA events on GPU, a synchronised clock elsewhere) and
+asked for (models/levers.py: module rewrites, channels-last 3D, bf16 autocast, ``torch.compile`` in one of its
+modes, CUDA graphs), run ``warmup`` forward passes, then time ``iters`` passes one by one (CUDA events on GPU, a synchronised clock elsewhere) and
 report the median. frames/s = batch x T / median seconds. AFSD's own protocol (fp32, batch 1, 2 warm-up and 20
 timed passes, mean) is the ``afsd`` preset of the CLI, so the figures compare with the ones AFSD reports.
 ``part="backbone"`` times the I3D backbone alone, as the detector runs it (up to Mixed_5c, keeping the endpoints
@@ -12,7 +11,6 @@ the head reads), for reference.
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
 import warnings
@@ -24,50 +22,15 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from talmts.config import Config
-from talmts.engine.fast import capture_cuda_graph
+from talmts.config import MODALITY_CHANNELS, Config
 from talmts.fileio import atomic_write_bytes
 from talmts.geometry import refine_distances
 from talmts.models import build_detector
-from talmts.models.detector import pyramid_lengths
-from talmts.models.i3d_rewrites import rewrite_for_speed
+from talmts.models.detector import anchor_centres, pyramid_lengths
+from talmts.models.levers import PARTS, BackboneOnly, LeverRunner, Levers, autocast, first_clips
 from talmts.outputs import DetectorOutput
-
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
-PARTS = ("network", "backbone")
-
-
-@dataclass
-class Levers:
-    """Inference-only switches; each is measured on its own in docs/PERFORMANCE.md."""
-
-    dtype: str = "fp32"  # "fp32" or "bf16" (autocast)
-    channels_last: bool = False
-    fold_bn: bool = False
-    compile: bool = False
-    compile_mode: str = "default"  # one of COMPILE_MODES
-    cuda_graph: bool = False
-    fuse_pointwise: bool = False  # implies fold_bn (the fused conv carries the folded BN)
-    stem_s2d: bool = False  # models/i3d_rewrites.py: Conv3d_1a as space-to-depth + 4x4x4 conv
-    pointwise_matmul: bool = False  # every 1x1x1 conv as a matmul
-    fused_pools: bool = False  # max pools as slices + maxima (one kernel each under torch.compile)
-    compile_backend: str = "inductor"  # "eager" / "aot_eager": trace only, for quick dry runs of a bench script
-
-    def __post_init__(self) -> None:
-        if self.dtype not in ("fp32", "bf16"):
-            raise ValueError(f"dtype {self.dtype!r}: use fp32 or bf16")
-        if self.compile_backend not in COMPILE_BACKENDS:
-            raise ValueError(f"compile_backend {self.compile_backend!r}: use one of {', '.join(COMPILE_BACKENDS)}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode {self.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
-        if self.cuda_graph and self.compile and self.compile_mode in ("reduce-overhead", "max-autotune"):
-            raise ValueError(
-                f"compile_mode {self.compile_mode!r} captures CUDA graphs itself and cannot run inside the bench's "
-                "own CUDA graph: drop cuda_graph, or use 'default' / 'max-autotune-no-cudagraphs' with it"
-            )
-        if self.fuse_pointwise:
-            self.fold_bn = True
+from talmts.postprocess import clip_scores, decode_clip, detections_for_video
+from talmts.schema import ClassMap
 
 
 @dataclass
@@ -131,53 +94,22 @@ def _time_calls(fn: Callable[[], object], device: torch.device, iters: int) -> l
     return out
 
 
-class BackboneOnly(torch.nn.Module):
-    """The detector's backbone as the detector runs it: ``clip -> (endpoint features, ...)`` in ``endpoints`` order."""
-
-    def __init__(self, backbone: torch.nn.Module, endpoints: list[str]) -> None:
-        super().__init__()
-        self.backbone, self.endpoints = backbone, list(endpoints)
-
-    def forward(self, clip: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        feats = self.backbone.extract_features(clip, self.endpoints)
-        return tuple(feats[e] for e in self.endpoints)
-
-
 def prepare_model(
     cfg: Config, num_classes: int, in_channels: int, device: torch.device, levers: Levers, part: str = "network"
-):
-    """The detector (or its backbone, ``part="backbone"``) in eval mode with the levers applied, and the callable
-    that runs one forward pass.
+) -> tuple[torch.nn.Module, LeverRunner]:
+    """The detector (or its backbone, ``part="backbone"``) in eval mode with the levers' rewrites applied, and the
+    runner that executes it with the run-time levers.
 
     Seeded, so every variant built for the same config has the same weights and can be compared.
     """
     if part not in PARTS:
         raise ValueError(f"part {part!r}: use one of {', '.join(PARTS)}")
     torch.manual_seed(0)
-    model = build_detector(cfg, num_classes, in_channels).eval()
-    if levers.fuse_pointwise:
-        model.backbone = model.backbone.fuse_pointwise()  # folds the BN too
-    elif levers.fold_bn:
-        model.backbone = model.backbone.fold_batchnorm()
-    if levers.stem_s2d or levers.pointwise_matmul or levers.fused_pools:
-        model.backbone = rewrite_for_speed(
-            model.backbone,
-            stem_s2d=levers.stem_s2d,
-            pointwise_matmul=levers.pointwise_matmul,
-            fused_pools=levers.fused_pools,
-        )
+    model: torch.nn.Module = build_detector(cfg, num_classes, in_channels).eval()
     if part == "backbone":
         model = BackboneOnly(model.backbone, model.endpoints).eval()
-    model = model.to(device)
-    if levers.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    run: Callable[[torch.Tensor], object] = model
-    if levers.compile:
-        mode = None if levers.compile_mode == "default" or levers.compile_backend != "inductor" else levers.compile_mode
-        # static shapes: each batch size gets its own graph (otherwise a second batch size in the same process
-        # recompiles the code with a dynamic batch dimension, and slower kernels)
-        run = torch.compile(model, mode=mode, backend=levers.compile_backend, dynamic=False)
-    return model, run
+    runner = LeverRunner(model.to(device), levers)
+    return runner.model, runner
 
 
 def load_compile_cache(path: str | Path) -> bool:
@@ -209,12 +141,6 @@ def save_compile_cache(path: str | Path) -> int:
     return len(data)
 
 
-def _autocast(device: torch.device, dtype: str):
-    if dtype == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def measure_network(
     cfg: Config,
     *,
@@ -234,23 +160,20 @@ def measure_network(
     """Time the whole network (backbone, RFP, STT, FSA, boundary pooling, heads) on random clips, or the backbone
     alone (``part="backbone"``); ``check_against`` is the reference for the same part."""
     t, s = cfg.data.clip_frames, cfg.data.frame_size
-    model, run = prepare_model(cfg, num_classes, in_channels, device, levers, part)
-    clip = torch.rand(batch, in_channels, t, s, s, device=device) * 2 - 1
-    if levers.channels_last:
-        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    model, runner = prepare_model(cfg, num_classes, in_channels, device, levers, part)
+    clip = runner.layout(torch.rand(batch, in_channels, t, s, s, device=device) * 2 - 1)
     gflop = count_flops(model, clip[:1]) / 1e9 if flops else None
 
     def forward() -> object:
-        with torch.inference_mode(), _autocast(device, levers.dtype):
-            return run(clip)
+        return runner.forward(clip)
 
     agreement = None
     if check_against is not None:
-        agreement = compare_outputs(check_against(clip[:1]), _first(forward()))
+        agreement = compare_outputs(check_against(clip[:1]), first_clips(forward(), 1))
 
     call: Callable[[], object] = forward
-    if levers.cuda_graph and device.type == "cuda":
-        call = _graphed(forward, device, warmup)
+    if levers.cuda_graph and device.type == "cuda":  # the replay alone is timed: the clip stays in the graph
+        call = runner.capture(clip, max(warmup, 2))[1].replay
     else:
         for _ in range(warmup):
             forward()
@@ -282,12 +205,6 @@ def measure_network(
     return res
 
 
-def _first(out: object) -> object:
-    if isinstance(out, DetectorOutput):
-        return out.map(lambda t: t[:1])
-    return tuple(t[:1] for t in out)  # BackboneOnly's features
-
-
 def compare_outputs(ref: object, out: object) -> dict:
     """``compare_scores`` for detector outputs; for backbone features, the largest difference relative to the
     reference's largest magnitude, over the endpoints."""
@@ -299,17 +216,10 @@ def compare_outputs(ref: object, out: object) -> dict:
     return {"max_rel_feature_diff": max(diffs)}
 
 
-def detection_scores(out: DetectorOutput) -> torch.Tensor:
-    """Eq. 13 class scores ``[B, K, C]`` = 1/2 (coarse + refined softmax) x sigmoid(quality), in fp32."""
-    conf = out.conf.float().softmax(-1)[..., 1:]
-    prop = out.prop_conf.float().softmax(-1)[..., 1:]
-    return 0.5 * (conf + prop) * out.quality.float().sigmoid()[..., None]
-
-
 def compare_scores(ref: DetectorOutput, out: DetectorOutput, top: int = 20) -> dict:
     """How far a fast variant's detections are from the reference: max score difference, max boundary difference
     (clip frames) and the overlap of the top-``top`` (anchor, class) candidates."""
-    a, b = detection_scores(ref), detection_scores(out)
+    a, b = clip_scores(ref), clip_scores(out)
     ia = set(a.flatten().topk(top).indices.tolist())
     ib = set(b.flatten().topk(top).indices.tolist())
     loc_a = refine_distances(ref.loc.float(), ref.prop_loc.float())
@@ -319,12 +229,6 @@ def compare_scores(ref: DetectorOutput, out: DetectorOutput, top: int = 20) -> d
         "max_boundary_diff_frames": float((loc_a - loc_b).abs().max()),
         "top_overlap": len(ia & ib) / top,
     }
-
-
-def _graphed(forward: Callable[[], object], device: torch.device, warmup: int) -> Callable[[], object]:
-    """Capture one forward pass in a CUDA graph (static input and output buffers) and return its replay."""
-    graph, _ = capture_cuda_graph(forward, device, max(warmup, 2))
-    return graph.replay
 
 
 def _cpu_peak_mb() -> float | None:
@@ -350,14 +254,11 @@ def measure_postprocess(
     3,485 test windows over 212 THUMOS14 videos is 16.4 clips per video; every anchor of every clip is scored
     for every class, so this is the candidate load a real test pass produces.
     """
-    from talmts.postprocess import decode_clip, detections_for_video
-    from talmts.schema import ClassMap
-
     g = torch.Generator().manual_seed(seed)
     t = cfg.data.clip_frames
     sizes = pyramid_lengths(cfg.model, t)
     k = sum(sizes)
-    anchors = torch.cat([(torch.arange(m) + 0.5) * (t / m) for m in sizes])
+    anchors = anchor_centres(sizes, t)
     classes = ClassMap(tuple(f"class{i}" for i in range(num_classes)))
 
     def raw() -> DetectorOutput:
@@ -395,7 +296,7 @@ def measure_train_step(cfg: Config, *, device: torch.device, num_classes: int = 
     from talmts.losses import compute_losses
 
     torch.manual_seed(0)
-    in_channels = 3 if cfg.data.modality == "rgb" else 2
+    in_channels = MODALITY_CHANNELS[cfg.data.modality]
     model = build_detector(cfg, num_classes, in_channels).to(device).train()
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
     t, s, b = cfg.data.clip_frames, cfg.data.frame_size, cfg.train.batch_size
@@ -406,7 +307,7 @@ def measure_train_step(cfg: Config, *, device: torch.device, num_classes: int = 
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with _autocast(device, "bf16" if amp else "fp32"):
+        with autocast(device, "bf16" if amp else "fp32"):
             out = model(clip)
         losses = compute_losses(out, targets, cfg.loss)
         losses["total"].backward()

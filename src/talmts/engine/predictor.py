@@ -30,6 +30,7 @@ from talmts.data.windows import cut_windows, frames_of
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.models import build_detector
+from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, decode_streams, detections_for_video
 from talmts.schema import ClassMap, Detection
@@ -63,25 +64,22 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
     model = build_detector(cfg, len(classes), state["in_channels"])
     ema = state.get("ema")
     model.load_state_dict(ema["weights"] if use_ema and ema else state["model"])
-    if hasattr(getattr(model, "backbone", None), "fold_batchnorm"):  # inference only: same function, fewer kernels
-        model.backbone = model.backbone.fold_batchnorm()
-    model.to(device).eval()
+    model = apply_levers(model, INFERENCE).to(device)  # an eval copy, BatchNorm folded
     prepare = PrepareOptions.from_dict(state["prepare"]) if state.get("prepare") else None
     return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=prepare)
 
 
 def use_fast_path(streams: Sequence[Stream], batch_size: int, device: torch.device) -> str | None:
-    """Switch the streams to engine/fast.py's GPU path; returns why not (a message for the user) on a CPU, where
-    the exact fp32 path with folded BN is the fastest measured (docs/PERFORMANCE.md)."""
+    """Switch the streams to the ``FAST`` levers (models/levers.py), every batch padded to ``batch_size``; returns
+    why not (a message for the user) on a CPU, where the exact fp32 path with folded BN is the fastest measured
+    (docs/PERFORMANCE.md)."""
     if device.type != "cuda":
         return (
             f"--fast applies on a CUDA device; on {device.type} the exact fp32 path (BN folded) is already the "
             "fastest measured, and is used"
         )
-    from talmts.engine.fast import FastForward
-
     for s in streams:
-        s.forward = FastForward(s.model, batch_size)
+        s.forward = LeverRunner(s.model, FAST, batch_size)
     return None
 
 

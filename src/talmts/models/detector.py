@@ -5,6 +5,7 @@ refined heads. With ``model.rfp/stt/fsa.enabled`` all false it is AFSD's BDNet (
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,14 @@ def pyramid_lengths(cfg: ModelConfig, clip_frames: int) -> list[int]:
     while len(lengths) < cfg.levels:
         lengths.append(math.ceil(lengths[-1] / 2))
     return lengths
+
+
+def anchor_centres(level_sizes: Sequence[int], clip_frames: int, device: torch.device | None = None) -> Tensor:
+    """Anchor centres of every level in clip frames, concatenated: ``(c + 0.5) * T / t_l`` for position c of
+    level l; ``[K]``, K = sum of the level sizes."""
+    return torch.cat(
+        [(torch.arange(t, device=device, dtype=torch.float32) + 0.5) * (clip_frames / t) for t in level_sizes]
+    )
 
 
 def _check(cfg: ModelConfig) -> None:
@@ -146,9 +155,7 @@ class TALMTS(nn.Module):
             f_l = self.stt_pyramid(self.stt(stt_in))
             cls_levels = [torch.cat([f, g], dim=1) for f, g in zip(levels, f_l)]  # f_mts = [f, f_l]
 
-        anchors = torch.cat(
-            [(torch.arange(t, device=clip.device, dtype=torch.float32) + 0.5) * (t_clip / t) for t in sizes]
-        )  # [K]
+        anchors = anchor_centres(sizes, t_clip, clip.device)  # [K]
         coarse = [self.coarse(f, g, i, self.loc_multipliers[i]) for i, (f, g) in enumerate(zip(levels, cls_levels))]
         loc = torch.cat([c[2] for c in coarse], dim=1)  # [B, K, 2]
         # f_a is pooled once for all levels; both branches share the pooled feature

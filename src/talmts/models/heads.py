@@ -10,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from talmts.models.boundary_pool import boundary_max_pool
-from talmts.models.pyramid import SameConv1d, conv_gn_relu
+from talmts.models.pyramid import conv_gn_relu
+from talmts.models.same import SameConv1d
 
 
 class ScaleExp(nn.Module):

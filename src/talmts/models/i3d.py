@@ -3,10 +3,10 @@
 The parameter names follow the pytorch-i3d state_dict layout (``Conv3d_1a_7x7.conv3d.weight``,
 ``Mixed_3b.b1b.bn.running_mean``, ``logits.conv3d.bias``, ...) so its public checkpoints load strictly.
 
-Padding is TensorFlow "SAME" (output = ceil(input / stride), an odd total pad puts the extra element at the
-end). Instead of padding every activation with ``F.pad`` (a full copy), the symmetric part of the padding is
-passed to the convolution / pooling itself; only an asymmetric remainder costs an ``F.pad`` (for I3D that is
-the 3-channel input of Conv3d_1a on even sizes) or is expressed with ``ceil_mode`` for the max pools.
+Padding is TensorFlow "SAME" (models/same.py). Instead of padding every activation with ``F.pad`` (a full copy),
+the symmetric part of the padding is passed to the convolution / pooling itself; only an asymmetric remainder costs
+an ``F.pad`` (for I3D that is the 3-channel input of Conv3d_1a on even sizes) or is expressed with ``ceil_mode``
+for the max pools.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint as activation_checkpoint
 
-Triple = tuple[int, int, int]
+from talmts.models.same import MaxPool3dSame, Triple, same_pads
 
 ENDPOINTS: tuple[str, ...] = (
     "Conv3d_1a_7x7",
@@ -77,13 +77,6 @@ def scaled_channels(channels: int, width: float) -> int:
     return max(8, int(round(channels * width / 8.0)) * 8)
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """TF "SAME" padding (before, after) for one dimension; the odd element goes after."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 class Unit3D(nn.Module):
     """Conv3d (TF-same padding) -> BatchNorm3d (eps 1e-3, momentum 0.01) -> ReLU; pytorch-i3d names."""
 
@@ -106,7 +99,7 @@ class Unit3D(nn.Module):
         self.bn = nn.BatchNorm3d(out_channels, eps=BN_EPS, momentum=BN_MOMENTUM) if use_bn else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
+        pads = same_pads(x.shape[2:], self.kernel, self.stride)
         extra = [after - before for before, after in pads]
         if any(extra):  # only the asymmetric remainder is padded explicitly (zeros, at the end)
             x = F.pad(x, (0, extra[2], 0, extra[1], 0, extra[0]))
@@ -115,90 +108,6 @@ class Unit3D(nn.Module):
         if self.bn is not None:
             x = self.bn(x)
         return F.relu(x) if self.relu else x
-
-
-class MaxPool3dSame(nn.Module):
-    """Max pool with TF-same output size and zero padding, as pytorch-i3d.
-
-    The inputs in I3D are ReLU outputs (>= 0) and every window holds at least one real element, so padding with
-    zeros equals the pool's implicit -inf padding: symmetric padding goes to ``padding=``, an extra element at
-    the end becomes ``ceil_mode=True``. With ``nonnegative_input=False`` the zero padding is made explicitly.
-    """
-
-    def __init__(self, kernel: Triple, stride: Triple, nonnegative_input: bool = True) -> None:
-        super().__init__()
-        self.kernel = tuple(kernel)
-        self.stride = tuple(stride)
-        self.nonnegative_input = nonnegative_input
-
-    def _native_plan(self, sizes: Iterable[int]) -> tuple[Triple, bool] | None:
-        """(padding, ceil_mode) reproducing the TF-same output with a native pool, or None if impossible."""
-        pads, ceil = [], False
-        for n, k, s in zip(sizes, self.kernel, self.stride):
-            before, after = same_padding(n, k, s)
-            if after - before == 1 and s > 1:
-                ceil = True
-            elif after != before:
-                return None
-            if before > k // 2:
-                return None
-            pads.append(before)
-        for n, k, s, p in zip(sizes, self.kernel, self.stride, pads):
-            span = n + 2 * p - k
-            out = (-(-span // s) if ceil else span // s) + 1
-            if ceil and (out - 1) * s >= n + p:  # torch drops a last window that starts in the right padding
-                out -= 1
-            if out != -(-n // s):
-                return None
-        return (pads[0], pads[1], pads[2]), ceil
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad):
-            # CPU inference: same values, 3-11x faster than max_pool3d
-            return shifted_max_pool(x, self.kernel, self.stride, self.nonnegative_input)
-        sizes = tuple(x.shape[2:])
-        plan = self._native_plan(sizes) if self.nonnegative_input else None
-        if plan is not None:
-            return F.max_pool3d(x, self.kernel, self.stride, plan[0], ceil_mode=plan[1])
-        pads = [same_padding(n, k, s) for n, k, s in zip(sizes, self.kernel, self.stride)]
-        x = F.pad(x, (*pads[2], *pads[1], *pads[0]))
-        return F.max_pool3d(x, self.kernel, self.stride)
-
-
-def shifted_max_pool(
-    x: torch.Tensor, kernel: Triple, stride: Triple = (1, 1, 1), nonnegative: bool = False
-) -> torch.Tensor:
-    """TF-same max pool with zero padding (as pytorch-i3d's F.pad + max_pool3d), one dimension at a time, as a
-    running maximum of shifted, strided views: out[i] = max_j padded[i * stride + j], j < kernel.
-
-    Same values as that reference; on the CPU torch's max_pool3d kernel costs 3-11x more than these element-wise
-    maxima (docs/PERFORMANCE.md). With ``nonnegative=True`` (ReLU outputs) the padding is not materialised: each
-    window takes the maximum over its real elements only, equal to zero padding since every window holds one.
-    Used for inference only: with ties (ReLU zeros) ``torch.maximum`` splits the gradient, the pool sends it to
-    one element.
-    """
-    for dim, k, s in zip((2, 3, 4), kernel, stride):
-        if k == 1 and s == 1:
-            continue
-        out = -(-x.shape[dim] // s)  # [.., n, ..] -> [.., ceil(n / s), ..]
-        before, after = same_padding(x.shape[dim], k, s)
-        if not nonnegative and before + after:
-            x = F.pad(x, [0, 0] * (4 - dim) + [before, after])
-            before = 0
-        n = x.shape[dim]
-        index: list[slice] = [slice(None)] * x.dim()
-        index[dim] = slice(0, (out - 1) * s + 1, s)  # shift `before` reads x[i * s], real for every i
-        result = x[tuple(index)].clone()
-        for shift in range(k):
-            off = shift - before  # out[i] reads x[i * s + off] where 0 <= i * s + off < n
-            lo, hi = -(off // s) if off < 0 else 0, min(out, (n - 1 - off) // s + 1)
-            if shift == before or hi <= lo:
-                continue
-            index[dim] = slice(lo * s + off, (hi - 1) * s + off + 1, s)
-            part = result.narrow(dim, lo, hi - lo)
-            torch.maximum(part, x[tuple(index)], out=part)  # in place on a view of result
-        x = result
-    return x
 
 
 class InceptionModule(nn.Module):

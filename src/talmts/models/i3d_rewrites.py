@@ -5,11 +5,12 @@ rounding (tests/test_i3d_rewrites.py checks each against the plain model). They 
 measured one by one in docs/PERFORMANCE.md:
 
 - ``stem_s2d``: Conv3d_1a (7x7x7, stride 2, 3 input channels) as space-to-depth + a 4x4x4 stride-1 conv on
-  24 channels. Three input channels leave tensor cores mostly idle; 24 fill them, for 1.49x the multiply-adds.
+  24 channels. Three input channels leave tensor cores mostly idle; 24 fill them, at the cost of more
+  multiply-adds (the zero eighth tap).
 - ``pointwise_matmul``: every 1x1x1 convolution as a matmul over the channel dimension (cuBLAS, and under
   ``torch.compile`` a GEMM whose bias/ReLU epilogue can fuse) instead of a 3D convolution kernel.
-- ``fused_pools``: the TF-same max pools as zero padding + running maxima of strided slices, written so that
-  ``torch.compile`` fuses each pool into one element-wise kernel (eager it is slower; use it compiled).
+- ``fused_pools``: the "same" max pools as :class:`~talmts.models.same.FusedMaxPool` (zero padding + maxima of
+  strided slices), which ``torch.compile`` fuses into one element-wise kernel per pool (use it compiled).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from talmts.models.i3d import InceptionI3d, InceptionModule, MaxPool3dSame, Triple, Unit3D, same_padding
+from talmts.models.i3d import InceptionI3d, InceptionModule, Unit3D
+from talmts.models.same import FusedMaxPool, MaxPool3dSame, same_padding
 
 
 class StemSpaceToDepth(nn.Module):
@@ -79,31 +81,6 @@ class PointwiseMatmul(nn.Module):
         if self.bn is not None:
             x = self.bn(x)
         return F.relu(x) if self.relu else x
-
-
-class FusedMaxPool(nn.Module):
-    """TF-same max pool with zero padding (pytorch-i3d's F.pad + max_pool3d) as running maxima of strided
-    slices of the padded input: purely functional, so ``torch.compile`` emits one kernel for pad and maxima."""
-
-    def __init__(self, kernel: Triple, stride: Triple) -> None:
-        super().__init__()
-        self.kernel, self.stride = tuple(kernel), tuple(stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = [same_padding(n, k, s) for n, k, s in zip(x.shape[2:], self.kernel, self.stride)]
-        x = F.pad(x, (*pads[2], *pads[1], *pads[0]))
-        for dim, k, s in zip((2, 3, 4), self.kernel, self.stride):
-            out = (x.shape[dim] - k) // s + 1
-            index: list[slice] = [slice(None)] * x.dim()
-            taps = []
-            for j in range(k):  # tap j of every window: x[j], x[j + s], ..., x[j + (out - 1) * s]
-                index[dim] = slice(j, j + (out - 1) * s + 1, s)
-                taps.append(x[tuple(index)])
-            result = taps[0]
-            for t in taps[1:]:
-                result = torch.maximum(result, t)
-            x = result
-        return x
 
 
 def rewrite_for_speed(

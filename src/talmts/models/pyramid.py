@@ -15,22 +15,9 @@ from typing import Literal
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from talmts.models.same import SameConv1d
+
 Interp = Literal["nearest", "linear"]
-
-
-class SameConv1d(nn.Conv1d):
-    """Conv1d with TensorFlow "same" padding (AFSD's Unit1D): output length ``ceil(L / stride)``.
-
-    For k=3, s=2 on an even length the single padding element goes on the right, as in AFSD.
-    """
-
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, bias=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        k, s, length = self.kernel_size[0], self.stride[0], x.shape[-1]
-        pad = max(k - s, 0) if length % s == 0 else max(k - length % s, 0)
-        return super().forward(F.pad(x, [pad // 2, pad - pad // 2]))
 
 
 def conv_gn_relu(in_channels: int, out_channels: int, kernel: int, stride: int, groups: int) -> nn.Sequential:

@@ -39,15 +39,17 @@ class Candidates:
         )
 
 
-def clip_scores(output: DetectorOutput, index: int) -> torch.Tensor:
-    """Eq. 13's score of every anchor and action class of clip ``index``: ``[K, C]``.
+def clip_scores(output: DetectorOutput, index: int | None = None) -> torch.Tensor:
+    """Eq. 13's score of every anchor and action class of clip ``index``: ``[K, C]`` (fp32); of every clip of the
+    batch when ``index`` is None: ``[B, K, C]``.
 
     score = 0.5 (softmax(coarse)[c] + softmax(refined)[c]) * sigmoid(quality), for classes c = 1..C.
     """
-    conf = torch.softmax(output.conf[index].float(), dim=-1)  # [K, C+1]
-    prop_conf = torch.softmax(output.prop_conf[index].float(), dim=-1)
-    quality = torch.sigmoid(output.quality[index].float())  # [K]
-    return (0.5 * (conf + prop_conf) * quality[:, None])[:, 1:]
+    clips = slice(None) if index is None else index
+    conf = torch.softmax(output.conf[clips].float(), dim=-1)  # [(B,) K, C+1]
+    prop_conf = torch.softmax(output.prop_conf[clips].float(), dim=-1)
+    quality = torch.sigmoid(output.quality[clips].float())  # [(B,) K]
+    return (0.5 * (conf + prop_conf) * quality[..., None])[..., 1:]
 
 
 def clip_segments(output: DetectorOutput, index: int, num_frames: float | None = None) -> torch.Tensor:

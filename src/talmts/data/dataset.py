@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from talmts.config import Config, DataConfig
+from talmts.config import MODALITY_CHANNELS, Config, DataConfig
 from talmts.data.transforms import make_clip
 from talmts.data.windows import ClipPlan, Window, plan_clips
 from talmts.errors import InputError
@@ -25,7 +25,6 @@ from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import AnnotationSet, ClassMap, normalize_subset
 
 AGNOSTIC = ClassMap(("action",))  # data.class_agnostic: every label is class 1
-CHANNELS = {"rgb": 3, "flow": 2}
 MAX_OPEN_ARRAYS = 32  # memory maps kept open per dataset (each holds a file descriptor)
 
 
@@ -124,7 +123,7 @@ class ClipDataset(Dataset):
 
     @property
     def in_channels(self) -> int:
-        return CHANNELS[self.data.modality]
+        return MODALITY_CHANNELS[self.data.modality]
 
     def __len__(self) -> int:
         return len(self.plans)

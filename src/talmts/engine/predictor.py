@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from talmts.config import Config, ConfigError, InferConfig, config_from_dict
-from talmts.data.dataset import CHANNELS, load_video_array
+from talmts.config import MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
+from talmts.data.dataset import load_video_array
 from talmts.data.flow import with_flow
 from talmts.data.record import PrepareOptions, check_same_preparation, read_record
 from talmts.data.transforms import make_clip
@@ -268,7 +268,7 @@ class Predictor:
 
     def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
         path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"
-        return load_video_array(path, CHANNELS[modality], info.sample_count)
+        return load_video_array(path, MODALITY_CHANNELS[modality], info.sample_count)
 
 
 def load_predictor(

@@ -5,7 +5,9 @@ decode + Soft-NMS. Each stage in frames/s and as a multiple of real time (video 
 
 The network is the config's detector with random weights (speed does not depend on them), one per stream, run on
 the sliding windows exactly as ``talmts detect`` runs them (engine/predictor.py). Stages run one after the other,
-each timed alone, so the sum is what a pipeline without overlap costs. Flow defaults to OpenCV's TV-L1 on the CPU
+each timed alone, so the sum is what a pipeline without overlap costs. On the CPU the times are CPU seconds of
+this process (other jobs on a shared machine do not count; use --threads 1 for per-core figures), on a GPU wall
+seconds. Flow defaults to OpenCV's TV-L1 on the CPU
 and tvl1-torch on a GPU, as ``talmts detect`` picks it.
 """
 
@@ -38,6 +40,10 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def clock_for(device: torch.device):  # noqa: ANN201 - a time function
+    return time.perf_counter if device.type == "cuda" else time.process_time
+
+
 def stream(config: str, modality: str, classes: ClassMap, device: torch.device) -> Stream:
     cfg = load_config(resolve_config_path(config), ["model.backbone.weights=null", f"data.modality={modality}"])
     model = build_detector(cfg, len(classes), CHANNELS[modality])
@@ -57,6 +63,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenCV threads (default: torch's)")
     args = parser.parse_args()
     device = torch.device(args.device)
+    clock = clock_for(device)
     if args.threads:
         import cv2
 
@@ -73,42 +80,42 @@ def main() -> None:
     # 1 + 2: decode, and sample + resize (the swscale call of each kept frame timed on its own)
     fps = stream_fps(args.video)
     sampler, frames, resize_s, count = AccumulatorSampler(fps, sample_fps), [], 0.0, 0
-    start = time.perf_counter()
+    start = clock()
     for frame in iter_frames(args.video):
         count += 1
         copies = sampler()
         if copies:
-            t = time.perf_counter()
+            t = clock()
             image = to_rgb(frame, size)
-            resize_s += time.perf_counter() - t
+            resize_s += clock() - t
             frames.extend([image] * copies)
-    decode_s = time.perf_counter() - start - resize_s
+    decode_s = clock() - start - resize_s
     rgb = np.stack(frames)
     duration = count / fps
 
     # 3: flow
     compute_flow(rgb[:3], method, device=str(device), batch=args.flow_batch)  # warm-up (imports, allocator)
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     flow = compute_flow(rgb, method, device=str(device), batch=args.flow_batch)
     sync(device)
-    flow_s = time.perf_counter() - start
+    flow_s = clock() - start
 
     # 4: the network on every window of both streams
     d = cfg.data
     windows = list(cut_windows(zip(rgb, flow), d.clip_frames, predictor.stride, predictor.protocol, "video"))
     network_outputs(streams, windows[:1], cfg.infer.batch_size, device)  # warm-up
     sync(device)
-    start = time.perf_counter()
+    start = clock()
     batches = network_outputs(streams, windows, cfg.infer.batch_size, device)
     sync(device)
-    network_s = time.perf_counter() - start
+    network_s = clock() - start
 
     # 5: decode the windows, fuse the streams, merge with Soft-NMS
     info = VideoInfo("video", fps, sample_fps, count, len(rgb))
-    start = time.perf_counter()
+    start = clock()
     detections = predictor.finish(batches, info)
-    post_s = time.perf_counter() - start
+    post_s = clock() - start
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     print(f"# {name}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)")

@@ -22,6 +22,15 @@ from talmts.engine.predictor import raw_video_flow_method
 NAMES = ("clip_a", "clip_b", "clip_c", "clip_d", "clip_e")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small elementwise operations: one thread is faster than two on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def moving_texture(n: int, seed: int, size: int = 40) -> np.ndarray:
     rng = np.random.default_rng(seed)
     big = rng.integers(0, 255, (size // 2 + 10, size // 2 + n + 10, 3), dtype=np.uint8).repeat(2, 0).repeat(2, 1)

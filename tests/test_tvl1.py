@@ -15,6 +15,15 @@ from talmts.data.flow import flow_to_uint8
 SHORT = T.TVL1Params(scales=2, warps=2, outer_iterations=2, inner_iterations=8, epsilon=0.0)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small elementwise operations: one thread is faster than two on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def texture(h: int, w: int, seed: int = 0, sigma: float = 2.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     smooth = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma)
@@ -210,3 +219,14 @@ def test_agrees_with_opencv_on_real_video_pairs() -> None:
     epe = np.linalg.norm(ours - ref, axis=-1).mean()
     close = (np.abs(flow_to_uint8(ours).astype(int) - flow_to_uint8(ref)) <= 1).mean()
     assert epe <= 0.1 and close >= 0.985, (epe, close)
+
+
+@pytest.mark.slow  # torch.compile takes a while on the CPU
+def test_compiled_inner_step_gives_the_eager_flow() -> None:
+    prev, nxt = zip(*[shifted_pair(dx, 1, 32, seed=dx) for dx in (0, 2)])
+    prev, nxt = np.stack(prev), np.stack(nxt)
+    params = T.TVL1Params(scales=2, warps=2, outer_iterations=2)
+    eager = T.tvl1_flow(prev, nxt, params)
+    for masked in (False, True):
+        compiled = T.tvl1_flow(prev, nxt, params, masked=masked, compiled=True)
+        torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=0)

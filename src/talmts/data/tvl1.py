@@ -20,6 +20,7 @@ gives exactly what each pair gives alone. gamma (the illumination term) is not i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
@@ -217,7 +218,42 @@ def _dual_step(p: torch.Tensor, u: torch.Tensor, taut: float) -> torch.Tensor:
     return (p + taut * g) / (1 + taut * torch.hypot(g[:, :, 0], g[:, :, 1]))[:, :, None]
 
 
-def _solve_level(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, prm: TVL1Params, masked: bool) -> torch.Tensor:
+def inner_step(
+    u: torch.Tensor,
+    p: torch.Tensor,
+    ig: torch.Tensor,
+    rho_c: torch.Tensor,
+    denom: torch.Tensor,
+    l_t: float,
+    taut: float,
+    theta: float,
+    active: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One inner iteration: (u, p) -> (u', p', per-pair squared change of u); pairs not ``active`` keep u and p.
+
+    Thresholding: the step along grad I1w that minimises the linearised data term plus the coupling, clamped to
+    +-lambda theta (OpenCV's three cases in one clamp), then u' = v + theta div p and the dual step on p.
+    """
+    rho = rho_c + (ig[:, 0] * u[:, 0] + ig[:, 1] * u[:, 1])
+    shift = (-rho / denom).clamp(-l_t, l_t)[:, None] * ig
+    u_new = (u + shift) + theta * divergence(p)
+    change = ((u_new - u) ** 2).sum(dim=(1, 2, 3))
+    p_new = _dual_step(p, u_new, taut)
+    if active is None:
+        return u_new, p_new, change
+    keep = active[:, None, None, None]
+    return torch.where(keep, u_new, u), torch.where(keep[..., None], p_new, p), change
+
+
+@cache
+def compiled_inner_step() -> Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """:func:`inner_step` through torch.compile: one fused kernel instead of about 35 passes over memory."""
+    return torch.compile(inner_step, dynamic=True)
+
+
+def _solve_level(
+    i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, prm: TVL1Params, masked: bool, compiled: bool = False
+) -> torch.Tensor:
     """Refine the flow u [N, 2, H, W] between i0 and i1 [N, H, W] at one pyramid level.
 
     Pairs that meet the stopping rule leave the working batch: checked after every inner iteration, or with
@@ -225,6 +261,7 @@ def _solve_level(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, prm: TVL1P
     never waits for the host inside an outer iteration). Both give each pair exactly its own result.
     """
     n, _, h, w = u.shape
+    step = compiled_inner_step() if compiled else inner_step
     l_t, taut, theta = _f32(prm.lambda_ * prm.theta), _f32(prm.tau / prm.theta), _f32(prm.theta)
     stop_at = _f32(prm.epsilon * prm.epsilon * h * w)
     tiny = float(np.finfo(np.float32).eps)
@@ -248,19 +285,12 @@ def _solve_level(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, prm: TVL1P
                 med = median_filter(u.reshape(-1, h, w), prm.median_filtering).view_as(u)
                 u = torch.where(active[:, None, None, None], med, u) if masked else med
             for _ in range(prm.inner_iterations):
-                # thresholding: the step along grad I1 that minimises the linearised data term plus the coupling,
-                # clamped to +-lambda theta (OpenCV's three cases), then u = v + theta div p
-                rho = rho_c + (ig[:, 0] * u[:, 0] + ig[:, 1] * u[:, 1])
-                shift = (-rho / denom).clamp_(-l_t, l_t)[:, None] * ig
-                u_new = (u + shift) + theta * divergence(p)
-                change = ((u_new - u) ** 2).sum(dim=(1, 2, 3))
-                p_new = _dual_step(p, u_new, taut)
                 if masked:
-                    u = torch.where(active[:, None, None, None], u_new, u)
-                    p = torch.where(active[:, None, None, None, None], p_new, p)
+                    u, p, change = step(u, p, ig, rho_c, denom, l_t, taut, theta, active)
                     active = active & (change > stop_at)
                 else:
-                    u, p, active = u_new, p_new, change > stop_at
+                    u, p, change = step(u, p, ig, rho_c, denom, l_t, taut, theta)
+                    active = change > stop_at
                     if not bool(active.all()):
                         idx, u, p, (ig, rho_c, denom), active = _shrink(
                             idx, u, p, u_all, p_all, (ig, rho_c, denom), active
@@ -308,11 +338,14 @@ def tvl1_flow(
     params: TVL1Params | None = None,
     device: torch.device | str | None = None,
     masked: bool | None = None,
+    compiled: bool = False,
 ) -> torch.Tensor:
     """TV-L1 flow from each ``prev[i]`` to ``nxt[i]``: gray [N, H, W] (uint8 0..255 or float 0..1) -> float32
     flow [N, H, W, 2] in pixels (x right, y down), on ``device`` (default: the frames' device).
 
     ``masked`` picks how stopped pairs leave the batch (see ``_solve_level``); by default masks off the CPU only.
+    ``compiled`` runs the inner iteration through torch.compile (fused; not bit-identical to eager, since the
+    compiler may contract multiply-adds).
     """
     prm = params or TVL1Params()
     i0, i1 = _as_gray_batch(prev, device), _as_gray_batch(nxt, device)
@@ -330,7 +363,7 @@ def tvl1_flow(
         levels.append((resize_linear(levels[-1][0], size, down), resize_linear(levels[-1][1], size, down)))
     u = torch.zeros(n, 2, *sizes[-1], device=i0.device)
     for s in range(len(sizes) - 1, -1, -1):
-        u = _solve_level(*levels[s], u, prm, masked)
+        u = _solve_level(*levels[s], u, prm, masked, compiled)
         if s > 0:
             u = resize_linear(u, sizes[s - 1]) * _f32(1.0 / prm.scale_step)
     return u.permute(0, 2, 3, 1).contiguous()

@@ -1,18 +1,20 @@
 """TV-L1 in PyTorch on a GPU: pairs/s at 112 px per batch size, peak memory, memory bandwidth reached, where the
 time goes (per-kernel profile), and agreement with OpenCV of the flow computed on the device.
 
-    python bench/gpu_flow.py                           (CUDA; about 2 minutes on one H100 / H200)
+    python bench/gpu_flow.py                           (CUDA; meant to take a few minutes on one H100 / H200)
     python bench/gpu_flow.py --device cpu --tiny       (smoke test of every step on the CPU, 32 px, small batches)
     python bench/gpu_flow.py --video clip.mp4          (real frames instead of the synthetic pairs)
 
 Frame pairs: real-looking textures moved by random translations, rotations and zooms (no download needed), or
 pairs from ``--video`` sampled at 10 fps, repeated up to the batch size.
 
-Bandwidth: the time per inner iteration comes from a run with the stopping rule off (epsilon 0), where the number
-of pixel-iterations is known exactly; bytes per pixel-iteration are counted from the operations of the inner
+Each batch runs eager and with the inner iteration compiled (torch.compile; the first call compiles, untimed).
+Bandwidth: the time per inner iteration comes from a short run with the stopping rule off (epsilon 0, one warp,
+two outer iterations per level), where the number of pixel-iterations is known exactly; bytes per pixel-iteration are counted from the operations of the inner
 iteration as written (every elementwise op reads its inputs from and writes its output to memory), and from the
-least a fused kernel must move (u, p, the per-warp constants in; u, p out). The fraction is of ``--peak-gbs``
-(by default looked up from the device name).
+least a fused kernel must move (u, p, the per-warp constants in; u, p out) for the compiled rows. The fraction is
+of ``--peak-gbs`` (by default looked up from the device name). The eager form runs only up to batch 1024 (it is
+several times slower; the whole script is meant to fit in a few minutes of GPU time).
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--tiny", action="store_true", help="32 px, batches 2 and 4: a smoke test on the CPU")
     parser.add_argument("--size", type=int, default=112)
-    parser.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024, 2048, 4096])
+    parser.add_argument("--batches", type=int, nargs="+", default=[256, 1024, 4096])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--video", type=Path, default=None)
     parser.add_argument("--peak-gbs", type=float, default=None, help="the device's memory bandwidth, GB/s")
@@ -104,28 +106,29 @@ def main() -> None:
     ref = np.stack([algo.calc(a, b, None) for a, b in zip(prev[:k], nxt[:k])])
     print(f"agreement with OpenCV on {k} pairs: mean EPE {np.linalg.norm(ours - ref, axis=-1).mean():.4f} px")
 
-    fixed = TVL1Params(epsilon=0.0)
+    fixed = TVL1Params(epsilon=0.0, warps=1, outer_iterations=2)
     pixels = sum(h * w for h, w in pyramid_sizes(args.size, args.size, fixed.scales, fixed.scale_step))
     iters_per_pixel = fixed.warps * fixed.outer_iterations * fixed.inner_iterations
     print(
-        "| batch | pairs/s (defaults) | peak memory (MiB) | pairs/s (epsilon 0) | GB/s as written | "
-        "fraction of peak | GB/s fused minimum |"
+        "| inner iteration | batch | pairs/s (defaults) | peak memory (MiB) | pairs/s (epsilon 0) | "
+        "floats moved / pixel / iteration | GB/s | fraction of peak |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for b in args.batches:
+    print("|---|---|---|---|---|---|---|---|")
+    for compiled, b in [(c, b) for c in (False, True) for b in args.batches if c or b <= 1024]:
         reps = -(-b // len(prev))
         p_dev = torch.as_tensor(np.concatenate([prev] * reps)[:b]).to(device)
         n_dev = torch.as_tensor(np.concatenate([nxt] * reps)[:b]).to(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        sec = timed(lambda p=p_dev, n=n_dev: tvl1_flow(p, n, params), device, args.repeats)
+        sec = timed(lambda p=p_dev, n=n_dev, c=compiled: tvl1_flow(p, n, params, compiled=c), device, args.repeats)
         mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
-        sec_fixed = timed(lambda p=p_dev, n=n_dev: tvl1_flow(p, n, fixed), device, 1)
-        pixel_iters = b * pixels * iters_per_pixel
-        eager_gbs = pixel_iters * EAGER_FLOATS_PER_PIXEL * 4 / sec_fixed / 1e9
-        fused_gbs = pixel_iters * FUSED_FLOATS_PER_PIXEL * 4 / sec_fixed / 1e9
-        frac = f"{eager_gbs / peak:.1%}" if peak else "n/a"
-        print(f"| {b} | {b / sec:.1f} | {mem:.0f} | {b / sec_fixed:.1f} | {eager_gbs:.0f} | {frac} | {fused_gbs:.0f} |")
+        sec_fixed = timed(lambda p=p_dev, n=n_dev, c=compiled: tvl1_flow(p, n, fixed, compiled=c), device, 1)
+        # eager: every op's traffic; compiled: the least a fused iteration moves (a lower bound on its traffic)
+        floats = FUSED_FLOATS_PER_PIXEL if compiled else EAGER_FLOATS_PER_PIXEL
+        gbs = b * pixels * iters_per_pixel * floats * 4 / sec_fixed / 1e9
+        frac = f"{gbs / peak:.1%}" if peak else "n/a"
+        kind = "compiled" if compiled else "eager"
+        print(f"| {kind} | {b} | {b / sec:.1f} | {mem:.0f} | {b / sec_fixed:.1f} | {floats} | {gbs:.0f} | {frac} |")
 
     b = args.batches[len(args.batches) // 2]
     p_dev = torch.as_tensor(np.concatenate([prev] * (-(-b // len(prev))))[:b]).to(device)
@@ -134,10 +137,10 @@ def main() -> None:
     if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     with torch.profiler.profile(activities=activities) as prof:
-        tvl1_flow(p_dev, n_dev, params)
+        tvl1_flow(p_dev, n_dev, params, compiled=True)
         synchronize(device)
     sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    print(f"\nper-kernel profile, batch {b}, default parameters")
+    print(f"\nper-kernel profile, batch {b}, default parameters, inner iteration compiled")
     print(prof.key_averages().table(sort_by=sort, row_limit=20))
 
 

@@ -83,6 +83,11 @@ def test_prepare_with_device_computes_tvl1_torch_after_decoding(videos: Path, tm
         assert (out / "meta" / f"{name}.json").is_file()
     with pytest.raises(ValueError, match="--device computes tvl1-torch"):
         prepare_dataset(videos, tmp_path / "x", PrepareOptions(size=32, flow="tvl1"), device="cpu", progress=False)
+    with pytest.raises(ValueError, match="not a device name"):
+        prepare_dataset(videos, tmp_path / "x", options, device="gpu0", progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            prepare_dataset(videos, tmp_path / "x", options, device="cuda", progress=False)
 
 
 def test_shards_split_the_videos_and_merge_checks_them(videos: Path, tmp_path: Path) -> None:

@@ -210,6 +210,8 @@ def prepare_dataset(
         raise InputError(f"unknown flow method {options.flow!r}; choose one of {[*FLOW_METHODS, 'none']}")
     if device is not None and options.flow not in (*BATCHED_METHODS, "none"):
         raise InputError(f"--device computes {'/'.join(BATCHED_METHODS)} flow; --flow {options.flow} runs on the CPU")
+    if device is not None:
+        _check_device(device)
     if options.size < 1:
         raise InputError(f"size must be positive, got {options.size}")
     out_dir = Path(out_dir)
@@ -261,6 +263,19 @@ def prepare_dataset(
     if shard is not None:
         write_shard_report(out_dir, shard, options, summary.done, summary.skipped, summary.failed)
     return summary
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r}: not a device name (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device}: no CUDA device here (torch.cuda.is_available() is False); use --device cpu"
+        )
 
 
 def merge_shards(out_dir: str | Path) -> dict[str, str]:

@@ -51,6 +51,8 @@ def test_with_flow_batches_give_the_pair_by_pair_flow() -> None:
     np.testing.assert_array_equal(compute_flow(frames, "tvl1-torch", batch=3), one_by_one)  # 3 + 1 pairs
     np.testing.assert_array_equal(one_by_one[-1], one_by_one[-2])  # the last flow repeated
     assert abs(np.median(uint8_to_flow(one_by_one[:, 4:-4, 4:-4, 0])) + 2) < 0.2  # the window slides right: -2 px
+    # OpenCV's methods ignore the device (detect on a GPU with a DIS-trained flow stream)
+    np.testing.assert_array_equal(compute_flow(frames, "dis", device="cuda"), compute_flow(frames, "dis"))
     pairs = list(with_flow(iter(frames[:1]), "tvl1-torch"))
     assert len(pairs) == 1 and (pairs[0][1] == 128).all()  # a lone frame: zero flow
 

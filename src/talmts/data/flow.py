@@ -71,13 +71,11 @@ def make_flow_fn(method: FlowMethod) -> Callable[[np.ndarray, np.ndarray], np.nd
 
 def make_batch_flow_fn(method: FlowMethod, device: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """(gray uint8 [N, H, W], gray uint8 [N, H, W]) -> float32 flow [N, H, W, 2]; a batched method runs on
-    ``device`` (default the CPU), the others pair by pair."""
+    ``device`` (default the CPU), OpenCV's methods pair by pair on the CPU whatever ``device`` says."""
     if method in BATCHED_METHODS:
         from talmts.data.tvl1 import tvl1_flow
 
         return lambda prev, nxt: tvl1_flow(prev, nxt, device=device).cpu().numpy()
-    if device not in (None, "cpu"):
-        raise ValueError(f"flow method {method!r} runs on the CPU only; use tvl1-torch on {device}")
     fn = make_flow_fn(method)
     return lambda prev, nxt: np.stack([fn(a, b) for a, b in zip(prev, nxt)])
 

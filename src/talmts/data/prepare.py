@@ -273,7 +273,7 @@ def _check_device(device: str) -> None:
     except RuntimeError:
         raise InputError(f"--device {device!r}: not a device name (cpu, cuda, cuda:N)") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise InputError(
             f"--device {device}: no CUDA device here (torch.cuda.is_available() is False); use --device cpu"
         )
 

@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("demo", "the main job: synth data, prepare, train both streams, evaluate, detect, report"),
     "synth": ("synth", "generate the embedded synthetic untrimmed-video dataset"),
     "prepare": ("prepare", "decode videos into 10 fps frames and optical flow"),
+    "prepare-merge": ("prepare_merge", "after all `prepare --shard K/N` runs: check them, rebuild video_info.csv"),
     "train": ("train", "train one stream from a config"),
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),

@@ -18,7 +18,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=int, default=112, help="frames are resized to SIZE x SIZE (default 112)")
     parser.add_argument(
-        "--flow", choices=["tvl1", "dis", "none"], default="tvl1", help="optical flow method (default tvl1)"
+        "--flow",
+        choices=["tvl1", "tvl1-torch", "dis", "none"],
+        default=None,
+        help="optical flow method (default tvl1, OpenCV's; tvl1-torch with --device)",
+    )
+    parser.add_argument(
+        "--device",
+        default=None,
+        help="cuda, cuda:N or cpu: compute tvl1-torch flow there in large batches while the workers decode",
+    )
+    parser.add_argument("--flow-batch", type=int, default=None, help="frame pairs per flow batch with --device")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help="prepare only shard K (0-based) of N, e.g. a job array's task id; then `talmts prepare-merge OUT_DIR`",
     )
     parser.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="parallel processes (default: all cores)"
@@ -34,11 +49,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.data.prepare import PrepareOptions, prepare_dataset
+    from talmts.data.shards import Shard
 
     fps = args.fps if args.fps is not None else (None if args.max_frames else 10.0)
-    options = PrepareOptions(fps=fps, size=args.size, flow=args.flow, max_frames=args.max_frames)
+    flow = args.flow or ("tvl1-torch" if args.device else "tvl1")
+    options = PrepareOptions(fps=fps, size=args.size, flow=flow, max_frames=args.max_frames)
     try:
-        summary = prepare_dataset(args.videos_dir, args.out_dir, options, workers=args.workers, progress=not args.quiet)
+        shard = Shard.parse(args.shard) if args.shard else None
+        summary = prepare_dataset(
+            args.videos_dir,
+            args.out_dir,
+            options,
+            workers=args.workers,
+            progress=not args.quiet,
+            device=args.device,
+            flow_batch=args.flow_batch,
+            shard=shard,
+        )
     except KeyboardInterrupt:
         print("talmts prepare: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

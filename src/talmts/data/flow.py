@@ -7,6 +7,9 @@ that there are as many flow frames as RGB frames. We compute flow on the same sa
 * ``tvl1``: OpenCV's Dual TV-L1 (``cv2.optflow.DualTVL1OpticalFlow_create``) with OpenCV's default
   parameters, which are those of denseflow's CUDA TV-L1 (tau 0.25, lambda 0.15, theta 0.3, 5 scales with
   scale step 0.8, 5 warps, epsilon 0.01); on grayscale frames, as denseflow.
+* ``tvl1-torch``: the same TV-L1 in PyTorch (:mod:`talmts.data.tvl1`), batched over many frame pairs, on a GPU
+  or the CPU. It agrees with ``tvl1`` to a mean end-point error of a few hundredths of a pixel (docs/DESIGN.md), so
+  a network trained on either accepts the other (:func:`talmts.data.record.flow_family`).
 * ``dis``: OpenCV's DIS flow (preset MEDIUM), tens of times faster, for quick experiments.
 
 Flow ``t`` is the motion from frame t to frame t + 1 (x to the right, y downward, in pixels of the stored
@@ -24,8 +27,17 @@ import numpy as np
 from talmts.errors import InputError
 
 FLOW_BOUND = 20.0
-FlowMethod = Literal["tvl1", "dis"]
-FLOW_METHODS: tuple[str, ...] = ("tvl1", "dis")
+FlowMethod = Literal["tvl1", "tvl1-torch", "dis"]
+FLOW_METHODS: tuple[str, ...] = ("tvl1", "tvl1-torch", "dis")
+BATCHED_METHODS: tuple[str, ...] = ("tvl1-torch",)
+# pairs per call of a batched method: enough to fill a GPU; on the CPU a batch amortises the per-operation cost
+DEFAULT_BATCH = {"cpu": 16, "cuda": 1024}
+
+
+def default_batch(method: str, device: str | None) -> int:
+    if method not in BATCHED_METHODS:
+        return 1
+    return DEFAULT_BATCH["cpu" if device in (None, "cpu") else "cuda"]
 
 
 def flow_to_uint8(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -41,6 +53,9 @@ def uint8_to_flow(encoded: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
 
 def make_flow_fn(method: FlowMethod) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """A function (gray uint8 [H, W], gray uint8 [H, W]) -> float32 flow [H, W, 2] for ``method``."""
+    if method in BATCHED_METHODS:
+        batched = make_batch_flow_fn(method)
+        return lambda prev, nxt: batched(prev[None], nxt[None])[0]
     if method == "tvl1":
         algo = cv2.optflow.DualTVL1OpticalFlow_create()
     elif method == "dis":
@@ -54,32 +69,62 @@ def make_flow_fn(method: FlowMethod) -> Callable[[np.ndarray, np.ndarray], np.nd
     return flow
 
 
+def make_batch_flow_fn(method: FlowMethod, device: str | None = None) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """(gray uint8 [N, H, W], gray uint8 [N, H, W]) -> float32 flow [N, H, W, 2]; a batched method runs on
+    ``device`` (default the CPU), OpenCV's methods pair by pair on the CPU whatever ``device`` says."""
+    if method in BATCHED_METHODS:
+        from talmts.data.tvl1 import tvl1_flow
+
+        return lambda prev, nxt: tvl1_flow(prev, nxt, device=device).cpu().numpy()
+    fn = make_flow_fn(method)
+    return lambda prev, nxt: np.stack([fn(a, b) for a, b in zip(prev, nxt)])
+
+
 def with_flow(
-    frames: Iterable[np.ndarray], method: FlowMethod = "tvl1", bound: float = FLOW_BOUND
+    frames: Iterable[np.ndarray],
+    method: FlowMethod = "tvl1",
+    bound: float = FLOW_BOUND,
+    device: str | None = None,
+    batch: int | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The one flow function: uint8 RGB frames [H, W, 3], one at a time -> (frame_t, uint8 flow_t [H, W, 2]) pairs.
 
     Flow t is the motion t -> t + 1; the last frame gets the last flow again, and a lone frame, which has no motion
-    to measure, gets zero flow (all 128). One frame is held back, so a video of any length streams.
+    to measure, gets zero flow (all 128). ``batch`` frame pairs (default: 1 for OpenCV's methods, many for
+    tvl1-torch) are computed at once, so batch + 1 frames are held back and a video of any length streams.
     """
-    fn = make_flow_fn(method)
-    prev = prev_gray = last = None
+    fn = make_batch_flow_fn(method, device)
+    batch = batch or default_batch(method, device)
+    held: list[np.ndarray] = []  # RGB frames whose flow is not computed yet, and the frame after them
+    grays: list[np.ndarray] = []
+    last = None
     for frame in frames:
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        if prev is not None:
-            last = flow_to_uint8(fn(prev_gray, gray), bound)
-            yield prev, last
-        prev, prev_gray = frame, gray
-    if prev is not None:
+        held.append(frame)
+        grays.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+        if len(held) == batch + 1:
+            flows = flow_to_uint8(fn(np.stack(grays[:-1]), np.stack(grays[1:])), bound)
+            yield from zip(held[:-1], flows)
+            last, held, grays = flows[-1], held[-1:], grays[-1:]
+    if len(held) > 1:
+        flows = flow_to_uint8(fn(np.stack(grays[:-1]), np.stack(grays[1:])), bound)
+        yield from zip(held[:-1], flows)
+        last = flows[-1]
+    if held:
         if last is None:
-            last = flow_to_uint8(np.zeros((*prev.shape[:2], 2), np.float32), bound)
-        yield prev, last
+            last = flow_to_uint8(np.zeros((*held[-1].shape[:2], 2), np.float32), bound)
+        yield held[-1], last
 
 
-def compute_flow(frames: np.ndarray, method: FlowMethod = "tvl1", bound: float = FLOW_BOUND) -> np.ndarray:
+def compute_flow(
+    frames: np.ndarray,
+    method: FlowMethod = "tvl1",
+    bound: float = FLOW_BOUND,
+    device: str | None = None,
+    batch: int | None = None,
+) -> np.ndarray:
     """uint8 RGB frames [T, H, W, 3] -> uint8 flow [T, H, W, 2] (x, y): :func:`with_flow` over a whole array."""
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"expected uint8 RGB frames [T, H, W, 3], got {frames.dtype} {frames.shape}")
     if len(frames) == 0:
         raise ValueError("no frames")
-    return np.stack([flow for _, flow in with_flow(frames, method, bound)])
+    return np.stack([flow for _, flow in with_flow(frames, method, bound, device, batch)])

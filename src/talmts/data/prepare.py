@@ -5,6 +5,10 @@ then a small record ``meta/<video>.json`` marks the video finished; a rerun skip
 interrupted run resumes where it stopped. ``video_info.csv`` is rebuilt (atomically) from the existing file and
 all records, so rows of earlier runs are never lost. A video that fails is reported with its reason and the
 run goes on.
+
+With a ``device`` (tvl1-torch flow), the worker processes only decode; this process computes each decoded video's
+flow on the device in large batches while the workers decode the next ones. ``shard`` takes a fixed part of the
+videos (data/shards.py); :func:`merge_shards` completes a split run.
 """
 
 from __future__ import annotations
@@ -20,14 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from talmts.data.flow import FLOW_METHODS, compute_flow
+from talmts.data.flow import BATCHED_METHODS, FLOW_METHODS, compute_flow
 from talmts.data.record import PrepareOptions, claim_folder
+from talmts.data.shards import Shard, check_shard_reports, write_shard_report
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 from talmts.errors import InputError
 from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes
 from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
 
-__all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "prepare_dataset", "prepare_video"]
+__all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "merge_shards", "prepare_dataset", "prepare_video"]
 
 CSV_REWRITE_SECONDS = 30.0
 INFO_FILE = "video_info.csv"
@@ -36,7 +41,7 @@ INFO_FILE = "video_info.csv"
 @dataclass
 class VideoResult:
     video: str
-    status: str  # "done", "skipped" or "failed"
+    status: str  # "done", "skipped", "failed", or "decoded" (frames stored, flow still to compute)
     reason: str = ""
     row: VideoInfo | None = None
 
@@ -81,13 +86,17 @@ def save_array(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
-def remove_stale_temporaries(out_dir: Path) -> int:
-    """Delete temporary files left by a crashed run (one prepare per OUT_DIR at a time)."""
+def remove_stale_temporaries(out_dir: Path, videos: set[str] | None = None) -> int:
+    """Delete temporary files left by a crashed run (one prepare per OUT_DIR at a time, or per shard: then only
+    the temporaries of ``videos``, the shard's own)."""
     n = 0
     for sub in ("frames", "flow", "meta", "."):
         d = out_dir / sub
         if d.is_dir():
             for p in d.iterdir():
+                owner = p.name[1:].split(TMP_MARK)[0].rsplit(".", 1)[0]  # ".<video>.npy.tmp-<pid>" -> video
+                if videos is not None and owner not in videos:
+                    continue
                 if p.name.startswith(".") and TMP_MARK in p.name:
                     p.unlink()
                     n += 1
@@ -109,10 +118,13 @@ def _read_meta(path: Path) -> VideoInfo:
 
 
 # ----------------------------------------------------------------------------------------------- one video
-def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions, threads: int = 0) -> VideoResult:
+def prepare_video(
+    path: str | Path, out_dir: str | Path, options: PrepareOptions, threads: int = 0, defer_flow: bool = False
+) -> VideoResult:
     """Decode, sample, resize and (optionally) compute flow for one video; never raises for a bad video.
 
-    ``threads``: decoder threads (0: FFmpeg decides; pool workers use 1, one process per core)."""
+    ``threads``: decoder threads (0: FFmpeg decides; pool workers use 1, one process per core). ``defer_flow``:
+    store the frames only and return "decoded"; :func:`add_flow` finishes the video."""
     path, out_dir = Path(path), Path(out_dir)
     video = path.stem
     frames_path, flow_path, meta_path = _paths(out_dir, video)
@@ -127,6 +139,8 @@ def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions
             row = VideoInfo(video, sampled.fps, sampled.sample_fps, sampled.count, sampled.sample_count)
             save_array(frames_path, frames)
         if options.flow != "none" and not flow_path.is_file():
+            if defer_flow:
+                return VideoResult(video, "decoded", row=row)
             save_array(flow_path, compute_flow(frames, options.flow))
         atomic_write_bytes(meta_path, json.dumps(asdict(row)).encode())
         return VideoResult(video, "done", row=row)
@@ -136,12 +150,32 @@ def prepare_video(path: str | Path, out_dir: str | Path, options: PrepareOptions
         return VideoResult(video, "failed", reason=f"{type(e).__name__}: {e}")
 
 
-def _worker_init() -> None:
+def add_flow(
+    decoded: VideoResult, out_dir: Path, options: PrepareOptions, device: str | None, batch: int | None
+) -> VideoResult:
+    """Flow of a video whose frames :func:`prepare_video` stored (``defer_flow``), computed on ``device``."""
+    if decoded.status != "decoded" or decoded.row is None:
+        return decoded
+    frames_path, flow_path, meta_path = _paths(out_dir, decoded.video)
+    try:
+        flow = compute_flow(np.load(frames_path), options.flow, device=device, batch=batch)
+        save_array(flow_path, flow)
+        atomic_write_bytes(meta_path, json.dumps(asdict(decoded.row)).encode())
+        return VideoResult(decoded.video, "done", row=decoded.row)
+    except Exception as e:  # one bad video must not stop the run
+        return VideoResult(decoded.video, "failed", reason=f"flow: {type(e).__name__}: {e}")
+
+
+def _worker_init(flow: str = "tvl1") -> None:
     import signal
 
     import cv2
 
     cv2.setNumThreads(1)  # one process per core: no nested thread pools
+    if flow in BATCHED_METHODS:
+        import torch
+
+        torch.set_num_threads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the workers)
 
 
@@ -164,22 +198,33 @@ def prepare_dataset(
     options: PrepareOptions = PrepareOptions(),  # noqa: B008 - frozen dataclass
     workers: int = 1,
     progress: bool = True,
+    device: str | None = None,
+    flow_batch: int | None = None,
+    shard: Shard | None = None,
 ) -> PrepareSummary:
-    """Prepare every video of ``videos_dir`` into ``out_dir``; returns what was done, skipped and failed."""
+    """Prepare every video of ``videos_dir`` (or of its ``shard``) into ``out_dir``; returns what was done,
+    skipped and failed. With ``device``, tvl1-torch flow is computed there, ``flow_batch`` pairs at a time."""
     from talmts.progress import progress_bar
 
     if options.flow not in (*FLOW_METHODS, "none"):
         raise InputError(f"unknown flow method {options.flow!r}; choose one of {[*FLOW_METHODS, 'none']}")
+    if device is not None and options.flow not in (*BATCHED_METHODS, "none"):
+        raise InputError(f"--device computes {'/'.join(BATCHED_METHODS)} flow; --flow {options.flow} runs on the CPU")
+    if device is not None:
+        _check_device(device)
     if options.size < 1:
         raise InputError(f"size must be positive, got {options.size}")
     out_dir = Path(out_dir)
     videos = find_videos(videos_dir)
     if not videos:
         raise InputError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
+    if shard is not None:
+        videos = {v: p for v, p in videos.items() if shard.holds(v)}
     for sub in ("frames", "flow", "meta") if options.flow != "none" else ("frames", "meta"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     claim_folder(out_dir, options)
-    remove_stale_temporaries(out_dir)
+    remove_stale_temporaries(out_dir, set(videos) if shard is not None else None)
+    defer = device is not None and options.flow != "none"
 
     summary = PrepareSummary()
     todo = []
@@ -194,6 +239,7 @@ def prepare_dataset(
 
     def record(result: VideoResult) -> None:
         nonlocal last_write
+        result = add_flow(result, out_dir, options, device, flow_batch) if defer else result
         if result.status == "done":
             summary.done.append(result.video)
         else:
@@ -208,22 +254,52 @@ def prepare_dataset(
     try:
         if workers <= 1 or len(todo) <= 1:
             for path in todo:
-                record(prepare_video(path, out_dir, options))
+                record(prepare_video(path, out_dir, options, defer_flow=defer))
         else:
-            _run_pool(todo, out_dir, options, workers, record)
+            _run_pool(todo, out_dir, options, workers, record, defer)
     finally:
         bar.close()
         write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
+    if shard is not None:
+        write_shard_report(out_dir, shard, options, summary.done, summary.skipped, summary.failed)
     return summary
 
 
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"--device {device!r}: not a device name (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"--device {device}: no CUDA device here (torch.cuda.is_available() is False); use --device cpu"
+        )
+
+
+def merge_shards(out_dir: str | Path) -> dict[str, str]:
+    """After every ``--shard K/N`` run into ``out_dir`` ended: check that all shards reported with the folder's
+    options, remove leftover temporaries and rebuild video_info.csv. Returns the failed videos (video -> reason)."""
+    out_dir = Path(out_dir)
+    failed = check_shard_reports(out_dir)
+    remove_stale_temporaries(out_dir)
+    write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
+    return failed
+
+
 def _run_pool(
-    todo: list[Path], out_dir: Path, options: PrepareOptions, workers: int, record: Callable[[VideoResult], None]
+    todo: list[Path],
+    out_dir: Path,
+    options: PrepareOptions,
+    workers: int,
+    record: Callable[[VideoResult], None],
+    defer_flow: bool = False,
 ) -> None:
     ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(options.flow,))
     try:
-        futures = {pool.submit(prepare_video, p, out_dir, options, 1): p for p in todo}
+        futures = {pool.submit(prepare_video, p, out_dir, options, 1, defer_flow): p for p in todo}
         for fut in as_completed(futures):
             try:
                 result = fut.result()

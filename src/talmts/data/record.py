@@ -18,6 +18,13 @@ from talmts.fileio import atomic_write_bytes
 
 RECORD_FILE = "prepare.json"
 SAMPLING_KEYS = ("fps", "size", "max_frames")  # what every stream must share; "flow" matters to a flow stream
+# flow methods a network accepts in place of each other: tvl1-torch agrees with OpenCV's tvl1 to a few hundredths
+# of a pixel (docs/DESIGN.md, "TV-L1 in PyTorch")
+FLOW_FAMILIES = {"tvl1-torch": "tvl1"}
+
+
+def flow_family(method: str) -> str:
+    return FLOW_FAMILIES.get(method, method)
 
 
 class PreparationMismatch(TalmtsError, ValueError):
@@ -44,8 +51,8 @@ class PrepareOptions:
 
     def differences(self, other: PrepareOptions, *, flow: bool) -> list[str]:
         """The keys on which ``other`` differs (``flow`` too when a flow stream reads the data)."""
-        keys = SAMPLING_KEYS + (("flow",) if flow else ())
-        return [k for k in keys if getattr(self, k) != getattr(other, k)]
+        diff = [k for k in SAMPLING_KEYS if getattr(self, k) != getattr(other, k)]
+        return diff + (["flow"] if flow and flow_family(self.flow) != flow_family(other.flow) else [])
 
 
 def record_path(root: str | Path) -> Path:

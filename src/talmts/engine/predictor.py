@@ -23,7 +23,7 @@ from torch import nn
 from talmts.config import MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
 from talmts.data.dataset import load_video_array
 from talmts.data.flow import with_flow
-from talmts.data.record import PrepareOptions, check_same_preparation, read_record
+from talmts.data.record import PrepareOptions, check_same_preparation, flow_family, read_record
 from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, sampled_frames
 from talmts.data.windows import cut_windows, frames_of
@@ -258,8 +258,9 @@ class Predictor:
         frames = sampled_frames(path, prep.fps, prep.size, prep.max_frames, decoded)
         modalities = [s.modality for s in self.streams]
         if "flow" in modalities:
-            method = prep.flow if prep.flow != "none" else PrepareOptions().flow
-            per_stream = ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in with_flow(frames, method))
+            method = raw_video_flow_method(prep.flow, self.device)
+            flows = with_flow(frames, method, device=str(self.device))
+            per_stream = ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in flows)
         else:
             per_stream = ([rgb] for rgb in frames)
         batches = self.outputs(per_stream, video)
@@ -269,6 +270,15 @@ class Predictor:
     def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
         path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"
         return load_video_array(path, MODALITY_CHANNELS[modality], info.sample_count)
+
+
+def raw_video_flow_method(trained: str, device: torch.device) -> str:
+    """The flow method for a raw video: the one the checkpoint's data was prepared with, except that on a GPU the
+    TV-L1 family runs as tvl1-torch there (a checkpoint accepts either, data/record.flow_family)."""
+    method = trained if trained != "none" else PrepareOptions().flow
+    if device.type == "cuda" and flow_family(method) == "tvl1":
+        return "tvl1-torch"
+    return method
 
 
 def load_predictor(

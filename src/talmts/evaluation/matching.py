@@ -1,4 +1,4 @@
-"""The two kernels of detection mAP: greedy matching of ranked detections to ground truth, and VOC AP.
+"""The kernels of detection mAP: greedy matching of ranked detections to ground truth, and VOC AP.
 
 Both follow the official ActivityNet evaluator (``Evaluation/eval_detection.py``) step for step in what they
 compute, but the matching runs over *matches* rather than detections, so a video with hundreds of detections
@@ -80,3 +80,21 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     prec = np.maximum.accumulate(prec[::-1])[::-1]
     steps = np.flatnonzero(rec[1:] != rec[:-1]) + 1
     return float(np.sum((rec[steps] - rec[steps - 1]) * prec[steps]))
+
+
+def ranked_ap(tp: np.ndarray, npos: int, normalized_by: float | None = None) -> float:
+    """VOC AP of one ranked list of true (True) and false (False) positives against ``npos`` ground truths.
+
+    ``normalized_by``: DETAD's normalized AP (AP_N): precision = R * N / (R * N + FP), with N that number in place
+    of ``npos``, so that classes and bins holding different numbers of ground truths compare.
+    """
+    tp = np.asarray(tp, dtype=bool)
+    if tp.size == 0 or npos == 0:
+        return 0.0
+    tp_cum = np.cumsum(tp, dtype=np.float64)
+    fp_cum = np.cumsum(~tp, dtype=np.float64)
+    recall = tp_cum / npos
+    n = npos if normalized_by is None else normalized_by
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(recall * n / (recall * n + fp_cum))
+    return interpolated_ap(precision, recall)

@@ -9,7 +9,8 @@ import matplotlib.image as mpimg
 import pytest
 
 from talmts.schema import Detection, Segment
-from talmts.viz import _smooth, plot_loss_curves, plot_timeline, timeline_bars, write_html
+from talmts.viz import plot_loss_curves, plot_timeline, timeline_bars, write_html
+from talmts.viz.plots import _smooth
 
 DETS = [
     Detection(1.0, 3.0, "jump", 0.9),

@@ -34,6 +34,7 @@ import numpy as np
 
 from talmts.evaluation.matching import ranked_ap
 from talmts.evaluation.result import thresholds_array
+from talmts.evaluation.sensitivity import sensitivity
 from talmts.formats import AMBIGUOUS
 from talmts.geometry import pairwise_tiou
 from talmts.schema import AnnotationSet, Detection, normalize_subset
@@ -266,12 +267,10 @@ def diagnose(
     detections: dict[str, list[Detection]],
     tiou: Sequence[float],
     subset: str | None = None,
-    bins: str = "anet",
+    bins: str = "auto",
 ) -> Diagnosis:
     """The whole DETAD diagnosis at the thresholds ``tiou`` (their mean where a figure is one number; the per-video
-    rows at the first threshold). ``bins``: "anet" or "thumos" (see :mod:`talmts.evaluation.sensitivity`)."""
-    from talmts.evaluation.sensitivity import sensitivity
-
+    rows at the first threshold). ``bins``: "anet", "thumos" or "auto" (see :mod:`talmts.evaluation.sensitivity`)."""
     m = match_detections(ground_truth, detections, tiou, subset)
     ap = class_ap(m)
     return Diagnosis(
@@ -303,9 +302,11 @@ def format_diagnosis(d: Diagnosis) -> str:
     lines.append(f"{'':<5} " + " ".join(f"{s:>5}" for s in short))
     for row in d.fp_profile:
         lines.append(f"{row['group']:<5} " + " ".join(f"{100 * row[t]:5.1f}" for t in ERROR_TYPES))
-    lines.append(f"sensitivity (average-mAP_N %, all instances: {100 * d.sensitivity['base']:.1f}):")
+    lines.append(
+        f"sensitivity ({d.sensitivity['set']} bins; average-mAP_N %, all instances {100 * d.sensitivity['base']:.1f}):"
+    )
     for name, s in d.sensitivity.items():
-        if name == "base":
+        if name in ("base", "set"):
             continue
         cells = [
             f"{b} {'-' if v is None else f'{100 * v:.1f}'} ({k})"

@@ -63,6 +63,12 @@ def characteristics(m: Matches) -> dict[str, np.ndarray]:
     return {"length": length, "coverage": coverage, "instances": counts[inverse].astype(np.float64)}
 
 
+def auto_bins(lengths: np.ndarray) -> str:
+    """THUMOS14's bins for short actions (median instance under 30 s, ActivityNet's first length edge), else
+    ActivityNet's."""
+    return "thumos" if lengths.size and float(np.median(lengths)) < 30 else "anet"
+
+
 def bin_of(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     """[G] bin index of each value in right-closed bins (lo, hi], the first closed at lo; -1 outside or NaN."""
     edges_arr = np.asarray(edges, dtype=np.float64)
@@ -72,18 +78,21 @@ def bin_of(values: np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
     return idx
 
 
-def sensitivity(m: Matches, bins: str = "anet") -> dict[str, Any]:
-    """``{"base": average-mAP_N, name: {"bins": labels, "instances": counts, "average_mAP_N": [value or None]}}``."""
+def sensitivity(m: Matches, bins: str = "auto") -> dict[str, Any]:
+    """``{"base": average-mAP_N, "bins": the set's name, name: {"bins": labels, "edges": [...], "instances":
+    counts, "average_mAP_N": [value or None]}}`` (an open last edge is None). ``bins``: "anet", "thumos" or "auto" (:func:`auto_bins`)."""
+    found = characteristics(m)
+    bins = auto_bins(found["length"]) if bins == "auto" else bins
     if bins not in BINS:
-        raise ValueError(f"unknown bins {bins!r}: use one of {sorted(BINS)}")
+        raise ValueError(f"unknown bins {bins!r}: use 'auto' or one of {sorted(BINS)}")
     norm = len(m.gt_seg) / len(m.classes)
-    out: dict[str, Any] = {"base": _average_map_n(m, np.zeros(len(m.gt_seg), dtype=np.int64), 0, norm)}
-    for name, values in characteristics(m).items():
+    out: dict[str, Any] = {"base": _average_map_n(m, np.zeros(len(m.gt_seg), dtype=np.int64), 0, norm), "set": bins}
+    for name, values in found.items():
         edges, labels = BINS[bins][name]
         which = bin_of(values, edges)
         out[name] = {
             "bins": list(labels),
-            "edges": list(edges),
+            "edges": [None if e == INF else e for e in edges],  # JSON has no infinity
             "instances": [int((which == b).sum()) for b in range(len(labels))],
             "average_mAP_N": [_average_map_n(m, which, b, norm) for b in range(len(labels))],
         }

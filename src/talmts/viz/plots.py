@@ -1,4 +1,4 @@
-"""Pictures and pages for people: detection timelines, loss curves (the paper's Fig. 6) and an HTML page.
+"""Pictures for people: detection timelines and loss curves (the paper's Fig. 6), and the detect page.
 
 matplotlib runs headless (Agg); every function writes a file and returns its path.
 """

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -11,13 +10,7 @@ import pytest
 from talmts.cli import main
 from talmts.engine.view import _page_names, write_video_view
 from talmts.schema import Detection, Segment
-from view_fixtures import write_result_set
-
-DATA = re.compile(r"<script type='application/json' id='talmts-data'>(.*?)</script>", re.S)
-
-
-def page_data(path: Path) -> dict:
-    return json.loads(DATA.search(path.read_text()).group(1))
+from view_fixtures import page_data, write_result_set
 
 
 @pytest.fixture(scope="module")
@@ -31,14 +24,14 @@ def site(tmp_path_factory) -> Path:
 
 def test_the_index_counts_each_video_at_the_chosen_tiou(site):
     data = page_data(site / "index.html")
-    rows = {r["video"]: r for r in data["videos"]}
+    rows = {r["video"]: r for r in data["rows"]}
     assert set(rows) == {"clip", "long", "quiet"}
     assert (rows["clip"]["tp"], rows["clip"]["fp"], rows["clip"]["missed"], rows["clip"]["ap"]) == (2, 3, 0, 1.0)
     assert (rows["long"]["tp"], rows["long"]["fp"], rows["long"]["missed"]) == (1, 3, 2)
     assert rows["long"]["ap"] == pytest.approx(1 / 3)  # spin found, bounce and cross missed
     assert (rows["quiet"]["detections"], rows["quiet"]["missed"], rows["quiet"]["ap"]) == (0, 1, 0.0)
     assert rows["clip"]["href"] == "videos/clip.html" and (site / "videos" / "clip.html").is_file()
-    assert data["summary"]["tp"] == 3 and data["tiou"] == 0.5
+    assert [3, "true positives"] in data["stats"] and data["tiou"] == 0.5
 
 
 def test_a_video_page_embeds_each_detection_with_its_type_and_match(site):
@@ -89,6 +82,15 @@ def test_a_detect_page_without_ground_truth_and_one_with(tmp_path):
     data = page_data(page)
     assert [d["type"] for d in data["detections"]] == ["true positive", "background"]
     assert data["ap"] == 1.0
+
+
+def test_names_from_the_data_cannot_break_out_of_the_page(tmp_path):
+    evil = "</script><script>alert(1)</script>"
+    page = write_video_view(tmp_path / "e.html", evil, [Detection(0, 1, evil, 0.5)], notes={evil: evil})
+    text = page.read_text()
+    assert "<script>alert" not in text and text.count("</script>") == 2  # the data's and the code's
+    data = page_data(page)
+    assert data["detections"][0]["label"] == evil and data["video"] == evil
 
 
 def test_page_names_are_safe_and_distinct():

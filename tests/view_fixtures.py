@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,11 @@ def write_result_set(root: Path) -> dict[str, Path]:
     (root / "videos").mkdir(exist_ok=True)
     write_mp4(root / "videos" / "clip.mp4", frames, fps=10.0)
     return {"gt": root / "gt.json", "detections": root / "detections.json", "videos": root / "videos"}
+
+
+PAGE_DATA = re.compile(r"<script type='application/json' id='talmts-data'>(.*?)</script>", re.S)
+
+
+def page_data(path: Path) -> dict:
+    """The JSON a page of the view embeds (what its script draws)."""
+    return json.loads(PAGE_DATA.search(path.read_text()).group(1))

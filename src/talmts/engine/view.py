@@ -43,6 +43,25 @@ DEFINITIONS = [  # DETAD's, as the diagnosis page states them
 ]
 
 
+INDEX_COLUMNS = [
+    ("video", "video", "link"),
+    ("duration", "seconds", "num1"),
+    ("ground_truth", "ground truths", "int"),
+    ("detections", "detections", "int"),
+    ("tp", "TP", "int"),
+    ("fp", "FP", "int"),
+    ("missed", "missed", "int"),
+    ("ap", "AP (%)", "pct"),
+]
+INDEX_TOTALS = [
+    ("ground_truth", "ground truths"),
+    ("detections", "detections"),
+    ("tp", "true positives"),
+    ("fp", "false positives"),
+    ("missed", "missed"),
+]
+
+
 @dataclass
 class ViewOutputs:
     index: Path
@@ -73,7 +92,7 @@ def build_view(
     for v, row in enumerate(diag.videos):
         vid = row["video"]
         page = out / "videos" / f"{names[vid]}.html"
-        src = _relative(videos[vid], page.parent) if videos and vid in videos else None
+        src = relative_link(videos[vid], page.parent) if videos and vid in videos else None
         data = video_data(m, v, min_score=min_score, src=src) | {"ap": row["ap"]}
         nav = [("index", "../index.html"), ("diagnosis", "../diagnosis.html"), (vid, None)]
         res.videos[vid] = write_page(page, kind="video", title=vid, data=data, nav=nav)
@@ -94,13 +113,24 @@ def build_view(
     rows = [
         r | {"duration": m.durations.get(r["video"]), "href": f"videos/{names[r['video']]}.html"} for r in diag.videos
     ]
-    summary = {k: sum(r[k] for r in rows) for k in ("ground_truth", "detections", "tp", "fp", "missed")}
+    total = {k: sum(r[k] for r in rows) for k, _ in INDEX_TOTALS}
     write_page(
         res.index,
         kind="index",
         title=title,
         nav=[("index", None), ("diagnosis", "diagnosis.html")],
-        data={"tiou": tiou, "videos": rows, "summary": summary | {"mAP": diag.mAP[0], "videos": len(rows)}},
+        data={
+            "tiou": tiou,
+            "rows": rows,
+            "columns": INDEX_COLUMNS,
+            "stats": [
+                [f"{100 * diag.mAP[0]:.1f} %", f"mAP at tIoU {tiou:g}"],
+                [len(rows), "videos"],
+                *[[total[k], label] for k, label in INDEX_TOTALS],
+            ],
+            "note": f"Counts at tIoU {tiou:g} over all detections. A video's AP is the mean, over the classes with "
+            "ground truth in it, of the AP of its own detections. Click a column to sort; click a video to see it.",
+        },
     )
     return res
 
@@ -212,9 +242,13 @@ def _page_names(videos: Sequence[str]) -> dict[str, str]:
     return names
 
 
-def _relative(target: Path, start: Path) -> str:
-    """``target`` as a link from a page in ``start``: relative, with forward slashes."""
-    return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+def relative_link(target: str | Path, start: str | Path) -> str | None:
+    """``target`` as a link from a page in folder ``start``: relative, with forward slashes (None across drives
+    on Windows: a page shows no absolute path)."""
+    try:
+        return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+    except ValueError:
+        return None
 
 
 def _bins_text(sens: dict[str, Any]) -> str:

@@ -27,8 +27,10 @@ def _asset(name: str) -> str:
 
 
 def embed_json(data: Any) -> str:
-    """JSON safe inside a <script> element: "</" cannot close it early."""
-    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).replace("</", "<\\/")
+    """JSON safe inside a <script> element: no "<" at all (as \\u003c), so neither "</script>" nor "<!--" in a
+    label can end or derail the element; JSON.parse reads the escapes back."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def write_page(

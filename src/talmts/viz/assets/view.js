@@ -28,6 +28,8 @@ function sv(tag, attrs, text) {
   return node;
 }
 
+// the tooltip is HTML: names from the data go through esc()
+const esc = x => String(x).replace(/[&<>"']/g, c => ({'&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;'}[c]));
 const pct = x => (x === null || x === undefined ? '–' : (100 * x).toFixed(1));
 const sec = x => x.toFixed(2);
 
@@ -53,35 +55,44 @@ function niceStep(span, target) {
 }
 
 // ---------------------------------------------------------------------------------------------- index page
+// A sortable table of videos. d.columns: [key, label, kind] with kind "link" (the row's href), "text", "int",
+// "num1" (one decimal) or "pct" (a fraction shown in percent); d.stats: [value, label] tiles; d.note: a sentence.
 function renderIndex(d) {
   const app = document.getElementById('app');
-  const s = d.summary;
-  app.append(card(null, stats([
-    [pct(s.mAP) + ' %', `mAP at tIoU ${d.tiou}`], [s.videos, 'videos'], [s.ground_truth, 'ground truths'],
-    [s.detections, 'detections'], [s.tp, 'true positives'], [s.fp, 'false positives'], [s.missed, 'missed'],
-  ]), el('p', {class: 'note'}, `Counts at tIoU ${d.tiou} over all detections. A video's AP is the mean, over the
-    classes with ground truth in it, of the AP of its own detections. Click a column to sort; click a video to see it.`)));
-  const cols = [
-    ['video', 'video', 'l'], ['duration', 'seconds'], ['ground_truth', 'ground truths'], ['detections', 'detections'],
-    ['tp', 'TP'], ['fp', 'FP'], ['missed', 'missed'], ['ap', 'AP (%)'],
-  ];
+  const top = card(null);
+  if (d.stats) top.append(stats(d.stats));
+  if (d.note) top.append(el('p', {class: 'note'}, d.note));
+  if (d.failed && Object.keys(d.failed).length) {
+    top.append(el('h2', {}, `Failed (${Object.keys(d.failed).length})`), el('ul', {id: 'failed'},
+      ...Object.entries(d.failed).map(([k, v]) => el('li', {}, el('b', {}, k), ': ', v))));
+  }
+  app.append(top);
   const table = el('table', {class: 'data', id: 'videos'});
   const head = el('tr');
   const body = el('tbody');
   table.append(el('thead', {}, head), body);
+  const left = kind => kind === 'link' || kind === 'text';
   let sortKey = null;
   let sortDir = 1;
-  for (const [key, label, cls] of cols) {
-    const th = el('th', {class: `sortable ${cls || ''}`, 'data-key': key}, label, el('span', {class: 'arrow'}));
+  for (const [key, label, kind] of d.columns) {
+    const th = el('th', {class: `sortable${left(kind) ? ' l' : ''}`, 'data-key': key}, label, el('span', {class: 'arrow'}));
     th.addEventListener('click', () => {
-      sortDir = sortKey === key ? -sortDir : (key === 'video' ? 1 : -1);
+      sortDir = sortKey === key ? -sortDir : (left(kind) ? 1 : -1);  // numbers start from the largest
       sortKey = key;
       fill();
     });
     head.append(th);
   }
+  const cell = (row, key, kind) => {
+    const v = row[key];
+    if (kind === 'link') return el('td', {class: 'l'}, el('a', {href: row.href}, String(v)));
+    if (v === null || v === undefined) return el('td', {class: left(kind) ? 'l' : ''}, '–');
+    if (kind === 'pct') return el('td', {}, pct(v));
+    if (kind === 'num1') return el('td', {}, v.toFixed(1));
+    return el('td', {class: left(kind) ? 'l' : ''}, String(v));
+  };
   function fill() {
-    const rows = d.videos.slice();
+    const rows = d.rows.slice();
     if (sortKey) {
       rows.sort((a, b) => {
         const x = a[sortKey], y = b[sortKey];
@@ -93,15 +104,11 @@ function renderIndex(d) {
     head.querySelectorAll('th').forEach(th => {
       th.querySelector('.arrow').textContent = th.dataset.key === sortKey ? (sortDir > 0 ? '▲' : '▼') : '';
     });
-    body.replaceChildren(...rows.map(v => el('tr', {'data-video': v.video},
-      el('td', {class: 'l'}, el('a', {href: v.href}, v.video)),
-      el('td', {}, v.duration === null ? '?' : v.duration.toFixed(1)),
-      el('td', {}, String(v.ground_truth)), el('td', {}, String(v.detections)),
-      el('td', {}, String(v.tp)), el('td', {}, String(v.fp)), el('td', {}, String(v.missed)),
-      el('td', {}, pct(v.ap)))));
+    body.replaceChildren(...rows.map(r => el('tr', {'data-video': r.video},
+      ...d.columns.map(([key, , kind]) => cell(r, key, kind)))));
   }
   fill();
-  app.append(card(`Videos (${d.videos.length})`, el('div', {class: 'scroll'}, table)));
+  app.append(card(`Videos (${d.rows.length})`, el('div', {class: 'scroll'}, table)));
 }
 
 // ---------------------------------------------------------------------------------------------- video page
@@ -191,11 +198,11 @@ function renderVideo(d) {
 
   function gtText(k) {
     const x = g[k];
-    return `ground truth #${k + 1} ${x.label} ${sec(x.start)}–${sec(x.end)} s`;
+    return `ground truth #${k + 1} ${esc(x.label)} ${sec(x.start)}–${sec(x.end)} s`;
   }
 
   function describe(x) {
-    const lines = [`<b>${x.label}</b> ${sec(x.start)}–${sec(x.end)} s, score ${x.score.toFixed(3)} (#${x.rank})`];
+    const lines = [`<b>${esc(x.label)}</b> ${sec(x.start)}–${sec(x.end)} s, score ${x.score.toFixed(3)} (#${x.rank})`];
     if (x.type) lines.push(`<span style="color:${TYPE_COLOR[x.type]}">■</span> ${x.type}`);
     if (x.matched !== null && x.matched !== undefined) {
       lines.push(`matches ${gtText(x.matched)}, tIoU ${x.matched_tiou.toFixed(2)}`);
@@ -209,7 +216,7 @@ function renderVideo(d) {
     const x = g[k];
     const by = x.matched_by === null ? 'missed at this tIoU'
       : `found by detection #${byScore.find(y => y.id === x.matched_by).rank} (score ${d.detections[x.matched_by].score.toFixed(3)})`;
-    return `<b>${x.label}</b> ground truth #${k + 1}, ${sec(x.start)}–${sec(x.end)} s<br>${by}`;
+    return `<b>${esc(x.label)}</b> ground truth #${k + 1}, ${sec(x.start)}–${sec(x.end)} s<br>${by}`;
   }
 
   const lanes = () => {

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.matching import ranked_ap
 from talmts.evaluation.result import thresholds_array
 from talmts.evaluation.sensitivity import sensitivity
@@ -96,7 +97,7 @@ def match_detections(
     classes = [c for c in ground_truth.classes.names if c in {s.label for _, _, s in rows}]
     classes += sorted({s.label for _, _, s in rows} - set(classes))
     if not classes:
-        raise ValueError(f"no ground truth in subset {subset!r}: nothing to diagnose")
+        raise InputError(f"no ground truth in subset {subset!r}: nothing to diagnose (check --subset)")
     cls_index = {c: i for i, c in enumerate(classes)}
     flat = [(vid_index[v], k, d) for v, dets in detections.items() for k, d in enumerate(dets)]
     m = Matches(

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.matching import ranked_ap
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def sensitivity(m: Matches, bins: str = "auto") -> dict[str, Any]:
     found = characteristics(m)
     bins = auto_bins(found["length"]) if bins == "auto" else bins
     if bins not in BINS:
-        raise ValueError(f"unknown bins {bins!r}: use 'auto' or one of {sorted(BINS)}")
+        raise InputError(f"unknown bins {bins!r}: use 'auto' or one of {sorted(BINS)}")
     norm = len(m.gt_seg) / len(m.classes)
     out: dict[str, Any] = {"base": _average_map_n(m, np.zeros(len(m.gt_seg), dtype=np.int64), 0, norm), "set": bins}
     for name, values in found.items():

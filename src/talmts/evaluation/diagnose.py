@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from talmts.errors import InputError
-from talmts.evaluation.matching import ranked_ap
+from talmts.evaluation.matching import greedy_assign, ranked_ap
 from talmts.evaluation.result import thresholds_array
 from talmts.evaluation.sensitivity import sensitivity
 from talmts.formats import AMBIGUOUS
@@ -74,11 +74,14 @@ class Matches:
     error: np.ndarray = field(default=None)  # [T, N] one of the ERROR_TYPES' codes
     best_gt: np.ndarray = field(default=None)  # [N] the ground-truth row of highest tIoU in the video, -1: none
     best_tiou: np.ndarray = field(default=None)  # [N] that tIoU (0 when none)
+    _ranked: dict[int, np.ndarray] | None = field(default=None, repr=False)
 
     def ranked(self, c: int) -> np.ndarray:
         """Rows of class ``c`` in rank order: descending score, ties in input order."""
-        rows = np.flatnonzero(self.det_class == c)
-        return rows[np.argsort(-self.det_score[rows], kind="stable")]
+        if self._ranked is None:
+            order = np.lexsort((np.arange(len(self.det_score)), -self.det_score))
+            self._ranked = _groups(self.det_class[order], order)
+        return self._ranked.get(c, np.zeros(0, dtype=np.int64))
 
 
 def match_detections(
@@ -123,36 +126,37 @@ def match_detections(
 
 
 def _greedy(m: Matches) -> np.ndarray:
-    """[T, N] matched ground-truth row. One detection at a time, every threshold at once: the free candidates of
-    highest tIoU; equal tIoU -> the ground truth listed last, as :func:`talmts.evaluation.matching.greedy_match`."""
-    num_t = len(m.tiou)
-    matched = np.full((num_t, len(m.det_score)), -1, dtype=np.int64)
-    taken = np.zeros((num_t, len(m.gt_seg)), dtype=bool)
-    for c in range(len(m.classes)):
-        for d in m.ranked(c):
-            g = np.flatnonzero((m.gt_class == c) & (m.gt_video == m.det_video[d]))
-            if g.size == 0:
-                continue
-            t = pairwise_tiou(m.det_seg[d : d + 1], m.gt_seg[g])[0]  # [g]
-            free = (t[None, :] >= m.tiou[:, None]) & ~taken[:, g]  # [T, g]
-            pick = g.size - 1 - np.where(free, t[None, :], -1.0)[:, ::-1].argmax(axis=1)  # last of the best
-            hit = free.any(axis=1)
-            matched[hit, d] = g[pick[hit]]
-            taken[np.flatnonzero(hit), g[pick[hit]]] = True
+    """[T, N] matched ground-truth row, block by block (one class in one video), with the evaluator's kernel."""
+    matched = np.full((len(m.tiou), len(m.det_score)), -1, dtype=np.int64)
+    num_v = len(m.videos)
+    gt_blocks = _groups(m.gt_class * num_v + m.gt_video, np.arange(len(m.gt_seg)))
+    det_rank = np.lexsort((np.arange(len(m.det_score)), -m.det_score))  # all detections in rank order
+    for key, rows in _groups((m.det_class * num_v + m.det_video)[det_rank], det_rank).items():
+        g = gt_blocks.get(key)
+        if g is not None and key >= 0:
+            hit = greedy_assign(pairwise_tiou(m.det_seg[rows], m.gt_seg[g]), m.tiou)  # [T, rows]
+            matched[:, rows] = np.where(hit >= 0, g[np.maximum(hit, 0)], -1)
     return matched
 
 
 def _best_ground_truth(m: Matches) -> tuple[np.ndarray, np.ndarray]:
     best = np.full(len(m.det_score), -1, dtype=np.int64)
     best_tiou = np.zeros(len(m.det_score))
-    for v in np.unique(m.det_video):
-        d = np.flatnonzero(m.det_video == v)
-        g = np.flatnonzero(m.gt_video == v)
-        if g.size:
+    gt_by_video = _groups(m.gt_video, np.arange(len(m.gt_seg)))
+    for v, d in _groups(m.det_video, np.arange(len(m.det_score))).items():
+        g = gt_by_video.get(v)
+        if g is not None:
             t = pairwise_tiou(m.det_seg[d], m.gt_seg[g])  # [d, g]
             best[d] = g[t.argmax(axis=1)]  # first listed on ties, as DETAD's argmax
             best_tiou[d] = t.max(axis=1)
     return best, best_tiou
+
+
+def _groups(keys: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """{key: the rows with that key, in their given order}."""
+    order = np.argsort(keys, kind="stable")
+    uniq, starts = np.unique(keys[order], return_index=True)
+    return dict(zip(uniq.tolist(), np.split(rows[order], starts[1:])))
 
 
 def _error_types(m: Matches) -> np.ndarray:
@@ -220,9 +224,11 @@ def per_video(m: Matches, t: int = 0) -> list[dict[str, Any]]:
     out = []
     matched_gt = np.zeros(len(m.gt_seg), dtype=bool)
     matched_gt[m.matched[t][m.matched[t] >= 0]] = True
+    none = np.zeros(0, dtype=np.int64)
+    gt_by_video = _groups(m.gt_video, np.arange(len(m.gt_seg)))
+    det_by_video = _groups(m.det_video, np.arange(len(m.det_score)))
     for v, name in enumerate(m.videos):
-        g = np.flatnonzero(m.gt_video == v)
-        d = np.flatnonzero(m.det_video == v)
+        g, d = gt_by_video.get(v, none), det_by_video.get(v, none)
         aps = []
         for c in np.unique(m.gt_class[g]):
             rows = d[m.det_class[d] == c]

@@ -17,7 +17,7 @@ from talmts.data.video import VideoDecodeError
 from talmts.engine.detect import DetectedVideo, detect_and_write
 from talmts.engine.predictor import Predictor
 from talmts.schema import AnnotationSet
-from talmts.viz.site import write_page
+from talmts.viz.view import write_page
 
 
 @dataclass

@@ -21,7 +21,7 @@ import numpy as np
 from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, Matches, diagnose, match_detections, per_video
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
 from talmts.viz.diagnosis_plots import plot_diagnosis
-from talmts.viz.site import write_page
+from talmts.viz.view import write_page
 
 DEFINITIONS = [  # DETAD's, as the diagnosis page states them
     ("true positive", "matches a ground truth of its class and video with tIoU ≥ α not taken by a better-scored one"),

@@ -2,6 +2,6 @@
 interactive results site of ``talmts view`` (static HTML pages that open from disk)."""
 
 from talmts.viz.plots import LOSS_TERMS, plot_loss_curves, plot_timeline, timeline_bars
-from talmts.viz.site import write_page
+from talmts.viz.view import write_page
 
 __all__ = ["LOSS_TERMS", "plot_loss_curves", "plot_timeline", "timeline_bars", "write_page"]

@@ -94,7 +94,8 @@ def match_detections(
     thr = thresholds_array(tiou)
     subset = None if subset is None else normalize_subset(subset)
     gt_videos = [v for v in ground_truth.videos.values() if subset is None or v.subset == subset]
-    videos = [v.id for v in gt_videos] + [v for v in detections if v not in {g.id for g in gt_videos}]
+    known = {v.id for v in gt_videos}
+    videos = [v.id for v in gt_videos] + [v for v in detections if v not in known]  # the others hold no ground truth
     vid_index = {v: i for i, v in enumerate(videos)}
     rows = [(vid_index[v.id], k, s) for v in gt_videos for k, s in enumerate(v.annotations) if s.label != AMBIGUOUS]
     classes = [c for c in ground_truth.classes.names if c in {s.label for _, _, s in rows}]

@@ -30,6 +30,8 @@ def test_the_index_counts_each_video_at_the_chosen_tiou(site):
     assert (rows["long"]["tp"], rows["long"]["fp"], rows["long"]["missed"]) == (1, 3, 2)
     assert rows["long"]["ap"] == pytest.approx(1 / 3)  # spin found, bounce and cross missed
     assert (rows["quiet"]["detections"], rows["quiet"]["missed"], rows["quiet"]["ap"]) == (0, 1, 0.0)
+    assert rows["clip"]["types"] == {"double detection": 1, "confusion": 1, "background": 1}
+    assert rows["long"]["types"] == {"wrong label": 1, "localization": 1, "background": 1}
     assert rows["clip"]["href"] == "videos/clip.html" and (site / "videos" / "clip.html").is_file()
     assert [3, "true positives"] in data["stats"] and data["tiou"] == 0.5
 

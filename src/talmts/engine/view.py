@@ -52,6 +52,7 @@ INDEX_COLUMNS = [
     ("fp", "FP", "int"),
     ("missed", "missed", "int"),
     ("ap", "AP (%)", "pct"),
+    ("types", "false positives by type", "types"),
 ]
 INDEX_TOTALS = [
     ("ground_truth", "ground truths"),
@@ -110,8 +111,10 @@ def build_view(
             "pictures": [p.relative_to(out).as_posix() for p in res.pictures.values()],
         },
     )
+    types = _types_per_video(m)
     rows = [
-        r | {"duration": m.durations.get(r["video"]), "href": f"videos/{names[r['video']]}.html"} for r in diag.videos
+        r | {"duration": m.durations.get(r["video"]), "href": f"videos/{names[r['video']]}.html", "types": types[v]}
+        for v, r in enumerate(diag.videos)
     ]
     total = {k: sum(r[k] for r in rows) for k, _ in INDEX_TOTALS}
     write_page(
@@ -219,6 +222,13 @@ def write_video_view(
         }
     data |= {"captions": captions_src, "notes": dict(notes or {})}
     return write_page(path, kind="video", title=video_id, data=data, nav=[*nav, (video_id, None)])
+
+
+def _types_per_video(m: Matches, t: int = 0) -> list[dict[str, int]]:
+    """Each video's false positives by type at threshold ``t``."""
+    counts = np.zeros((len(m.videos), len(ERROR_TYPES)), dtype=np.int64)
+    np.add.at(counts, (m.det_video, m.error[t]), 1)
+    return [{name: int(row[k]) for k, name in enumerate(ERROR_TYPES) if k and row[k]} for row in counts]
 
 
 def _tiou(a: np.ndarray, b: np.ndarray) -> float:

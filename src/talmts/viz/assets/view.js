@@ -56,7 +56,7 @@ function niceStep(span, target) {
 
 // ---------------------------------------------------------------------------------------------- index page
 // A sortable table of videos. d.columns: [key, label, kind] with kind "link" (the row's href), "text", "int",
-// "num1" (one decimal) or "pct" (a fraction shown in percent); d.stats: [value, label] tiles; d.note: a sentence.
+// "num1" (one decimal), "pct" (a fraction shown in percent) or "types" ({type: count}, drawn as one bar); d.stats: [value, label] tiles; d.note: a sentence.
 function renderIndex(d) {
   const app = document.getElementById('app');
   const top = card(null);
@@ -71,7 +71,9 @@ function renderIndex(d) {
   const head = el('tr');
   const body = el('tbody');
   table.append(el('thead', {}, head), body);
-  const left = kind => kind === 'link' || kind === 'text';
+  const left = kind => kind === 'link' || kind === 'text' || kind === 'types';
+  const fpTotal = c => TYPES.slice(1).reduce((a, t) => a + ((c || {})[t] || 0), 0);
+  const typesMax = Math.max(1, ...d.columns.filter(c => c[2] === 'types').flatMap(([k]) => d.rows.map(r => fpTotal(r[k]))));
   let sortKey = null;
   let sortDir = 1;
   for (const [key, label, kind] of d.columns) {
@@ -86,16 +88,18 @@ function renderIndex(d) {
   const cell = (row, key, kind) => {
     const v = row[key];
     if (kind === 'link') return el('td', {class: 'l'}, el('a', {href: row.href}, String(v)));
+    if (kind === 'types') return el('td', {class: 'l'}, typeBar(v || {}, typesMax));
     if (v === null || v === undefined) return el('td', {class: left(kind) ? 'l' : ''}, '–');
     if (kind === 'pct') return el('td', {}, pct(v));
     if (kind === 'num1') return el('td', {}, v.toFixed(1));
     return el('td', {class: left(kind) ? 'l' : ''}, String(v));
   };
+  const sortValue = v => (v && typeof v === 'object' ? Object.values(v).reduce((a, b) => a + b, 0) : v);
   function fill() {
     const rows = d.rows.slice();
     if (sortKey) {
       rows.sort((a, b) => {
-        const x = a[sortKey], y = b[sortKey];
+        const x = sortValue(a[sortKey]), y = sortValue(b[sortKey]);
         if (x === null || x === undefined) return 1;  // unknowns last, whichever the direction
         if (y === null || y === undefined) return -1;
         return (typeof x === 'string' ? x.localeCompare(y) : x - y) * sortDir;
@@ -109,6 +113,26 @@ function renderIndex(d) {
   }
   fill();
   app.append(card(`Videos (${d.rows.length})`, el('div', {class: 'scroll'}, table)));
+}
+
+// A video's false positives as one stacked bar, a segment per type, ``scale`` false positives filling the bar;
+// the counts on hover.
+function typeBar(counts, scale) {
+  const total = TYPES.slice(1).reduce((a, t) => a + (counts[t] || 0), 0);
+  const w = 160, h = 12;
+  const bar = sv('svg', {width: w, height: h, class: 'types'});
+  bar.append(sv('rect', {x: 0, y: 0, width: w, height: h, fill: '#eef1f6'}));
+  let x = 0;
+  for (const t of TYPES.slice(1)) {
+    const n = counts[t] || 0;
+    if (!n) continue;
+    const part = (w * n) / scale;
+    bar.append(sv('rect', {x, y: 0, width: part, height: h, fill: TYPE_COLOR[t], 'data-type': t}));
+    x += part;
+  }
+  bar.append(sv('title', {}, total ? TYPES.slice(1).filter(t => counts[t]).map(t => `${t}: ${counts[t]}`).join(', ')
+    : 'no false positives'));
+  return bar;
 }
 
 // ---------------------------------------------------------------------------------------------- video page

@@ -4,7 +4,6 @@ that opens from disk."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,33 +25,24 @@ def run(args: argparse.Namespace) -> int:
 
     from talmts.data.prepare import find_videos
     from talmts.engine.view import build_view
+    from talmts.errors import InputError
     from talmts.formats import read_annotations, read_detections
-    from talmts.schema import SchemaError
 
-    try:
-        if not 0 < args.tiou <= 1:
-            raise ValueError(f"--tiou {args.tiou}: a tIoU threshold is in (0, 1]")
-        gt = read_annotations(args.ground_truth)
-        detections = read_detections(args.detections)
-        videos = None
-        if args.videos:
-            if not Path(args.videos).is_dir():
-                raise FileNotFoundError(f"--videos {args.videos}: no such folder")
-            videos = find_videos(args.videos)
-        res = build_view(
-            detections,
-            gt,
-            args.out,
-            videos=videos,
-            tiou=args.tiou,
-            subset=args.subset,
-            bins=args.bins,
-            min_score=args.min_score,
-            title=args.title,
-        )
-    except (SchemaError, ValueError, FileNotFoundError) as e:
-        print(f"talmts view: {e}", file=sys.stderr)
-        return 2
+    if not 0 < args.tiou <= 1:
+        raise InputError(f"--tiou {args.tiou}: a tIoU threshold is in (0, 1]")
+    if args.videos and not Path(args.videos).is_dir():
+        raise InputError(f"--videos {args.videos}: no such folder (give the folder that holds the videos)")
+    res = build_view(
+        read_detections(args.detections),
+        read_annotations(args.ground_truth),
+        args.out,
+        videos=find_videos(args.videos) if args.videos else None,
+        tiou=args.tiou,
+        subset=args.subset,
+        bins=args.bins,
+        min_score=args.min_score,
+        title=args.title,
+    )
     d = res.diagnosis
     print(f"mAP at tIoU {args.tiou:g}: {100 * d.mAP[0]:.1f} % over {len(d.videos)} videos")
     print(f"wrote {res.index} (open it in a browser), {res.diagnosis_page} and {len(res.videos)} video pages")

@@ -87,13 +87,15 @@ def diagnose_file(
     subset: str | None = None,
     dataset: str | None = None,
 ) -> tuple[Diagnosis, dict[str, Path]]:
-    """DETAD's diagnosis of one detection file (the dataset's thresholds, subset and sensitivity bins) and its
-    three pictures written into ``out_dir``."""
+    """DETAD's diagnosis of one detection file and its three pictures written into ``out_dir``: the dataset's
+    thresholds and subset; its sensitivity bins when ``dataset`` is given, else chosen by the instances' lengths
+    (a guessed "anet" is also what one's own dataset gets, whose actions may be short)."""
     from talmts.viz.diagnosis_plots import plot_diagnosis
 
+    bins = dataset or "auto"
     dataset = dataset or guess_dataset(gt)
     subset = _subset(gt, subset, dataset)
-    result = diagnose(gt, read_detections(file), list(tiou or DEFAULT_TIOU[dataset]), subset=subset, bins=dataset)
+    result = diagnose(gt, read_detections(file), list(tiou or DEFAULT_TIOU[dataset]), subset=subset, bins=bins)
     return result, plot_diagnosis(result.to_json(), out_dir)
 
 

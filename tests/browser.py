@@ -7,6 +7,7 @@ instead of guessing a time budget.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import select
@@ -72,6 +73,31 @@ class Browser:
         if "exceptionDetails" in reply:
             raise RuntimeError(f"JavaScript error: {reply['exceptionDetails']}")
         return reply["result"].get("value")
+
+    def set_viewport(self, width: int, height: int) -> None:
+        """The page's layout size in CSS pixels (the default headless window is 800 x 600)."""
+        params = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        self._send("Emulation.setDeviceMetricsOverride", params, session=True)
+
+    def click(self, x: float, y: float) -> None:
+        """A real left click (press and release) at page coordinates, as a person's mouse would make it."""
+        for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
+            params = {"type": kind, "x": x, "y": y, "button": "left", "clickCount": 1}
+            self._send("Input.dispatchMouseEvent", params, session=True)
+
+    def hover(self, x: float, y: float) -> None:
+        self._send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y}, session=True)
+
+    def screenshot(self, path: Path, full_page: bool = True) -> Path:
+        """A PNG of the page (the whole scrollable page when ``full_page``)."""
+        params: dict[str, Any] = {"format": "png", "captureBeyondViewport": full_page}
+        if full_page:
+            size = self.evaluate("[document.documentElement.scrollWidth, document.documentElement.scrollHeight]")
+            params["clip"] = {"x": 0, "y": 0, "width": size[0], "height": size[1], "scale": 1}
+        data = self._send("Page.captureScreenshot", params, session=True)["data"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(data))
+        return path
 
     def close(self) -> None:
         self._proc.kill()

@@ -17,6 +17,7 @@ from talmts.data.synth import SynthConfig, generate_dataset
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
+from view_fixtures import page_data
 
 pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
 
@@ -132,7 +133,10 @@ def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
     assert rows[0] == "video,label,start,end,score" and len(rows) == len(detected) + 1
     cues = (det_dir / "detections.srt").read_text().split("\n\n")  # one subtitle per detection scoring >= 0.1
     assert len(cues) == sum(d.score >= 0.1 for d in detected) > 0
-    assert "data:image/png;base64," in (det_dir / "index.html").read_text()
+    page = page_data(det_dir / "index.html")  # the view's page for the video, judged against the annotations
+    assert page["has_ground_truth"] and page["src"] == f"../synth/videos/{video}.mp4"
+    assert len(page["detections"]) == sum(d.score >= 0.01 for d in detected)
+    assert str(dataset.resolve()) not in (det_dir / "index.html").read_text()  # relative paths only
 
 
 def test_eval_fast_on_cpu_says_so_and_runs_the_exact_path(dataset, checkpoints, capsys):
@@ -201,14 +205,15 @@ def test_detect_a_folder_equals_one_video_at_a_time(dataset, checkpoints, capsys
     out = dataset / "det-folder"
     combined = read_detections(out / "detections.json")
     assert sorted(combined) == [v.stem for v in videos]
-    page = (out / "index.html").read_text()
+    page = page_data(out / "index.html")
+    assert [r["href"] for r in page["rows"]] == [f"{v.stem}/index.html" for v in videos]
     for v in videos:
-        assert f"href='{v.stem}/index.html'" in page and (out / v.stem / "index.html").is_file()
+        assert (out / v.stem / "index.html").is_file()
         assert main(["detect", str(v), *ckpt[:4], "--out", str(dataset / f"det-{v.stem}")]) == 0
         alone = read_detections(dataset / f"det-{v.stem}" / "detections.json")[v.stem]
         assert [(d.label, d.start, d.end) for d in alone] == [(d.label, d.start, d.end) for d in combined[v.stem]]
         assert [d.score for d in alone] == pytest.approx([d.score for d in combined[v.stem]], rel=1e-9)
-    assert "broken" in page and "Failed (1)" in page
+    assert list(page["failed"]) == ["broken"] and str(folder.resolve()) not in str(page["failed"])
     assert main(["detect", str(folder), *ckpt, "--video-id", "x"]) == 2
     assert "--video-id names one video" in capsys.readouterr().err
 

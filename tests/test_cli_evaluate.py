@@ -101,3 +101,20 @@ def test_run_names_drop_the_shared_parts() -> None:
     assert short_names(runs) == ["s0", "s1"]
     assert short_names(["a/seed1.json", "a/seed2.json", "a/seed10.json"]) == ["seed1", "seed2", "seed10"]
     assert short_names(["same.json", "same.json"]) == ["same.json", "same.json"]  # nothing left: full paths
+
+
+def test_diagnose_prints_detads_analysis_and_writes_its_plots(files, tmp_path, capsys) -> None:
+    gt, pred = files
+    out = tmp_path / "diag"
+    assert main(["evaluate", str(gt), str(pred), "--tiou", "0.5", "--diagnose", str(out)]) == 0
+    text = capsys.readouterr().out
+    # the hand case: 0-10 TP, 1-10 a double detection (tIoU 0.9 with the taken 0-10), 20-25 TP (tIoU 0.5)
+    assert "double detection" in text and "thumos bins" in text
+    assert "per-class AP (%): Diving 83.3" in text
+    assert sorted(p.name for p in out.iterdir()) == ["class_ap.png", "false_positives.png", "sensitivity.png"]
+    assert main(["evaluate", str(gt), str(pred), "--tiou", "0.5", "--json", "--diagnose", str(out)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["diagnosis"]["error_counts"]["double detection"] == [1]
+    assert doc["diagnosis"]["map_gain"]["double detection"] == pytest.approx(1 / 6)  # AP 5/6 -> 1
+    assert main(["evaluate", str(gt), str(pred), str(pred), "--diagnose", str(out)]) == 2
+    assert "one detection file" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import pytest
 from talmts.cli import main
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
+from view_fixtures import page_data
 
 pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
 
@@ -38,3 +39,12 @@ def test_quick_demo(tmp_path, capsys):
     rescored = evaluate_detections(gt, read_detections(out / "detections_test.json"), metrics["tiou"], subset="test")
     assert metrics["mAP"] == pytest.approx(rescored.mAP, abs=1e-12)
     assert (out / "detect" / "index.html").is_file() and (out / "detect" / "detections.csv").is_file()
+    # the results site of the test split: linked from the report, a page per test video with its player
+    assert "[view/index.html](view/index.html)" in report and "[view/diagnosis.html](view/diagnosis.html)" in report
+    assert "![false positives](view/diagnosis/false_positives.png)" in report
+    index = page_data(out / "view" / "index.html")
+    assert {r["video"] for r in index["rows"]} >= set(read_detections(out / "detections_test.json"))
+    first = index["rows"][0]
+    video_page = page_data(out / "view" / first["href"])
+    assert video_page["src"] == f"../../synth/videos/{first['video']}.mp4" and video_page["has_ground_truth"]
+    assert mpimg.imread(out / "view" / "diagnosis" / "sensitivity.png").ndim == 3

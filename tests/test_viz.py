@@ -1,15 +1,12 @@
-"""Timelines, loss curves and the HTML page: what is drawn, and well-formed files."""
+"""Timelines and loss curves: what is drawn, and well-formed files."""
 
 from __future__ import annotations
 
-import base64
-import re
-
 import matplotlib.image as mpimg
-import pytest
 
 from talmts.schema import Detection, Segment
-from talmts.viz import _smooth, plot_loss_curves, plot_timeline, timeline_bars, write_html
+from talmts.viz import plot_loss_curves, plot_timeline, timeline_bars
+from talmts.viz.plots import _smooth
 
 DETS = [
     Detection(1.0, 3.0, "jump", 0.9),
@@ -44,28 +41,3 @@ def test_loss_curves_png(tmp_path):
     log = [{"epoch": (i + 1) / 4, "total": 5.0 / (i + 1), "coarse_cls": 1.0, "quality": 0.0} for i in range(12)]
     path = plot_loss_curves({"rgb": log, "flow": log[:6], "empty": []}, tmp_path / "loss.png")
     assert mpimg.imread(path).shape[1] > 1000
-
-
-def test_html_page_is_self_contained(tmp_path):
-    png = plot_timeline(DETS, tmp_path / "t.png")
-    evil = Detection(0.0, 1.0, "<script>alert(1)</script>", 0.7)
-    page = write_html(
-        tmp_path / "index.html",
-        title="x & y",
-        detections=[*DETS, evil],
-        timeline_png=png,
-        video_src="../v.mp4",
-        notes={"checkpoint": "a.pt"},
-    )
-    text = page.read_text()
-    assert "<script>alert" not in text and "&lt;script&gt;alert" in text and "x &amp; y" in text
-    data = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", text).group(1)
-    assert base64.b64decode(data) == png.read_bytes()
-    assert text.count("<tr>") == 1 and text.count("<tr data-start=") == len(DETS) + 1  # header + a row a detection
-    assert "src='../v.mp4'" in text
-    rows = re.findall(
-        r"<tr data-start='[\d.]+' data-end='[\d.]+'><td>(\d+)</td>\s*<td class='l'>[^<]*</td><td>[^<]*</td><td>[^<]*</td>\s*<td>([\d.]+)",
-        text,
-    )
-    scores = [float(s) for _, s in rows]
-    assert scores == sorted(scores, reverse=True) and scores[0] == pytest.approx(0.9)

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
     "evaluate": ("score_detections", "score a detection file against ground truth (ActivityNet mAP)"),
+    "view": ("view", "a static results site: per-video timelines, player and DETAD's error diagnosis"),
     "bench": ("bench", "throughput, FLOPs and memory of the network"),
     "dataset-stats": ("dataset_stats", "clip counts of a dataset protocol from annotation files alone"),
     "backbone-check": ("backbone_check", "run the I3D classifier on a clip and print the top-5 Kinetics labels"),

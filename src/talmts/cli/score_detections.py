@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep THUMOS14 Ambiguous instances: unmatched detections overlapping them are not false positives",
     )
     parser.add_argument(
+        "--diagnose",
+        nargs="?",
+        const="diagnosis",
+        metavar="DIR",
+        help="DETAD's error diagnosis too (false-positive types, mAP gain without each, sensitivity, per-class AP), "
+        "printed, and its plots written into DIR (default: diagnosis)",
+    )
+    parser.add_argument(
         "--proposals",
         action="store_true",
         help="class-agnostic proposal evaluation instead: AR@1/5/10/100 and the AR-AN area (AN up to 100)",
@@ -35,9 +44,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.score_detections import read_ground_truth, score_files, score_proposal_file, short_names
+    from talmts.engine.score_detections import (
+        diagnose_file,
+        read_ground_truth,
+        score_files,
+        score_proposal_file,
+        short_names,
+    )
     from talmts.errors import InputError
-    from talmts.evaluation import format_runs_table, format_table, summarize_runs
+    from talmts.evaluation import format_diagnosis, format_runs_table, format_table, summarize_runs
 
     gt = read_ground_truth(
         args.gt, classes_file=args.classes, video_info=args.video_info, keep_ambiguous=args.keep_ambiguous
@@ -52,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"proposals on {subset or 'all videos'} of {args.gt}")
             print(" ".join(f"{k}={100 * v:.2f}" for k, v in summary.items()))
         return 0
+    if args.diagnose and len(args.pred) > 1:
+        raise InputError("--diagnose diagnoses one detection file at a time")
     scores = score_files(gt, args.pred, tiou=args.tiou, subset=args.subset, dataset=args.dataset, strict=args.strict)
     where = scores.subset or "all videos"
     if len(scores.results) > 1:
@@ -64,9 +81,18 @@ def run(args: argparse.Namespace) -> int:
             print(format_runs_table(summary, short_names(args.pred)))
         return 0
     (result,) = scores.results
+    diagnosis = pictures = None
+    if args.diagnose:
+        diagnosis, pictures = diagnose_file(
+            gt, args.pred[0], args.diagnose, tiou=args.tiou, subset=args.subset, dataset=scores.dataset
+        )
     if args.json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps(result.to_json() | ({"diagnosis": diagnosis.to_json()} if diagnosis else {})))
     else:
         print(f"mAP (%) on {where} of {args.gt}: {len(result.per_class)} classes")
         print(format_table(result, scores.dataset))
+        if diagnosis:
+            print(format_diagnosis(diagnosis))
+    if pictures:  # on stderr under --json, which keeps stdout one JSON document
+        print("wrote " + ", ".join(str(p) for p in pictures.values()), file=sys.stderr if args.json else sys.stdout)
     return 0

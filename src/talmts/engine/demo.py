@@ -19,6 +19,7 @@ from talmts.config import Config, load_config, resolve_config_path
 if TYPE_CHECKING:
     from talmts.data.synth import SynthConfig
     from talmts.engine.train import TrainResult
+    from talmts.engine.view import ViewOutputs
     from talmts.evaluation import EvalResult
 
 # Three motions that differ in kind: vertical, horizontal, rotation. "pulse" (a square growing in place) is left
@@ -162,10 +163,26 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Demo
     )
     t = lap("detect", t)
 
+    # 5. the results site of the test split, with DETAD's diagnosis
+    from talmts.data.prepare import find_videos
+    from talmts.engine.view import build_view
+
+    view = build_view(
+        detections,
+        gt,
+        out / "view",
+        videos=find_videos(out / "synth" / "videos"),
+        subset=rgb_cfg.data.test_subset,
+        title="talmts demo: test split",
+    )
+    t = lap("view", t)
+
     seconds = time.perf_counter() - t0
     table = format_table(result, rgb_cfg.eval.table)
     metrics = {**result.to_json(), "seconds": seconds}
-    report = write_report(out, rgb_cfg, result, singles, table, curves, det.files["timeline"], timings, seconds, runs)
+    report = write_report(
+        out, rgb_cfg, result, singles, table, curves, det.files["timeline"], timings, seconds, runs, view
+    )
     return DemoResult(metrics=metrics, table=table, report=report, timings=timings)
 
 
@@ -210,8 +227,10 @@ def write_report(
     timings: dict[str, float],
     seconds: float,
     runs: dict[str, TrainResult],
+    view: ViewOutputs,
 ) -> Path:
-    """README-like Markdown: what ran, the mAP table (fused and per stream), the loss curves, the timeline."""
+    """README-like Markdown: what ran, the mAP table (fused and per stream), the loss curves, the timeline, links
+    to the results site and its error diagnosis."""
     tious = " | ".join(f"{t:.1f}" for t in fused.tiou)
     lines = [
         "# talmts demo report",
@@ -229,6 +248,24 @@ def write_report(
         lines.append(f"| {name} | " + " | ".join(f"{100 * m:.1f}" for m in r.mAP) + f" | {100 * r.average_mAP:.1f} |")
     lines += ["", "```", table, "```", "", "## Loss curves", "", f"![loss curves]({curves.name})", ""]
     lines += ["## Detections in one test video", "", f"![timeline]({timeline.relative_to(out)})", ""]
+    lines += [
+        f"Interactive: [{timeline.parent.relative_to(out)}/index.html]({timeline.parent.relative_to(out)}/index.html).",
+        "",
+    ]
+    gains = ", ".join(f"{k} {100 * v:+.1f}" for k, v in view.diagnosis.map_gain.items())
+    lines += [
+        "## Results browser and error diagnosis",
+        "",
+        f"[{view.index.relative_to(out)}]({view.index.relative_to(out)}): every test video with its AP, true and "
+        f"false positives at tIoU 0.5, a timeline and the player; "
+        f"[{view.diagnosis_page.relative_to(out)}]({view.diagnosis_page.relative_to(out)}): DETAD's error "
+        "diagnosis (docs/VIEW.md).",
+        "",
+        f"mAP gain (points) if each false-positive type were removed: {gains}.",
+        "",
+        f"![false positives]({view.pictures['false_positives'].relative_to(out)})",
+        "",
+    ]
     lines += ["## Time per stage (s)", "", "| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
     steps = ", ".join(f"{k} {r.steps:,}" for k, r in runs.items())

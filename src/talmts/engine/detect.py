@@ -1,5 +1,5 @@
 """``talmts detect`` on one raw video: the predictor's detections written as JSON, CSV, subtitles (SRT, WebVTT), a
-timeline picture and an HTML page."""
+timeline picture and the view's page for the video."""
 
 from __future__ import annotations
 
@@ -31,13 +31,17 @@ def detect_and_write(
     ground_truth: AnnotationSet | None = None,
     min_score: float = 0.1,
     video_id: str | None = None,
+    nav: Sequence[tuple[str, str | None]] = (),
 ) -> DetectedVideo:
-    """Detections in one raw video written as JSON, CSV, subtitles (SRT, WebVTT), a timeline PNG and an HTML page."""
+    """Detections in one raw video written as JSON, CSV, subtitles (SRT, WebVTT), a timeline PNG and the view's
+    page for the video (index.html: player, interactive timeline, score slider; judged against the ground truth
+    when ``ground_truth`` holds the video). ``nav``: (label, href) links in the page's header."""
     import time
 
     from talmts.engine.report import write_detections_csv, write_detections_srt, write_detections_vtt
+    from talmts.engine.view import relative_link, write_video_view
     from talmts.formats import write_detections
-    from talmts.viz import plot_timeline, write_html
+    from talmts.viz import plot_timeline
 
     start = time.perf_counter()
     video, out = Path(video), Path(out_dir)
@@ -64,19 +68,23 @@ def detect_and_write(
             print(f"note: {vid!r} is not in {ground_truth.source}; the timeline shows detections only")
     title = f"{vid} ({predictor.names})"
     plot_timeline(dets, files["timeline"], duration=duration, ground_truth=gt, title=title, min_score=min_score)
-    scored = f"{predictor.scores.source} (video {vid!r})" if predictor.scores else None
-    write_html(
+    scored = f"{Path(predictor.scores.source).name} (video {vid!r})" if predictor.scores else None
+    write_video_view(
         files["html"],
-        title=f"talmts detect: {vid}",
-        detections=[d for d in dets if d.score >= min_score * 0.1],
-        timeline_png=files["timeline"],
-        video_src=_relative(video, out),
+        vid,
+        [d for d in dets if d.score >= min_score * 0.1],  # the slider starts at min_score and can go lower
+        ground_truth=gt,
+        duration=duration,
+        video_src=relative_link(video, out),
         captions_src=files["vtt"].name,
-        notes={
-            "video": str(video),
-            "checkpoints": ", ".join(s.source for s in predictor.streams),
+        min_score=min_score,
+        nav=nav,
+        notes={  # file names only: the page shows nothing of the machine that wrote it
+            "video": video.name,
+            "checkpoints": ", ".join(Path(s.source).name for s in predictor.streams),
             "streams": predictor.names,
             "decoded": f"{info.count} frames at {info.fps:g} fps, {info.sample_count} sampled at {info.sample_fps:g} fps",
+            "files": ", ".join(f.name for k, f in files.items() if k != "html"),
             **({"video-level scores": scored} if scored else {}),
         },
     )
@@ -106,12 +114,3 @@ def run_detect(
     predictor = load_predictor(checkpoints, device=device, overrides=overrides, video_scores=video_scores)
     gt = read_annotations(annotations) if annotations is not None else None
     return detect_and_write(predictor, video, out_dir, ground_truth=gt, min_score=min_score, video_id=video_id)
-
-
-def _relative(target: Path, start: Path) -> str:
-    import os
-
-    try:
-        return os.path.relpath(target.resolve(), start.resolve())
-    except ValueError:  # another drive on Windows
-        return target.resolve().as_uri()

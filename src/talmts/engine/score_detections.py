@@ -1,5 +1,6 @@
 """Scoring detection files against a ground-truth file (``talmts evaluate``): the dataset's thresholds and
-subset, one :class:`EvalResult` per file, the class-agnostic proposal metrics, and row names for several runs."""
+subset, one :class:`EvalResult` per file, DETAD's diagnosis of one file, the class-agnostic proposal metrics, and
+row names for several runs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talmts.errors import InputError
-from talmts.evaluation import DEFAULT_TIOU, EvalResult, ProposalResult, evaluate_detections, evaluate_proposals
+from talmts.evaluation import (
+    DEFAULT_TIOU,
+    Diagnosis,
+    EvalResult,
+    ProposalResult,
+    diagnose,
+    evaluate_detections,
+    evaluate_proposals,
+)
 from talmts.formats import THUMOS14_CLASSES, read_annotations, read_class_list, read_detections
 from talmts.schema import AnnotationSet, normalize_subset
 
@@ -67,6 +76,27 @@ def score_files(
     thresholds = list(tiou or DEFAULT_TIOU[dataset])
     results = [evaluate_detections(gt, read_detections(p), thresholds, subset=subset, strict=strict) for p in files]
     return Scores(dataset, subset, results)
+
+
+def diagnose_file(
+    gt: AnnotationSet,
+    file: str | Path,
+    out_dir: str | Path,
+    *,
+    tiou: Sequence[float] | None = None,
+    subset: str | None = None,
+    dataset: str | None = None,
+) -> tuple[Diagnosis, dict[str, Path]]:
+    """DETAD's diagnosis of one detection file and its three pictures written into ``out_dir``: the dataset's
+    thresholds and subset; its sensitivity bins when ``dataset`` is given, else chosen by the instances' lengths
+    (a guessed "anet" is also what one's own dataset gets, whose actions may be short)."""
+    from talmts.viz.diagnosis_plots import plot_diagnosis
+
+    bins = dataset or "auto"
+    dataset = dataset or guess_dataset(gt)
+    subset = _subset(gt, subset, dataset)
+    result = diagnose(gt, read_detections(file), list(tiou or DEFAULT_TIOU[dataset]), subset=subset, bins=bins)
+    return result, plot_diagnosis(result.to_json(), out_dir)
 
 
 def score_proposal_file(

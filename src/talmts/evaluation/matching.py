@@ -1,4 +1,4 @@
-"""The two kernels of detection mAP: greedy matching of ranked detections to ground truth, and VOC AP.
+"""The kernels of detection mAP: greedy matching of ranked detections to ground truth, and VOC AP.
 
 Both follow the official ActivityNet evaluator (``Evaluation/eval_detection.py``) step for step in what they
 compute, but the matching runs over *matches* rather than detections, so a video with hundreds of detections
@@ -11,10 +11,16 @@ import numpy as np
 
 
 def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
-    """Which detections are true positives, for every threshold at once.
+    """Which detections are true positives, for every threshold at once: ``[T, D]`` bool (see
+    :func:`greedy_assign`)."""
+    return greedy_assign(tiou, thresholds) >= 0
+
+
+def greedy_assign(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The ground truth each detection matches, for every threshold at once.
 
     tiou: ``[D, G]`` tIoU of D detections (already in rank order: descending score) with G ground truths of
-    one class in one video. thresholds: ``[T]``. Returns ``[T, D]`` bool.
+    one class in one video. thresholds: ``[T]``. Returns ``[T, D]``: the matched column, -1 for none.
 
     Rule (the official one): detections are taken in rank order; each takes the unmatched ground truth of highest
     tIoU among those with ``tIoU >= threshold``; a ground truth matches once. Equal tIoU (common in THUMOS14,
@@ -27,13 +33,13 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     still has an available candidate. Each iteration finds it for all thresholds at once.
     """
     num_det, num_gt = tiou.shape
-    tp = np.zeros((len(thresholds), num_det), dtype=bool)
+    matched = np.full((len(thresholds), num_det), -1, dtype=np.int64)
     if num_det == 0 or num_gt == 0:
-        return tp
+        return matched
     useful = np.flatnonzero((tiou >= thresholds.min()).any(axis=1))
     if useful.size < num_det:  # detections without any candidate are false positives at every threshold
-        tp[:, useful] = greedy_match(tiou[useful], thresholds)
-        return tp
+        matched[:, useful] = greedy_assign(tiou[useful], thresholds)
+        return matched
     cand = tiou[None, :, :] >= thresholds[:, None, None]  # [T, D, G]
     avail = cand.sum(axis=2)  # [T, D]: unmatched candidate ground truths of each detection
     locked = np.zeros((len(thresholds), num_gt), dtype=bool)  # [T, G]
@@ -41,13 +47,13 @@ def greedy_match(tiou: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
         has = avail > 0
         live = np.flatnonzero(has.any(axis=1))  # thresholds that still have a match to make
         if live.size == 0:
-            return tp
+            return matched
         det = has[live].argmax(axis=1)  # [t'] first detection in rank order with a free candidate
         free = cand[live, det] & ~locked[live]  # [t', G]
         # best free candidate; equal tIoU -> the ground truth listed last (argmax of the reversed row)
         gt = num_gt - 1 - np.where(free, tiou[det], -1.0)[:, ::-1].argmax(axis=1)
         locked[live, gt] = True
-        tp[live, det] = True
+        matched[live, det] = gt
         avail[live] -= cand[live, :, gt]  # [t', D]: that ground truth is no longer free for anyone
         avail[live, det] = 0  # the detection is decided
 
@@ -80,3 +86,21 @@ def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
     prec = np.maximum.accumulate(prec[::-1])[::-1]
     steps = np.flatnonzero(rec[1:] != rec[:-1]) + 1
     return float(np.sum((rec[steps] - rec[steps - 1]) * prec[steps]))
+
+
+def ranked_ap(tp: np.ndarray, npos: int, normalized_by: float | None = None) -> float:
+    """VOC AP of one ranked list of true (True) and false (False) positives against ``npos`` ground truths.
+
+    ``normalized_by``: DETAD's normalized AP (AP_N): precision = R * N / (R * N + FP), with N that number in place
+    of ``npos``, so that classes and bins holding different numbers of ground truths compare.
+    """
+    tp = np.asarray(tp, dtype=bool)
+    if tp.size == 0 or npos == 0:
+        return 0.0
+    tp_cum = np.cumsum(tp, dtype=np.float64)
+    fp_cum = np.cumsum(~tp, dtype=np.float64)
+    recall = tp_cum / npos
+    n = npos if normalized_by is None else normalized_by
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.nan_to_num(recall * n / (recall * n + fp_cum))
+    return interpolated_ap(precision, recall)

@@ -1,12 +1,10 @@
-"""Pictures and pages for people: detection timelines, loss curves (the paper's Fig. 6) and an HTML page.
+"""Pictures for people: detection timelines and loss curves (the paper's Fig. 6).
 
 matplotlib runs headless (Agg); every function writes a file and returns its path.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -15,7 +13,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
-from talmts.fileio import atomic_write_text  # noqa: E402
 from talmts.schema import Detection, Segment  # noqa: E402
 
 LOSS_TERMS = ("total", "coarse_cls", "refined_cls", "coarse_loc", "refined_loc", "quality")
@@ -90,81 +87,6 @@ def plot_loss_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path: st
             ax.legend(fontsize=7)
     ax_terms.set_yscale("symlog", linthresh=1e-3)  # terms span decades and may reach 0
     return _save(fig, path)
-
-
-def write_html(
-    path: str | Path,
-    *,
-    title: str,
-    detections: Sequence[Detection],
-    timeline_png: str | Path | None = None,
-    video_src: str | None = None,
-    captions_src: str | None = None,
-    notes: Mapping[str, str] | None = None,
-) -> Path:
-    """A self-contained page: the timeline embedded as base64, a table of detections, optionally the video.
-
-    With the video, clicking a detection plays the video from its start, the rows of the detections under the
-    playhead are highlighted, and ``captions_src`` (WebVTT) shows the labels over the video.
-    """
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'>",
-        f"<title>{html.escape(title)}</title>",
-        "<style>body{font-family:sans-serif;margin:2em;max-width:1200px}"
-        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}"
-        "th{background:#eee}td.l{text-align:left}img{max-width:100%}"
-        "tr[data-start]{cursor:pointer}tr[data-start]:hover{background:#f4f4f4}tr.now{background:#ffe9a8}</style>"
-        "</head><body>",
-        f"<h1>{html.escape(title)}</h1>",
-    ]
-    if notes:
-        parts.append("<ul>")
-        parts += [f"<li><b>{html.escape(k)}</b>: {html.escape(str(v))}</li>" for k, v in notes.items()]
-        parts.append("</ul>")
-    if video_src:
-        track = (
-            f"<track kind='captions' label='detections' default src='{html.escape(captions_src, quote=True)}'>"
-            if captions_src
-            else ""
-        )
-        parts.append(f"<video controls width='640' src='{html.escape(video_src, quote=True)}'>{track}</video>")
-        parts.append("<p>Click a detection to play it.</p>")
-    if timeline_png is not None:
-        data = base64.b64encode(Path(timeline_png).read_bytes()).decode("ascii")
-        parts.append(f"<h2>Timeline</h2><img alt='timeline' src='data:image/png;base64,{data}'>")
-    parts.append(f"<h2>Detections ({len(detections)})</h2>")
-    parts.append("<table><tr><th>#</th><th>label</th><th>start (s)</th><th>end (s)</th><th>score</th></tr>")
-    for i, d in enumerate(sorted(detections, key=lambda d: -d.score)):
-        parts.append(
-            f"<tr data-start='{d.start:.3f}' data-end='{d.end:.3f}'><td>{i + 1}</td>"
-            f"<td class='l'>{html.escape(d.label)}</td><td>{d.start:.2f}</td><td>{d.end:.2f}</td>"
-            f"<td>{d.score:.4f}</td></tr>"
-        )
-    parts.append("</table>")
-    if video_src:
-        parts.append(f"<script>{_PLAYER_JS}</script>")
-    parts.append("</body></html>")
-    atomic_write_text(path, "\n".join(parts))
-    return Path(path)
-
-
-# Click a row: play from its start. While playing: highlight the rows whose segment holds the playhead.
-_PLAYER_JS = """
-const video = document.querySelector('video');
-const rows = Array.from(document.querySelectorAll('tr[data-start]'));
-for (const row of rows) {
-  row.addEventListener('click', () => {
-    video.currentTime = Number(row.dataset.start);
-    video.play().catch(() => {});  // autoplay may be refused; the seek stands
-  });
-}
-video.addEventListener('timeupdate', () => {
-  const t = video.currentTime;
-  for (const row of rows) {
-    row.classList.toggle('now', Number(row.dataset.start) <= t && t < Number(row.dataset.end));
-  }
-});
-"""
 
 
 # ----------------------------------------------------------------------------------------------- helpers

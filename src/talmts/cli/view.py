@@ -1,0 +1,49 @@
+"""``talmts view DETECTIONS --ground-truth GT``: a static results site (index, a page per video, DETAD's diagnosis)
+that opens from disk."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("detections", help="detections in the ActivityNet results layout (talmts eval/detect write it)")
+    parser.add_argument("--ground-truth", required=True, help="ground truth (any layout `talmts evaluate` reads)")
+    parser.add_argument("--videos", help="folder of the videos (file name = video id): a player on each video page")
+    parser.add_argument("--out", default="view", help="output folder (default: view)")
+    parser.add_argument("--tiou", type=float, default=0.5, help="tIoU threshold of the counts and the diagnosis (0.5)")
+    parser.add_argument("--subset", help="subset of the ground truth (default: all videos)")
+    parser.add_argument(
+        "--bins", choices=["auto", "anet", "thumos"], default="auto", help="DETAD's sensitivity bins (auto: by length)"
+    )
+    parser.add_argument("--min-score", type=float, default=0.1, help="the score slider's starting value (0.1)")
+    parser.add_argument("--title", default="talmts view", help="the site's title")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from talmts.data.prepare import find_videos
+    from talmts.engine.view import build_view
+    from talmts.errors import InputError
+    from talmts.formats import read_annotations, read_detections
+
+    if not 0 < args.tiou <= 1:
+        raise InputError(f"--tiou {args.tiou}: a tIoU threshold is in (0, 1]")
+    if args.videos and not Path(args.videos).is_dir():
+        raise InputError(f"--videos {args.videos}: no such folder (give the folder that holds the videos)")
+    res = build_view(
+        read_detections(args.detections),
+        read_annotations(args.ground_truth),
+        args.out,
+        videos=find_videos(args.videos) if args.videos else None,
+        tiou=args.tiou,
+        subset=args.subset,
+        bins=args.bins,
+        min_score=args.min_score,
+        title=args.title,
+    )
+    d = res.diagnosis
+    print(f"mAP at tIoU {args.tiou:g}: {100 * d.mAP[0]:.1f} % over {len(d.videos)} videos")
+    print(f"wrote {res.index} (open it in a browser), {res.diagnosis_page} and {len(res.videos)} video pages")
+    return 0

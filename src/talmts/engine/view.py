@@ -1,0 +1,274 @@
+"""``talmts view``: a static results site from detections, ground truth and (optionally) the videos.
+
+OUT/index.html lists the videos (AP, true and false positives at one tIoU, sortable); OUT/videos/<id>.html shows
+one video: the player, a timeline of ground truth and detections per class drawn in the page, a score slider and
+the table of detections; OUT/diagnosis.html and OUT/diagnosis/*.png hold DETAD's error diagnosis. The pages show
+paths relative to themselves and nothing else of the machine that wrote them. ``talmts detect`` writes the video
+page for one video with :func:`write_video_view`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, Matches, diagnose, match_detections, per_video
+from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
+from talmts.viz.diagnosis_plots import plot_diagnosis
+from talmts.viz.view import write_page
+
+DEFINITIONS = [  # DETAD's, as the diagnosis page states them
+    ("true positive", "matches a ground truth of its class and video with tIoU ≥ α not taken by a better-scored one"),
+    ("double detection", "tIoU ≥ α with a ground truth of its label, which another detection already took"),
+    ("wrong label", "tIoU ≥ α with a ground truth of another label"),
+    ("localization", "0.1 ≤ tIoU < α with a ground truth of its label"),
+    ("confusion", "0.1 ≤ tIoU < α with a ground truth of another label"),
+    ("background", "tIoU < 0.1 with every ground truth of its video"),
+    ("which ground truth decides", "the one of the video, any class, with the highest tIoU with the detection"),
+    (
+        "mAP gain",
+        "average mAP with the detections of one type removed (the others keep their matches), minus the average mAP",
+    ),
+    (
+        "AP_N",
+        "AP whose precision counts the true positives as if every class had the set's mean number of ground "
+        "truths: R·N / (R·N + FP)",
+    ),
+]
+
+
+INDEX_COLUMNS = [
+    ("video", "video", "link"),
+    ("duration", "seconds", "num1"),
+    ("ground_truth", "ground truths", "int"),
+    ("detections", "detections", "int"),
+    ("tp", "TP", "int"),
+    ("fp", "FP", "int"),
+    ("missed", "missed", "int"),
+    ("ap", "AP (%)", "pct"),
+    ("types", "false positives by type", "types"),
+]
+INDEX_TOTALS = [
+    ("ground_truth", "ground truths"),
+    ("detections", "detections"),
+    ("tp", "true positives"),
+    ("fp", "false positives"),
+    ("missed", "missed"),
+]
+
+
+@dataclass
+class ViewOutputs:
+    index: Path
+    diagnosis_page: Path
+    videos: dict[str, Path] = field(default_factory=dict)
+    pictures: dict[str, Path] = field(default_factory=dict)
+    diagnosis: Diagnosis | None = None
+
+
+def build_view(
+    detections: dict[str, list[Detection]],
+    ground_truth: AnnotationSet,
+    out_dir: str | Path,
+    *,
+    videos: Mapping[str, Path] | None = None,
+    tiou: float = 0.5,
+    subset: str | None = None,
+    bins: str = "auto",
+    min_score: float = 0.1,
+    title: str = "talmts view",
+) -> ViewOutputs:
+    """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players."""
+    out = Path(out_dir)
+    diag = diagnose(ground_truth, detections, [tiou], subset=subset, bins=bins)
+    m = diag.matches
+    names = _page_names(m.videos)
+    res = ViewOutputs(out / "index.html", out / "diagnosis.html", diagnosis=diag)
+    for v, row in enumerate(diag.videos):
+        vid = row["video"]
+        page = out / "videos" / f"{names[vid]}.html"
+        src = relative_link(videos[vid], page.parent) if videos and vid in videos else None
+        data = video_data(m, v, min_score=min_score, src=src) | {"ap": row["ap"]}
+        nav = [("index", "../index.html"), ("diagnosis", "../diagnosis.html"), (vid, None)]
+        res.videos[vid] = write_page(page, kind="video", title=vid, data=data, nav=nav)
+    diag_json = diag.to_json()
+    res.pictures = plot_diagnosis(diag_json, out / "diagnosis")
+    write_page(
+        res.diagnosis_page,
+        kind="diagnosis",
+        title=f"{title}: diagnosis",
+        nav=[("index", "index.html"), ("diagnosis", None)],
+        data={
+            "diagnosis": diag_json,
+            "definitions": [(k, v.replace("α", f"α = {tiou:g}")) for k, v in DEFINITIONS],
+            "bins_text": _bins_text(diag.sensitivity),
+            "pictures": [p.relative_to(out).as_posix() for p in res.pictures.values()],
+        },
+    )
+    types = _types_per_video(m)
+    rows = [
+        r | {"duration": m.durations.get(r["video"]), "href": f"videos/{names[r['video']]}.html", "types": types[v]}
+        for v, r in enumerate(diag.videos)
+    ]
+    total = {k: sum(r[k] for r in rows) for k, _ in INDEX_TOTALS}
+    write_page(
+        res.index,
+        kind="index",
+        title=title,
+        nav=[("index", None), ("diagnosis", "diagnosis.html")],
+        data={
+            "tiou": tiou,
+            "rows": rows,
+            "columns": INDEX_COLUMNS,
+            "stats": [
+                [f"{100 * diag.mAP[0]:.1f} %", f"mAP at tIoU {tiou:g}"],
+                [len(rows), "videos"],
+                *[[total[k], label] for k, label in INDEX_TOTALS],
+            ],
+            "note": f"Counts at tIoU {tiou:g} over all detections. A video's AP is the mean, over the classes with "
+            "ground truth in it, of the AP of its own detections. Click a column to sort; click a video to see it.",
+        },
+    )
+    return res
+
+
+def video_data(m: Matches, v: int, *, t: int = 0, min_score: float = 0.1, src: str | None = None) -> dict[str, Any]:
+    """What a video page draws: its ground truth (with the detection that found it) and its detections (type,
+    matched ground truth, closest ground truth) at threshold ``t``; indices are positions in the page's lists."""
+    g = np.flatnonzero(m.gt_video == v)
+    d = np.flatnonzero(m.det_video == v)
+    local_gt = {int(row): k for k, row in enumerate(g)}
+    matched_by = {int(m.matched[t, row]): k for k, row in enumerate(d) if m.matched[t, row] >= 0}
+    seg = m.gt_seg
+    detections = []
+    for row in d:
+        hit, best = int(m.matched[t, row]), int(m.best_gt[row])
+        detections.append(
+            {
+                "label": m.det_label[row],
+                "start": float(m.det_seg[row, 0]),
+                "end": float(m.det_seg[row, 1]),
+                "score": float(m.det_score[row]),
+                "type": ERROR_TYPES[m.error[t, row]],
+                "matched": local_gt.get(hit),
+                "matched_tiou": _tiou(m.det_seg[row], seg[hit]) if hit >= 0 else None,
+                "best": local_gt.get(best),
+                "best_tiou": float(m.best_tiou[row]),
+            }
+        )
+    ground_truth = [
+        {"label": m.classes[m.gt_class[row]], "start": float(seg[row, 0]), "end": float(seg[row, 1]),
+         "matched_by": matched_by.get(int(row))}
+        for row in g
+    ]  # fmt: skip
+    labels = [c for c in m.classes if any(x["label"] == c for x in ground_truth + detections)]
+    labels += sorted({x["label"] for x in detections} - set(labels))
+    return {
+        "video": m.videos[v],
+        "duration": m.durations.get(m.videos[v]),
+        "tiou": float(m.tiou[t]),
+        "classes": labels,
+        "has_ground_truth": bool(g.size),
+        "ground_truth": ground_truth,
+        "detections": detections,
+        "min_score": min_score,
+        "src": src,
+    }
+
+
+def write_video_view(
+    path: str | Path,
+    video_id: str,
+    detections: Sequence[Detection],
+    *,
+    ground_truth: Sequence[Segment] | None = None,
+    duration: float | None = None,
+    video_src: str | None = None,
+    captions_src: str | None = None,
+    notes: Mapping[str, str] | None = None,
+    tiou: float = 0.5,
+    min_score: float = 0.1,
+    nav: Sequence[tuple[str, str | None]] = (),
+) -> Path:
+    """One video's page outside a site (``talmts detect``): judged against ``ground_truth`` when it has any."""
+    if ground_truth:
+        gt = AnnotationSet(
+            {video_id: Video(video_id, "test", duration=duration, annotations=list(ground_truth))},
+            ClassMap.from_labels(s.label for s in ground_truth),
+        )
+        m = match_detections(gt, {video_id: list(detections)}, [tiou])
+        data = video_data(m, 0, min_score=min_score, src=video_src)
+        data["ap"] = per_video(m)[0]["ap"]
+    else:
+        data = {
+            "video": video_id,
+            "duration": duration,
+            "tiou": tiou,
+            "classes": sorted({d.label for d in detections}),
+            "has_ground_truth": False,
+            "ground_truth": [],
+            "detections": [
+                {"label": d.label, "start": d.start, "end": d.end, "score": d.score, "type": None} for d in detections
+            ],
+            "min_score": min_score,
+            "src": video_src,
+            "ap": None,
+        }
+    data |= {"captions": captions_src, "notes": dict(notes or {})}
+    return write_page(path, kind="video", title=video_id, data=data, nav=[*nav, (video_id, None)])
+
+
+def _types_per_video(m: Matches, t: int = 0) -> list[dict[str, int]]:
+    """Each video's false positives by type at threshold ``t``."""
+    counts = np.zeros((len(m.videos), len(ERROR_TYPES)), dtype=np.int64)
+    np.add.at(counts, (m.det_video, m.error[t]), 1)
+    return [{name: int(row[k]) for k, name in enumerate(ERROR_TYPES) if k and row[k]} for row in counts]
+
+
+def _tiou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return float(inter / union) if union > 0 else 0.0
+
+
+def _page_names(videos: Sequence[str]) -> dict[str, str]:
+    """File names for video ids: unsafe characters replaced, clashes numbered."""
+    names: dict[str, str] = {}
+    used: set[str] = set()
+    for v in videos:
+        base = re.sub(r"[^A-Za-z0-9._-]", "_", v).strip(".") or "video"
+        name, k = base, 1
+        while name.lower() in used:
+            k += 1
+            name = f"{base}-{k}"
+        used.add(name.lower())
+        names[v] = name
+    return names
+
+
+def relative_link(target: str | Path, start: str | Path) -> str | None:
+    """``target`` as a link from a page in folder ``start``: relative, with forward slashes (None across drives
+    on Windows: a page shows no absolute path)."""
+    try:
+        return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+    except ValueError:
+        return None
+
+
+def _bins_text(sens: dict[str, Any]) -> str:
+    parts = []
+    for name in ("length", "coverage", "instances"):
+        s = sens[name]
+        edges = s["edges"]
+        cells = [
+            f"{b} > {edges[i]:g}" if edges[i + 1] is None else f"{b} ({max(edges[i], 0):g}, {edges[i + 1]:g}]"
+            for i, b in enumerate(s["bins"])
+        ]
+        parts.append(f"{name} " + ", ".join(cells))
+    return f"{sens['set']}: " + "; ".join(parts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,7 +275,12 @@ class _Trainer:
         finally:
             logger.close()
             if ctx.is_main and self.history:
-                self._write_logs()
+                stopping = sys.exc_info()[1]
+                try:
+                    self._write_logs()
+                except OSError:
+                    if stopping is None:
+                        raise  # else the error that stopped the run (e.g. a full disk) is the one to report
         ctx.barrier()
         seconds = time.perf_counter() - start
         return TrainResult(self.out, last, self.history, self.validation, seconds, self.step, ctx.rank)

@@ -210,3 +210,23 @@ def test_training_stops_when_a_checkpoint_cannot_be_written(tmp_path):
     assert lines[-1].startswith(f"talmts train: cannot write {run / 'checkpoint-2.pt'}: File too large"), proc.stderr
     assert (run / "checkpoint-1.pt").read_bytes() == first
     assert not (run / "checkpoint-2.pt").exists() and no_temporaries(run)
+
+
+TENSORBOARD = """
+import warnings
+from talmts.engine.report import ScalarLogger
+logger = ScalarLogger(__import__("sys").argv[1])
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for step in range(3000):
+        logger.scalars("train", {"loss": float(step)}, step)
+    logger.close()
+print("|".join(str(w.message) for w in caught))
+"""
+
+
+@pytest.mark.slow
+def test_tensorboard_scalars_are_best_effort_on_a_full_disk(tmp_path):
+    proc = run_limited(["-c", TENSORBOARD, str(tmp_path / "tb")], fsize=4 * 1024)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"TensorBoard scalars stop: cannot write {tmp_path / 'tb'}: File too large"

@@ -230,3 +230,29 @@ def test_tensorboard_scalars_are_best_effort_on_a_full_disk(tmp_path):
     proc = run_limited(["-c", TENSORBOARD, str(tmp_path / "tb")], fsize=4 * 1024)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"TensorBoard scalars stop: cannot write {tmp_path / 'tb'}: File too large"
+
+
+@pytest.mark.slow
+def test_eval_stops_naming_the_file_and_keeps_the_earlier_outputs(videos, tmp_path):
+    import json
+
+    from tiny_model import TINY
+
+    gt = {"version": "t", "database": {}}
+    for name in ("a", "b", "c"):
+        anns = [{"segment": [0.5, 2.0], "label": "jump"}, {"segment": [1.0, 2.5], "label": "wave"}]
+        gt["database"][name] = {"subset": "test", "annotations": anns}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    prepare = [*PREPARE[:3], str(videos), str(tmp_path / "prepared"), *PREPARE[3:]]
+    assert run_limited(prepare).returncode == 0
+    ckpt = tiny_checkpoint(tmp_path / "tiny.pt")
+    out = tmp_path / "eval"
+    args = ["-m", "talmts", "eval", "demo", *TINY, f"data.root={tmp_path / 'prepared'}"]
+    args += [f"data.annotations={tmp_path / 'gt.json'}", "--checkpoint", str(ckpt), "--out", str(out), "--quiet"]
+    assert run_limited(args).returncode == 0
+    before = snapshot(out)
+    proc = run_limited(args, fsize=len(before["detections.json"]) // 2)
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"talmts eval: cannot write {out / 'detections.json'}: File too large")
+    assert snapshot(out) == before and no_temporaries(out)

@@ -115,7 +115,7 @@ class ModelConfig:
         "two_endpoint", "AFSD"
     )  # THUMOS (4f+5c) or ANet (5c only)
     channels: int = opt(512, "paper", ">= 1")
-    levels: int = opt(6, "AFSD", ">= 2")
+    levels: int = opt(6, "AFSD", "[2, 12]")  # bounded: clip_frames must be a multiple of 2 ** (levels + 1)
     groups: int = opt(32, "AFSD", ">= 1")  # GroupNorm groups
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     rfp: RFPConfig = field(default_factory=RFPConfig)

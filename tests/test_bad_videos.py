@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
@@ -58,6 +59,8 @@ def test_prepare_reports_each_bad_video_and_the_good_ones_are_untouched(corpus, 
             tmp_path / "clean" / "meta" / f"{video}.json"
         ).read_text()
     assert (tmp_path / "mixed" / "video_info.csv").read_text() == (tmp_path / "clean" / "video_info.csv").read_text()
+    with av.open(str(everything / "rotated.mp4")) as c:  # the corpus holds what it says: a rotated stream
+        assert next(c.decode(video=0)).rotation == 90
     # odd sizes come out at the asked size: 1x1, 2x2, 4000x2 and 4K alike
     for name in ("tiny_1x1", "tiny_2x2", "wide_4000x2", "uhd_4k", "one_frame"):
         assert np.load(tmp_path / "mixed" / "frames" / f"{name}.npy").shape[1:] == (32, 32, 3)

@@ -86,6 +86,14 @@ def test_prepare_records_and_strict_fails_a_short_video(cut_dataset, tmp_path, c
     assert not read_decode_check(tmp_path / "lenient", "whole")["short"]
 
 
+def test_flow_computed_apart_keeps_the_decode_record(cut_dataset, tmp_path, capsys):
+    """prepare --device: the workers decode, the flow comes later; the record still reaches meta/<video>.json."""
+    args = ["prepare", str(cut_dataset / "videos"), str(tmp_path / "p"), "--size", "32", "--device", "cpu"]
+    assert main([*args, "--flow", "tvl1-torch", "--workers", "1", "--quiet"]) == 0
+    assert "SHORT cut:" in capsys.readouterr().out
+    assert read_decode_check(tmp_path / "p", "cut")["short"] and (tmp_path / "p" / "flow" / "cut.npy").is_file()
+
+
 def test_dataset_stats_and_training_data_report_ground_truth_beyond_the_decoded_end(cut_dataset, tmp_path, capsys):
     from talmts.engine.dataset_stats import dataset_stats
 

@@ -1,7 +1,7 @@
 """Small videos written with PyAV at test time (never committed): good ones, and a corpus of bad ones.
 
 Each bad video is one way a real file goes wrong: cut short, empty, no picture, one frame, an irregular clock,
-odd sizes, rotation metadata, or a codec other than H.264. ``truncated_with_header`` reproduces a video that
+odd sizes, a display rotation, or a codec other than H.264. ``truncated_with_header`` reproduces a video that
 decodes only in part: its header still declares the full length but the data stops early.
 """
 
@@ -50,7 +50,7 @@ def write_video(
     codec: str = "mpeg4",
     *,
     pts: list[int] | None = None,  # frame times in 1/(1000 fps)-ish ticks of the stream time base (VFR)
-    metadata: dict[str, str] | None = None,
+    rotation: int | None = None,  # display rotation (degrees) stored in the container, as phones do
     audio: bool = False,
     frame_fn: Callable[[int, int, int], np.ndarray] = moving_frame,
 ) -> Path:
@@ -65,8 +65,8 @@ def write_video(
         stream.codec_context.thread_count = 1
         if codec == "libx264":
             stream.options = {"preset": "ultrafast"}
-        if metadata:
-            stream.metadata.update(metadata)
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         if pts is not None:
             stream.codec_context.time_base = Fraction(1, 1000)
         a_stream = container.add_stream("aac", rate=8000) if audio else None
@@ -146,7 +146,7 @@ def bad_video_corpus(folder: str | Path, *, big: bool = True) -> dict[str, str]:
     add("tiny_2x2.avi", "2x2 pixels", lambda p: write_video(p, frames=8, size=(2, 2), codec="mjpeg"))
     add("tiny_1x1.mkv", "1x1 pixel", lambda p: write_video(p, frames=8, size=(1, 1), codec="ffv1"))
     add("odd_33x17.mp4", "odd width and height", lambda p: write_video(p, frames=8, size=(17, 33), codec="mpeg4"))
-    add("rotated.mp4", "rotation metadata (90)", lambda p: write_video(p, codec="libx264", metadata={"rotate": "90"}))
+    add("rotated.mp4", "display rotation 90", lambda p: write_video(p, codec="libx264", size=(32, 48), rotation=90))
     for codec in available_codecs():
         suffix = CODECS[codec][0]
         add(f"codec_{codec}{suffix}", f"{codec} codec", lambda p, c=codec: write_video(p, frames=12, codec=c))

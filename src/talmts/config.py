@@ -209,8 +209,9 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def dump(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def to_yaml(self) -> str:
+        """The config as YAML text (train writes it, atomically, to OUT_DIR/config.yaml)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
 # ----------------------------------------------------------------------------------------------- loading

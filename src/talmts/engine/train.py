@@ -28,6 +28,7 @@ from talmts.engine.distributed import DistContext, ResumableSampler
 from talmts.engine.ema import ModelEMA
 from talmts.engine.report import ScalarLogger, write_json, write_loss_log
 from talmts.errors import TalmtsError
+from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
 
@@ -254,7 +255,7 @@ class _Trainer:
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            cfg.dump(self.out / "config.yaml")
+            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
         if resume is not None:
             self.load(resume)
         net = distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters)

@@ -213,6 +213,9 @@ class Config:
         """The config as YAML text (train writes it, atomically, to OUT_DIR/config.yaml)."""
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
+    def dump(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml())
+
 
 # ----------------------------------------------------------------------------------------------- loading
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:

@@ -115,7 +115,7 @@ class ModelConfig:
         "two_endpoint", "AFSD"
     )  # THUMOS (4f+5c) or ANet (5c only)
     channels: int = opt(512, "paper", ">= 1")
-    levels: int = opt(6, "AFSD", ">= 2")
+    levels: int = opt(6, "AFSD", "[2, 12]")  # bounded: clip_frames must be a multiple of 2 ** (levels + 1)
     groups: int = opt(32, "AFSD", ">= 1")  # GroupNorm groups
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     rfp: RFPConfig = field(default_factory=RFPConfig)
@@ -209,8 +209,12 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def to_yaml(self) -> str:
+        """The config as YAML text (train writes it, atomically, to OUT_DIR/config.yaml)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def dump(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        Path(path).write_text(self.to_yaml())
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -223,7 +227,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.epochs=5")
         key, value = item.split("=", 1)
-        _set_dotted(raw, key.strip(), yaml.safe_load(value))
+        try:
+            parsed = yaml.safe_load(value)
+        except (yaml.YAMLError, RecursionError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else "nested too deeply"
+            raise ConfigError(f"override {item[:200]!r}: the value is not valid YAML ({reason})") from None
+        _set_dotted(raw, key.strip(), parsed)
     cfg = _build(Config, raw, prefix="", source=str(path or "<defaults>"))
     validate(cfg)
     return cfg
@@ -251,11 +260,17 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     if path in seen:
         raise ConfigError(f"{path}: _base_ chain loops back to itself")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text at byte {e.start}; save the file as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
+    except (OSError, ValueError) as e:  # a folder, a name too long, or a name the file system cannot encode
+        raise ConfigError(f"config {str(path)[:200]!r} cannot be read: {type(e).__name__}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections (data, model, train, ...)")
     base = data.pop("_base_", None)
@@ -272,10 +287,13 @@ def _base_path(path: Path, base: Any) -> Path:
     if not isinstance(base, str) or not base.strip():
         raise ConfigError(f"{path}: _base_ must be a file name or the name of a bundled config, got {base!r}")
     name = base if base.endswith((".yaml", ".yml")) else f"{base}.yaml"
-    beside = (path.parent / base).resolve()
-    for candidate in (beside, (path.parent / name).resolve()):
-        if candidate.is_file():
-            return candidate
+    try:
+        beside, named = (path.parent / base).resolve(), (path.parent / name).resolve()
+        found = next((c for c in (beside, named) if c.is_file()), None)
+    except (OSError, ValueError):  # a NUL byte, a name too long, or one the file system cannot encode
+        raise ConfigError(f"{path}: _base_ {base[:200]!r} is not a usable file name") from None
+    if found is not None:
+        return found
     bundled = BUNDLED_DIR / name
     if "/" not in base and bundled.is_file():
         return bundled.resolve()
@@ -359,7 +377,10 @@ def _coerce(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is Any:
         return value
     if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond any float
+            raise ConfigError(f"{source}: {key}={value} is too large a number") from None
     if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
         try:
             return float(value)

@@ -35,7 +35,10 @@ class Range:
     text: str = ""
 
     def __contains__(self, value: float) -> bool:
-        if not math.isfinite(value):
+        try:
+            if not math.isfinite(value):
+                return False
+        except OverflowError:  # an integer beyond any float is in no range
             return False
         if self.lo is not None and (value <= self.lo if self.lo_open else value < self.lo):
             return False

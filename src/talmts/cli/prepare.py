@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="ActivityNet dynamic fps: at most N frames per video, fps' = fps * min(N / frame_count, 1)",
     )
+    parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a video that decodes far shorter than its container declares fails (default: kept, with a warning)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -65,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             flow_batch=args.flow_batch,
             shard=shard,
+            strict=args.strict,
         )
     except KeyboardInterrupt:
         print("talmts prepare: interrupted; run the same command again to resume", file=sys.stderr)

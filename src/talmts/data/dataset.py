@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import Dataset
 
 from talmts.config import MODALITY_CHANNELS, Config, DataConfig
+from talmts.data.completeness import ground_truth_beyond_end
 from talmts.data.transforms import make_clip
 from talmts.data.windows import ClipPlan, Window, plan_clips
 from talmts.errors import InputError
@@ -105,6 +106,16 @@ class ClipDataset(Dataset):
                 stacklevel=2,
             )
         self.videos = [wanted[k] for k in sorted(wanted) if k in self.infos]
+        self.beyond_end = ground_truth_beyond_end(self.videos, {k: i.duration for k, i in self.infos.items()})
+        if self.beyond_end:
+            n = sum(b.instances for b in self.beyond_end)
+            warnings.warn(
+                f"{n} {self.subset!r} ground-truth instance(s) in {len(self.beyond_end)} video(s) lie beyond what was "
+                f"decoded of the video and cannot be learned or detected: "
+                + "; ".join(b.describe() for b in self.beyond_end[:5])
+                + " (see the prepare warnings: the video files are cut short or partly undecodable)",
+                stacklevel=2,
+            )
         self.plans: list[ClipPlan] = plan_clips(
             self.videos,
             self.infos,

@@ -9,10 +9,15 @@ run goes on.
 With a ``device`` (tvl1-torch flow), the worker processes only decode; this process computes each decoded video's
 flow on the device in large batches while the workers decode the next ones. ``shard`` takes a fixed part of the
 videos (data/shards.py); :func:`merge_shards` completes a split run.
+
+A video that decodes far shorter than its container declares (data.completeness) is kept with a warning, recorded
+in its ``meta/<video>.json``, or fails under ``strict``. A write that fails for want of room
+(:class:`talmts.fileio.WriteError`) stops the run: the next video would fail the same way.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import time
 from collections.abc import Callable
@@ -24,13 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
+from talmts.data.completeness import DECODE_FIELDS, DecodeCheck
 from talmts.data.flow import BATCHED_METHODS, FLOW_METHODS, compute_flow
 from talmts.data.record import PrepareOptions, claim_folder
 from talmts.data.shards import Shard, check_shard_reports, write_shard_report
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 from talmts.errors import InputError
-from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes
-from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
+from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes, is_write_failure
+from talmts.formats.common import as_float, load_json
+from talmts.formats.video_info import AFSD_COLUMNS, VideoInfo, read_video_info, write_video_info
+from talmts.schema import SchemaError
 
 __all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "merge_shards", "prepare_dataset", "prepare_video"]
 
@@ -44,6 +52,8 @@ class VideoResult:
     status: str  # "done", "skipped", "failed", or "decoded" (frames stored, flow still to compute)
     reason: str = ""
     row: VideoInfo | None = None
+    decode: dict | None = None  # data.completeness.DecodeCheck.record(), stored in the meta record
+    short: str = ""  # decoded far shorter than declared, kept with this warning
 
 
 @dataclass
@@ -51,6 +61,7 @@ class PrepareSummary:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)  # video -> reason
+    short: dict[str, str] = field(default_factory=dict)  # video -> decoded vs declared length (kept, warned)
 
     @property
     def ok(self) -> bool:
@@ -58,7 +69,10 @@ class PrepareSummary:
 
     def report(self) -> str:
         lines = [f"prepared {len(self.done)}, already done {len(self.skipped)}, failed {len(self.failed)}"]
+        if self.short:
+            lines[0] += f", decoded short {len(self.short)} (kept; --strict fails them)"
         lines += [f"  FAILED {name}: {reason}" for name, reason in sorted(self.failed.items())]
+        lines += [f"  SHORT {name}: {problem}" for name, problem in sorted(self.short.items())]
         return "\n".join(lines)
 
 
@@ -83,7 +97,21 @@ def find_videos(videos_dir: str | Path) -> dict[str, Path]:
 def save_array(path: Path, array: np.ndarray) -> None:
     """np.save, atomically: the final name only ever holds a whole file."""
     with atomic_open(path, "wb") as f:
-        np.save(f, array)
+        np.save(_WriteOnly(f), array)
+
+
+class _WriteOnly:
+    """A file seen through ``write``: numpy then writes in chunks with it, where on a real file it uses
+    ``ndarray.tofile``, whose short write on a full disk raises an OSError without an errno (not recognisable)."""
+
+    def __init__(self, f: io.BufferedIOBase):
+        self._file = f
+
+    def write(self, data: bytes) -> int:
+        return self._file.write(data)
+
+    def __getattr__(self, name: str):  # noqa: ANN204 - flush, tell, ... of the file (not a file type numpy knows)
+        return getattr(self._file, name)
 
 
 def remove_stale_temporaries(out_dir: Path, videos: set[str] | None = None) -> int:
@@ -113,40 +141,81 @@ def is_finished(out_dir: Path, video: str, flow: str) -> bool:
 
 
 def _read_meta(path: Path) -> VideoInfo:
-    rec = json.loads(path.read_text())
-    return VideoInfo(rec["video"], rec["fps"], rec["sample_fps"], rec["count"], rec["sample_count"])
+    rec = load_json(path)
+    if not isinstance(rec, dict) or not isinstance(rec.get("video"), str):
+        raise SchemaError(
+            str(path), "<top level>", "video", "not a video record", "delete it to prepare the video again"
+        )
+    values = {k: as_float(rec.get(k), file=str(path), record=path.stem, field_name=k) for k in AFSD_COLUMNS[1:]}
+    for key, value in values.items():
+        if not value > 0 or (key.endswith("count") and value != int(value)):
+            raise SchemaError(str(path), path.stem, key, f"{value!r} is out of range", "delete it to prepare again")
+    return VideoInfo(
+        rec["video"], values["fps"], values["sample_fps"], int(values["count"]), int(values["sample_count"])
+    )
+
+
+def read_decode_check(out_dir: str | Path, video: str) -> dict | None:
+    """What decoding found for ``video`` (data.completeness.DecodeCheck.record()), None for an older folder."""
+    path = Path(out_dir) / "meta" / f"{video}.json"
+    rec = load_json(path) if path.is_file() else None
+    decode = rec.get("decode") if isinstance(rec, dict) else None
+    if decode is None:
+        return None
+    if not isinstance(decode, dict) or any(
+        not isinstance(decode.get(k), int | float | None) or isinstance(decode.get(k), bool) for k in DECODE_FIELDS
+    ):
+        raise SchemaError(str(path), "decode", "-", f"malformed: {decode!r}", "delete it to prepare the video again")
+    return decode
+
+
+def _finish(out_dir: Path, video: str, row: VideoInfo, decode: dict | None) -> VideoResult:
+    """Write the meta record that marks ``video`` finished; "done", with the short-decode warning if any."""
+    meta = {**asdict(row), **({"decode": decode} if decode else {})}
+    atomic_write_bytes(_paths(out_dir, video)[2], json.dumps(meta).encode())
+    short = DecodeCheck(**{k: decode[k] for k in DECODE_FIELDS}).problem() if decode and decode["short"] else ""
+    return VideoResult(video, "done", row=row, decode=decode, short=short)
 
 
 # ----------------------------------------------------------------------------------------------- one video
 def prepare_video(
-    path: str | Path, out_dir: str | Path, options: PrepareOptions, threads: int = 0, defer_flow: bool = False
+    path: str | Path,
+    out_dir: str | Path,
+    options: PrepareOptions,
+    threads: int = 0,
+    defer_flow: bool = False,
+    strict: bool = False,
 ) -> VideoResult:
-    """Decode, sample, resize and (optionally) compute flow for one video; never raises for a bad video.
+    """Decode, sample, resize and (optionally) compute flow for one video; never raises for a bad video, only for
+    a write that fails (:class:`talmts.fileio.WriteError`).
 
     ``threads``: decoder threads (0: FFmpeg decides; pool workers use 1, one process per core). ``defer_flow``:
-    store the frames only and return "decoded"; :func:`add_flow` finishes the video."""
+    store the frames only and return "decoded"; :func:`add_flow` finishes the video. ``strict``: a video that
+    decodes far shorter than its container declares fails (else it is kept, with ``short`` saying so)."""
     path, out_dir = Path(path), Path(out_dir)
     video = path.stem
     frames_path, flow_path, meta_path = _paths(out_dir, video)
     try:
         if frames_path.is_file() and meta_path.is_file():
             # Frames already there (e.g. an earlier run with --flow none): flow comes from them.
-            row = _read_meta(meta_path)
+            row, decode = _read_meta(meta_path), read_decode_check(out_dir, video)
             frames = np.load(frames_path)
         else:
-            sampled = read_video(path, options.fps, options.size, options.max_frames, threads=threads)
+            sampled = read_video(path, options.fps, options.size, options.max_frames, threads=threads, strict=strict)
             frames = sampled.frames
             row = VideoInfo(video, sampled.fps, sampled.sample_fps, sampled.count, sampled.sample_count)
+            decode = sampled.check.record() if sampled.check else None
             save_array(frames_path, frames)
         if options.flow != "none" and not flow_path.is_file():
             if defer_flow:
-                return VideoResult(video, "decoded", row=row)
+                return VideoResult(video, "decoded", row=row, decode=decode)
             save_array(flow_path, compute_flow(frames, options.flow))
-        atomic_write_bytes(meta_path, json.dumps(asdict(row)).encode())
-        return VideoResult(video, "done", row=row)
+        return _finish(out_dir, video, row, decode)
     except VideoDecodeError as e:
         return VideoResult(video, "failed", reason=e.reason)
     except Exception as e:  # one bad video must not stop the run
+        if is_write_failure(e):
+            raise  # a full disk is not the video's fault, and the next video would fail the same way
         return VideoResult(video, "failed", reason=f"{type(e).__name__}: {e}")
 
 
@@ -156,13 +225,14 @@ def add_flow(
     """Flow of a video whose frames :func:`prepare_video` stored (``defer_flow``), computed on ``device``."""
     if decoded.status != "decoded" or decoded.row is None:
         return decoded
-    frames_path, flow_path, meta_path = _paths(out_dir, decoded.video)
+    frames_path, flow_path, _ = _paths(out_dir, decoded.video)
     try:
         flow = compute_flow(np.load(frames_path), options.flow, device=device, batch=batch)
         save_array(flow_path, flow)
-        atomic_write_bytes(meta_path, json.dumps(asdict(decoded.row)).encode())
-        return VideoResult(decoded.video, "done", row=decoded.row)
+        return _finish(out_dir, decoded.video, decoded.row, decoded.decode)
     except Exception as e:  # one bad video must not stop the run
+        if is_write_failure(e):
+            raise  # as in prepare_video: a full disk stops the run
         return VideoResult(decoded.video, "failed", reason=f"flow: {type(e).__name__}: {e}")
 
 
@@ -201,9 +271,11 @@ def prepare_dataset(
     device: str | None = None,
     flow_batch: int | None = None,
     shard: Shard | None = None,
+    strict: bool = False,
 ) -> PrepareSummary:
     """Prepare every video of ``videos_dir`` (or of its ``shard``) into ``out_dir``; returns what was done,
-    skipped and failed. With ``device``, tvl1-torch flow is computed there, ``flow_batch`` pairs at a time."""
+    skipped and failed. With ``device``, tvl1-torch flow is computed there, ``flow_batch`` pairs at a time.
+    ``strict``: a video that decodes far shorter than its container declares fails (else: kept, warned)."""
     from talmts.progress import progress_bar
 
     if options.flow not in (*FLOW_METHODS, "none"):
@@ -242,6 +314,9 @@ def prepare_dataset(
         result = add_flow(result, out_dir, options, device, flow_batch) if defer else result
         if result.status == "done":
             summary.done.append(result.video)
+            if result.short:
+                summary.short[result.video] = result.short
+                bar.write(f"WARNING {result.video}: {result.short}")
         else:
             summary.failed[result.video] = result.reason
             bar.write(f"FAILED {result.video}: {result.reason}")
@@ -251,15 +326,24 @@ def prepare_dataset(
             write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
             last_write = time.monotonic()
 
+    stopped_by: BaseException | None = None
     try:
         if workers <= 1 or len(todo) <= 1:
             for path in todo:
-                record(prepare_video(path, out_dir, options, defer_flow=defer))
+                record(prepare_video(path, out_dir, options, defer_flow=defer, strict=strict))
         else:
-            _run_pool(todo, out_dir, options, workers, record, defer)
+            _run_pool(todo, out_dir, options, workers, record, defer, strict)
+    except BaseException as e:
+        stopped_by = e
+        raise
     finally:
         bar.close()
-        write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
+        try:
+            write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
+        except OSError as e:
+            if stopped_by is None or not is_write_failure(e):
+                raise
+            # the disk that stopped the run refuses this file too: report the first failure, the old CSV stays
     if shard is not None:
         write_shard_report(out_dir, shard, options, summary.done, summary.skipped, summary.failed)
     return summary
@@ -295,11 +379,12 @@ def _run_pool(
     workers: int,
     record: Callable[[VideoResult], None],
     defer_flow: bool = False,
+    strict: bool = False,
 ) -> None:
     ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(options.flow,))
     try:
-        futures = {pool.submit(prepare_video, p, out_dir, options, 1, defer_flow): p for p in todo}
+        futures = {pool.submit(prepare_video, p, out_dir, options, 1, defer_flow, strict): p for p in todo}
         for fut in as_completed(futures):
             try:
                 result = fut.result()

@@ -66,7 +66,7 @@ def read_record(root: str | Path) -> PrepareOptions | None:
         return None
     try:
         raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise PreparationMismatch(f"{path}: unreadable prepare record ({e}); rerun `talmts prepare`") from None
     if not isinstance(raw, dict):
         raise PreparationMismatch(f"{path}: the prepare record must be a JSON object; rerun `talmts prepare`")

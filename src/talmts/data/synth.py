@@ -24,7 +24,7 @@ import av
 import cv2
 import numpy as np
 
-from talmts.fileio import atomic_path
+from talmts.fileio import atomic_path, atomic_write_text
 from talmts.formats import write_ground_truth
 from talmts.schema import SUBSETS, AnnotationSet, ClassMap, Segment, Video
 
@@ -445,5 +445,5 @@ def generate_dataset(
     annotations = annotations_of(plans, cfg.classes)
     write_ground_truth(annotations, out / "annotations.json")
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    (out / "synth.json").write_text(json.dumps(config, indent=1) + "\n")
+    atomic_write_text(out / "synth.json", json.dumps(config, indent=1) + "\n")
     return annotations

@@ -22,6 +22,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from talmts.data.completeness import DecodeCheck, check_decoded
 from talmts.errors import TalmtsError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
@@ -45,6 +46,7 @@ class SampledVideo:
     sample_fps: float  # rate of ``frames``
     count: int  # frames decoded from the file
     sample_count: int  # T
+    check: DecodeCheck | None = None  # decoded length against the declared one (see data.completeness)
 
 
 class AccumulatorSampler:
@@ -158,6 +160,7 @@ class DecodeInfo:
     sample_fps: float = 0.0  # the rate frames are kept at
     count: int = 0  # frames decoded from the file
     sample_count: int = 0  # frames kept
+    check: DecodeCheck | None = None  # set once the video has streamed: is it as long as its container declares?
 
     @property
     def duration(self) -> float:
@@ -171,14 +174,17 @@ def sampled_frames(
     max_frames: int | None = None,
     info: DecodeInfo | None = None,
     threads: int = 0,
+    strict: bool = False,
 ) -> Iterator[np.ndarray]:
     """The one sampler: uint8 RGB frames [S, S, 3] of ``path`` at ``sample_fps``, resized to ``size``, one at a time.
 
     ``max_frames`` switches to AFSD's ActivityNet dynamic fps: the rate is fps * min(max_frames / count, 1)
     (further capped at ``sample_fps`` when that is given) and at most ``max_frames`` frames are kept.
     ``sample_fps=None`` without ``max_frames`` keeps every frame at the video's own rate. ``info`` (optional) is
-    filled in as the video streams. Raises :class:`VideoDecodeError` for missing, corrupt or empty videos; only one
-    decoded frame is held at a time, so a video of any length streams in constant memory.
+    filled in as the video streams. Raises :class:`VideoDecodeError` for missing, corrupt or empty videos, and with
+    ``strict`` for one that decodes far shorter than its container declares (otherwise ``info.check`` says so, see
+    data.completeness); only one decoded frame is held at a time, so a video of any length streams in constant
+    memory.
     """
     path = Path(path)
     info = DecodeInfo() if info is None else info
@@ -209,6 +215,9 @@ def sampled_frames(
         raise VideoDecodeError(path, "zero frames decoded")
     if info.sample_count == 0:
         raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {info.count} frames")
+    info.check = check_decoded(path, info.count, fps)  # a cut-short file decodes to its end without an error
+    if strict and info.check.short:
+        raise VideoDecodeError(path, info.check.problem())
 
 
 def read_video(
@@ -217,8 +226,9 @@ def read_video(
     size: int | None = 112,
     max_frames: int | None = None,
     threads: int = 0,
+    strict: bool = False,
 ) -> SampledVideo:
-    """All frames of :func:`sampled_frames` in one array, with the video_info columns."""
+    """All frames of :func:`sampled_frames` in one array, with the video_info columns and the length check."""
     info = DecodeInfo()
-    frames = np.stack(list(sampled_frames(path, sample_fps, size, max_frames, info, threads)), 0)  # [T, S, S, 3]
-    return SampledVideo(frames, info.fps, info.sample_fps, info.count, info.sample_count)
+    frames = np.stack(list(sampled_frames(path, sample_fps, size, max_frames, info, threads, strict)), 0)
+    return SampledVideo(frames, info.fps, info.sample_fps, info.count, info.sample_count, info.check)

@@ -16,6 +16,7 @@ import numpy as np
 
 from talmts.config import load_config
 from talmts.errors import InputError
+from talmts.fileio import atomic_write_text
 from talmts.schema import AnnotationSet, SchemaError
 
 MAX_CLIP = 512  # frames: longer windows cost memory quadratically in the transformers
@@ -274,7 +275,7 @@ def init_dataset(
         raise InputError(f"{config} exists: pass --out OTHER.yaml, or --force to replace it")
     root = folder / "prepared"
     name = folder.resolve().name
-    config.write_text(render(found, settings, root=root, name=name, pretrained=pretrained))
+    atomic_write_text(config, render(found, settings, root=root, name=name, pretrained=pretrained))
     load_config(config)  # what was written must load
     commands = [
         prepare_command(found, settings, root),

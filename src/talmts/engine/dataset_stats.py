@@ -13,12 +13,14 @@ For THUMOS14 with AFSD's ``val_Annotation_ours.csv`` present, ``afsd_reference``
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from talmts.config import Config
+from talmts.data.completeness import ground_truth_beyond_end
 from talmts.data.dataset import build_class_map, class_index_fn
 from talmts.data.windows import plan_clips, train_windows
 from talmts.formats.video_info import VideoInfo, read_video_info
@@ -71,6 +73,10 @@ def dataset_stats(cfg: Config, annotations: Path, video_info: Path | None = None
         stats[f"{name}_frames"] = sum(infos[v.id].sample_count for v in ready)
         stats[f"{name}_instances"] = sum(len(v.annotations) for v in ready)
         stats[f"{name}_targets"] = sum(len(p.targets) for p in plans)
+        late = ground_truth_beyond_end(ready, {k: i.duration for k, i in infos.items()})
+        stats[f"{name}_instances_beyond_decoded_end"] = sum(b.instances for b in late)
+        for b in late:  # a video file cut short or partly undecodable (see `talmts prepare`'s warnings)
+            print(f"warning: {b.describe()}", file=sys.stderr)
     stats = {**counts, **stats}
     reference = _afsd_reference(cfg, ann_dir, infos)
     if reference is not None:

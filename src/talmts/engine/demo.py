@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from talmts.config import Config, load_config, resolve_config_path
+from talmts.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from talmts.data.synth import SynthConfig
@@ -276,5 +277,5 @@ def write_report(
         "",
     ]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    atomic_write_text(path, "\n".join(lines))
     return path

@@ -3,6 +3,7 @@ timeline picture and the view's page for the video."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,9 @@ def detect_and_write(
     video, out = Path(video), Path(out_dir)
     vid = video_id or video.stem
     dets, info = predictor.raw_video(video, vid)
+    short = info.check.problem() if info.check is not None and info.check.short else ""
+    if short:  # a cut-short file decodes to its end without an error: say so, the detections stop there
+        print(f"warning: {video}: {short}", file=sys.stderr)
     files = {
         "json": out / "detections.json",
         "csv": out / "detections.csv",
@@ -86,6 +90,7 @@ def detect_and_write(
             "decoded": f"{info.count} frames at {info.fps:g} fps, {info.sample_count} sampled at {info.sample_fps:g} fps",
             "files": ", ".join(f.name for k, f in files.items() if k != "html"),
             **({"video-level scores": scored} if scored else {}),
+            **({"WARNING": short} if short else {}),
         },
     )
     return DetectedVideo(vid, dets, info, files, time.perf_counter() - start)

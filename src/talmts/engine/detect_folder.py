@@ -74,6 +74,12 @@ def detect_folder(
     return res
 
 
+def _short_note(res: FolderOutputs) -> str:
+    """A sentence naming the videos that decoded far shorter than their containers declare (data.completeness)."""
+    short = [f"{r.video} ({r.info.check.problem()})" for r in res.results if r.info.check and r.info.check.short]
+    return f" Decoded only in part: {'; '.join(short)}." if short else ""
+
+
 def write_folder_page(res: FolderOutputs, path: Path, *, title: str, min_score: float) -> Path:
     """The view's index page: one row per video (duration, detections above ``min_score`` by class, the best one),
     sortable, each linking to its page; the videos that failed, with why."""
@@ -103,7 +109,7 @@ def write_folder_page(res: FolderOutputs, path: Path, *, title: str, min_score: 
         "rows": rows,
         "columns": columns,
         "stats": [[len(res.results), "videos"], [sum(r["detections"] for r in rows), f"detections ≥ {min_score:g}"]],
-        "note": "Click a column to sort; click a video to see it.",
+        "note": "Click a column to sort; click a video to see it." + _short_note(res),
         "failed": res.failed,
     }
     return write_page(path, kind="index", title=title, data=data, nav=[("videos", None)])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -78,10 +79,14 @@ def _write_cues(detections: Sequence[Detection], path: str | Path, min_score: fl
 
 
 class ScalarLogger:
-    """TensorBoard scalars when tensorboard is installed; a silent no-op (with one warning) otherwise."""
+    """TensorBoard scalars when tensorboard is installed; a silent no-op (with one warning) otherwise.
+
+    Best-effort: when its files cannot be written (a full disk), one warning names the folder and the scalars stop;
+    training goes on (its checkpoints and loss logs are written through talmts.fileio and stop it there)."""
 
     def __init__(self, log_dir: str | Path | None):
         self.writer = None
+        self.log_dir = log_dir
         if log_dir is None:
             return
         try:
@@ -93,9 +98,20 @@ class ScalarLogger:
 
     def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
         if self.writer is not None:
-            for k, v in values.items():
-                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+            try:
+                for k, v in values.items():
+                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+            except OSError as e:  # raised here for a failure of TensorBoard's writer thread
+                self._give_up(e)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._give_up(e)
+
+    def _give_up(self, e: OSError) -> None:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        warnings.warn(f"TensorBoard scalars stop: cannot write {self.log_dir}: {reason}", stacklevel=3)
+        self.writer = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from talmts.engine.distributed import DistContext, ResumableSampler
 from talmts.engine.ema import ModelEMA
 from talmts.engine.report import ScalarLogger, write_json, write_loss_log
 from talmts.errors import TalmtsError
+from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
 
@@ -253,7 +255,7 @@ class _Trainer:
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            cfg.dump(self.out / "config.yaml")
+            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
         if resume is not None:
             self.load(resume)
         net = distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters)
@@ -274,7 +276,12 @@ class _Trainer:
         finally:
             logger.close()
             if ctx.is_main and self.history:
-                self._write_logs()
+                stopping = sys.exc_info()[1]
+                try:
+                    self._write_logs()
+                except OSError:
+                    if stopping is None:
+                        raise  # else the error that stopped the run (e.g. a full disk) is the one to report
         ctx.barrier()
         seconds = time.perf_counter() - start
         return TrainResult(self.out, last, self.history, self.validation, seconds, self.step, ctx.rank)

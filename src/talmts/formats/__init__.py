@@ -81,10 +81,6 @@ def read_annotations(
 
 
 def _csv_header(path: Path) -> list[str]:
-    import csv
+    from talmts.formats.common import read_csv
 
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return next(csv.reader(f), [])
-    except FileNotFoundError:
-        raise SchemaError(str(path), "-", "-", "file not found", "check the path") from None
+    return read_csv(path)[0]

@@ -33,6 +33,10 @@ def taxonomy_leaves(taxonomy: Any, *, file: str) -> list[str]:
     if not all(isinstance(n.get("nodeName"), str) for n in taxonomy):
         i = next(i for i, n in enumerate(taxonomy) if not isinstance(n.get("nodeName"), str))
         return _ignored(file, f"taxonomy[{i}]", "the node has no nodeName")
+    ids = (int, float, str, type(None))  # numbers in the official file, names in some derived ones
+    for i, n in enumerate(taxonomy):
+        if not isinstance(n.get("nodeId"), ids) or not isinstance(n.get("parentId"), ids):
+            return _ignored(file, f"taxonomy[{i}]", "its nodeId or parentId is neither a number nor a name")
     parents = {n["parentId"] for n in taxonomy if n.get("parentId") is not None}
     return [n["nodeName"] for n in taxonomy if n.get("nodeId") is None or n["nodeId"] not in parents]
 

@@ -7,12 +7,11 @@ The ``v_`` prefix is dropped so that ids match the official ActivityNet files an
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 from typing import Any
 
 from talmts.formats.classes import check_labels
-from talmts.formats.common import as_float, parse_pair, require
+from talmts.formats.common import as_float, parse_pair, read_csv, require
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
 BSN_PREFIX = "v_"
@@ -26,17 +25,16 @@ def read_bsn_video_info(path: str | Path) -> dict[str, tuple[str, float]]:
     """``video_info_new.csv`` -> ``{video id without v_: (subset, fps)}``."""
     path, out = Path(path), {}
     file = str(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        for col in ("video", "subset", "fps"):
-            if col not in (reader.fieldnames or []):
-                raise SchemaError(file, "header", col, "missing column", "expected BSN's video_info_new.csv")
-        for i, row in enumerate(reader):
-            vid, record = strip_prefix(row["video"]), f"row {i + 2} ({row['video']})"
-            if vid in out:
-                raise SchemaError(file, record, "video", "video listed twice", "keep one row per video")
-            fps = as_float(row["fps"], file=file, record=record, field_name="fps")
-            out[vid] = (normalize_subset(row["subset"], file=file, record=record), fps)
+    header, rows = read_csv(path)
+    for col in ("video", "subset", "fps"):
+        if col not in header:
+            raise SchemaError(file, "header", col, "missing column", "expected BSN's video_info_new.csv")
+    for i, row in enumerate(rows):
+        vid, record = strip_prefix(row["video"]), f"row {i + 2} ({row['video']})"
+        if vid in out:
+            raise SchemaError(file, record, "video", "video listed twice", "keep one row per video")
+        fps = as_float(row["fps"], file=file, record=record, field_name="fps")
+        out[vid] = (normalize_subset(row["subset"], file=file, record=record), fps)
     return out
 
 

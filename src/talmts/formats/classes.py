@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from talmts.formats.common import AMBIGUOUS
+from talmts.formats.common import AMBIGUOUS, read_text
 from talmts.schema import ClassMap, SchemaError
 
 # The 20 THUMOS14 detection classes in the order of "Class Index_Detection.txt" (also alphabetical). AFSD maps them
@@ -42,10 +42,7 @@ def read_class_list(path: str | Path) -> ClassMap:
     ``action_name.txt`` (one name a line) and ``action_name.csv`` (header ``action``, one name a row).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SchemaError(str(path), "-", "-", "file not found", "check the path") from None
+    text = read_text(path)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if path.suffix.lower() == ".csv":
         rows = list(csv.reader(lines))

@@ -5,6 +5,8 @@ Every failure becomes a :class:`SchemaError` that names the file, the record and
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -33,14 +35,42 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def read_text(path: str | Path, *, encoding: str = "utf-8") -> str:
+    """A text file's contents; a missing file, a folder or bytes that are not UTF-8 become a SchemaError."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise SchemaError(str(path), "-", "-", "file not found", "check the path") from None
+    except IsADirectoryError:
+        raise SchemaError(str(path), "-", "-", "is a folder, not a file", "give the file's path") from None
+    except UnicodeDecodeError as e:
+        raise SchemaError(
+            str(path), f"byte {e.start}", "-", f"not UTF-8 text ({e.reason})", "save the file as UTF-8"
+        ) from None
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
+    """(header, rows) of a CSV file (a BOM is dropped); a short row's missing cells read as empty strings."""
+    path = Path(path)
+    text = read_text(path, encoding="utf-8-sig")
+    reader = csv.DictReader(io.StringIO(text, newline=""), restval="")
+    try:
+        header = list(reader.fieldnames or [])
+        rows = list(reader)
+    except csv.Error as e:
+        raise SchemaError(str(path), f"line {reader.line_num}", "-", f"not a valid CSV: {e}", "fix the row") from None
+    return header, rows
+
+
 def load_json(path: str | Path) -> Any:
     """Parse a JSON file; duplicated keys (e.g. a video id listed twice) are an error, not a silent overwrite."""
     path = Path(path)
+    text = read_text(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f, object_pairs_hook=_no_duplicates)
-    except FileNotFoundError:
-        raise SchemaError(str(path), "-", "-", "file not found", "check the path") from None
+        return json.loads(text, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise SchemaError(str(path), "-", "-", "nested too deeply", "check the file's structure") from None
     except _DuplicateKey as e:
         raise SchemaError(
             str(path), e.key, "video id", "key appears twice in one object", "each video id must be unique"
@@ -68,7 +98,7 @@ def as_float(value: Any, *, file: str, record: str, field_name: str) -> float:
         raise SchemaError(file, record, field_name, f"expected a number, got {value!r}")
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond any float
         raise SchemaError(file, record, field_name, f"expected a number, got {value!r}") from None
     if not math.isfinite(out):
         raise SchemaError(file, record, field_name, f"{value!r} is not finite", "use a finite number")

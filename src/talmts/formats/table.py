@@ -11,11 +11,10 @@ test/testing). Columns in any order; extra columns are ignored.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from talmts.formats.classes import check_labels
-from talmts.formats.common import as_float
+from talmts.formats.common import as_float, read_csv
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
 TABLE_COLUMNS = ("video", "subset", "label", "start", "end")
@@ -28,15 +27,11 @@ def is_table_header(header: list[str]) -> bool:
 def read_table_csv(path: str | Path, *, classes: ClassMap | None = None) -> AnnotationSet:
     """Read the plain CSV layout above; errors name the file, the row and the column."""
     file = str(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets often write a BOM
-        reader = csv.DictReader(f)
-        reader.fieldnames = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in TABLE_COLUMNS if c not in reader.fieldnames]
-        if missing:
-            raise SchemaError(
-                file, "header", missing[0], f"missing column(s) {missing}", f"use {','.join(TABLE_COLUMNS)}"
-            )
-        rows = list(reader)
+    header, raw_rows = read_csv(path)  # a BOM (spreadsheets often write one) is dropped
+    missing = [c for c in TABLE_COLUMNS if c not in {h.strip() for h in header}]
+    if missing:
+        raise SchemaError(file, "header", missing[0], f"missing column(s) {missing}", f"use {','.join(TABLE_COLUMNS)}")
+    rows = [{(k.strip() if isinstance(k, str) else k): v for k, v in row.items()} for row in raw_rows]
     videos: dict[str, Video] = {}
     labels: list[tuple[str, str]] = []
     for i, row in enumerate(rows):

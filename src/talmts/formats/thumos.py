@@ -11,12 +11,11 @@ The subset comes from the video id (``video_validation_*`` / ``video_test_*``), 
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
 from talmts.formats.classes import THUMOS14_CLASSES, check_labels
-from talmts.formats.common import AMBIGUOUS, as_float
+from talmts.formats.common import AMBIGUOUS, as_float, read_csv, read_text
 from talmts.formats.video_info import read_video_info
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
@@ -45,18 +44,17 @@ def _subset_of(video: str, *, file: str, record: str, hint: str | None = None) -
 
 
 def _read_rows(path: Path, required: tuple[str, ...]) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in required if c not in (reader.fieldnames or [])]
-        if missing:
-            raise SchemaError(
-                str(path),
-                "header",
-                missing[0],
-                f"missing column(s) {missing}",
-                "check the file type (your own dataset: columns video,subset,label,start,end)",
-            )
-        return list(reader)
+    header, rows = read_csv(path)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise SchemaError(
+            str(path),
+            "header",
+            missing[0],
+            f"missing column(s) {missing}",
+            "check the file type (your own dataset: columns video,subset,label,start,end)",
+        )
+    return rows
 
 
 def _find_video_info(path: Path) -> Path | None:
@@ -73,9 +71,7 @@ def read_thumos_csv(
 ) -> AnnotationSet:
     """Read either THUMOS14 CSV layout (chosen by the header)."""
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as f:
-        header = next(csv.reader(f), [])
-    if "video-name" in header:
+    if "video-name" in read_csv(path)[0]:
         return _read_groundtruth_csv(path, classes=classes, exclude_ambiguous=exclude_ambiguous)
     rows = _read_rows(path, _ANNOTATION_COLUMNS)
     info_path = Path(video_info) if video_info is not None else _find_video_info(path)
@@ -136,7 +132,7 @@ def read_thumos_class_files(
         assert match is not None  # the file list was filtered by this pattern
         label, split = match["label"], match["split"]
         file = str(path)
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        for n, line in enumerate(read_text(path).splitlines()):
             if not line.strip():
                 continue
             record = f"line {n + 1}"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talmts.fileio import atomic_write_bytes
+from talmts.formats.common import read_csv
 from talmts.schema import SchemaError
 
 AFSD_COLUMNS = ("video", "fps", "sample_fps", "count", "sample_count")
@@ -54,28 +55,26 @@ def read_video_info(path: str | Path, *, max_frames: int | None = None) -> dict[
     path = Path(path)
     if not path.is_file():
         raise SchemaError(str(path), "-", "-", "file not found", "run `talmts prepare` or check the path")
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        if all(c in header for c in AFSD_COLUMNS):
-            layout = "afsd"
-        elif all(c in header for c in BSN_COLUMNS):
-            layout = "bsn"
-        else:
-            raise SchemaError(
-                str(path),
-                "header",
-                ",".join(header),
-                "unknown video_info layout",
-                f"expected columns {','.join(AFSD_COLUMNS)} (or BSN's {','.join(BSN_COLUMNS)},...)",
-            )
-        out: dict[str, VideoInfo] = {}
-        for line, rec in enumerate(reader, start=2):
-            record = f"line {line} ({rec.get('video')})"
-            info = _afsd_row(rec, path, record) if layout == "afsd" else _bsn_row(rec, path, record, max_frames)
-            if info.video in out:
-                raise SchemaError(str(path), record, "video", "video listed twice", "keep one row per video")
-            out[info.video] = info
+    header, rows = read_csv(path)
+    if all(c in header for c in AFSD_COLUMNS):
+        layout = "afsd"
+    elif all(c in header for c in BSN_COLUMNS):
+        layout = "bsn"
+    else:
+        raise SchemaError(
+            str(path),
+            "header",
+            ",".join(header),
+            "unknown video_info layout",
+            f"expected columns {','.join(AFSD_COLUMNS)} (or BSN's {','.join(BSN_COLUMNS)},...)",
+        )
+    out: dict[str, VideoInfo] = {}
+    for line, rec in enumerate(rows, start=2):
+        record = f"line {line} ({rec.get('video')})"
+        info = _afsd_row(rec, path, record) if layout == "afsd" else _bsn_row(rec, path, record, max_frames)
+        if info.video in out:
+            raise SchemaError(str(path), record, "video", "video listed twice", "keep one row per video")
+        out[info.video] = info
     return out
 
 

@@ -7,13 +7,13 @@ The score file has the layout of CUHK's UntrimmedNet results that AFSD and most 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from talmts.formats.common import as_float, load_json
 from talmts.schema import Detection, SchemaError
 
 
@@ -36,15 +36,10 @@ class VideoScores:
 def load_video_scores(path: str | Path) -> VideoScores:
     """Read a CUHK-layout score file; SchemaError names the record that is wrong."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise SchemaError(
-            str(path), "-", "-", "file does not exist", "set infer.video_scores to a score file"
-        ) from None
-    except json.JSONDecodeError as e:
-        raise SchemaError(str(path), "-", "-", f"not valid JSON ({e})") from None
-    if not isinstance(data, dict) or "results" not in data or "class" not in data:
+    if not path.is_file():
+        raise SchemaError(str(path), "-", "-", "file does not exist", "set infer.video_scores to a score file")
+    data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict) or "class" not in data:
         raise SchemaError(
             str(path),
             "top level",
@@ -57,12 +52,11 @@ def load_video_scores(path: str | Path) -> VideoScores:
         raise SchemaError(str(path), "top level", "class", "must be a list of class names")
     scores = {}
     for vid, row in data["results"].items():
-        arr = np.asarray(row, dtype=np.float64) if isinstance(row, list) else None
-        if arr is None or arr.shape != (len(classes),) or not np.isfinite(arr).all():
+        if not isinstance(row, list) or len(row) != len(classes):
             raise SchemaError(
                 str(path), vid, "results", f"expected {len(classes)} finite scores, one per class", "check the file"
             )
-        scores[vid] = arr
+        scores[vid] = np.array([as_float(v, file=str(path), record=vid, field_name="results") for v in row])
     return VideoScores(scores, list(classes), str(path))
 
 

@@ -13,6 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
 
+from talmts.fileio import atomic_path  # noqa: E402
 from talmts.schema import Detection, Segment  # noqa: E402
 
 LOSS_TERMS = ("total", "coarse_cls", "refined_cls", "coarse_loc", "refined_loc", "quality")
@@ -137,8 +138,10 @@ def _smooth(values: Sequence[float], window: int) -> list[float]:
 
 def _save(fig: plt.Figure, path: str | Path) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    try:
+        with atomic_path(path, keep_suffix=True) as tmp:  # the suffix last: matplotlib picks the format by it
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
     return path

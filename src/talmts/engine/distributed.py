@@ -45,6 +45,10 @@ class DistContext:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item() > 0.5)
 
+    def any_true(self, flag: bool) -> bool:
+        """True when ``flag`` is true on at least one process (so all of them act on it together)."""
+        return not self.all_true(not flag)
+
     def mean_over_processes(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Scalars averaged over the processes (the losses of the global batch, for logging)."""
         if not self.distributed:

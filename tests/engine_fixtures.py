@@ -147,3 +147,26 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, steps: int, batch
         loss_fn=tiny_loss,
         progress=False,
     )
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical training states: weights, EMA, optimiser, scheduler, RNGs, loss log."""
+    assert (a["epoch"], a["step"], a["epoch_step"]) == (b["epoch"], b["step"], b["epoch_step"])
+    for part in ("model", "ema", "optimizer", "scheduler", "rng"):
+        _assert_equal(a[part], b[part], part)
+    assert [r["total"] for r in a["history"]] == [r["total"] for r in b["history"]]
+
+
+def _assert_equal(x, y, where: str) -> None:  # noqa: ANN001
+    if isinstance(x, torch.Tensor):
+        assert isinstance(y, torch.Tensor) and torch.equal(x, y), where
+    elif isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), where
+        for k in x:
+            _assert_equal(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, list | tuple):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y)):
+            _assert_equal(u, v, f"{where}[{i}]")
+    else:
+        assert x == y, (where, x, y)

@@ -10,7 +10,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,12 +139,14 @@ def train(
     collate: Callable | None = None,
     loss_fn: LossFn | None = None,
     validate: Callable[[nn.Module, Config, ClassMap], dict[str, Any]] | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> TrainResult:
     """Train one stream as ``cfg`` says.
 
     ``resume``: a checkpoint; a run folder (its newest good checkpoint); or "auto" (the newest good one in
     train.out_dir, else a fresh start; also what a torchrun restart does). ``model``, ``dataset``, ``collate``,
-    ``loss_fn`` and ``validate`` replace the defaults built from the config (tests use tiny stand-ins).
+    ``loss_fn`` and ``validate`` replace the defaults built from the config (tests use tiny stand-ins); ``hooks``
+    run after the standard ones and before the checkpoint is written (engine/hooks/base.py says when).
     Raises NonFiniteLossError on a NaN/Inf loss and TrainingStopped after a stop signal (SIGTERM, SIGUSR1) once
     its checkpoint is written.
     """
@@ -157,7 +159,7 @@ def train(
         saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals())
         bar = [ProgressBar(cfg.train.batch_size * ctx.world_size)] if progress and ctx.is_main else []
         # order matters: the EMA and the log are up to date before a checkpoint is written
-        loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, saver]
+        loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, *hooks, saver]
         seconds = loop.run(resume_target(resume))
         return TrainResult(loop.out, saver.last, log.history, val.scores, seconds, loop.step, ctx.rank)
     finally:

@@ -164,10 +164,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
         raise UnsafeCheckpoint(
             f"checkpoint {path} holds Python objects that talmts does not unpickle, since unpickling can run code "
-            f"hidden in the file ({first}). A checkpoint of an older talmts is converted once with: "
+            f"hidden in the file ({_refused_global(e)}). A checkpoint of an older talmts is converted once with: "
             f"`{convert_command(path)}` - do that only for a file whose source you trust"
         ) from None
     except Exception as e:  # noqa: BLE001 - any other failure to parse means the same thing to the user
@@ -176,6 +175,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from None
     _check_layout(state, path, has_record=record is not None)
     return state
+
+
+def _refused_global(error: Exception) -> str:
+    """The line of torch's weights_only error that names the refused object (e.g. "GLOBAL posix.system")."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "Unsupported" in line]
+    return (named or lines or [type(error).__name__])[0][:200]
 
 
 def _check_layout(state: Any, path: Path, has_record: bool) -> None:

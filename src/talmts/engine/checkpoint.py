@@ -275,14 +275,3 @@ def set_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# ------------------------------------------------------------------------------------------------ run folders
-def latest_checkpoint(out_dir: str | Path) -> Path | None:
-    """The checkpoint of the highest epoch in ``out_dir`` (``checkpoint-<epoch>.pt``), or None."""
-    found = []
-    for p in Path(out_dir).glob("checkpoint-*.pt"):
-        tail = p.stem.split("-", 1)[1]
-        if tail.isdigit():
-            found.append((int(tail), p))
-    return max(found)[1] if found else None

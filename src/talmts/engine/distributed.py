@@ -99,10 +99,6 @@ def wrap_model(model: nn.Module, ctx: DistContext, find_unused_parameters: bool 
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-
-
 def scaled_lr(lr: float, global_batch: int, lr_batch: int, rule: str) -> float:
     """The learning-rate rule: ``lr`` is tuned for a global batch of ``lr_batch`` clips.
 

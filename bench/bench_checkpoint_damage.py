@@ -84,7 +84,7 @@ def main() -> int:
             except CheckpointError as e:
                 outcomes[kind, "refused" if path.name in str(e) else "refused, file not named"] += 1
                 continue
-            except Exception as e:  # noqa: BLE001 - what this benchmark looks for
+            except Exception as e:  # what this benchmark looks for
                 outcomes[kind, f"untyped {type(e).__name__}"] += 1
                 continue
             outcomes[kind, "loaded, identical" if same(back, original) else "LOADED, DIFFERENT"] += 1

@@ -67,16 +67,16 @@ def test_rng_state_round_trip():
 class _RunsCommand:
     """What an attacker puts into a checkpoint: unpickling it runs a shell command (here: touch a marker)."""
 
-    def __init__(self, marker):  # noqa: ANN001
+    def __init__(self, marker):
         self.marker = str(marker)
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         import os
 
         return (os.system, (f"touch {self.marker}",))
 
 
-def _crafted_files(tmp_path):  # noqa: ANN001
+def _crafted_files(tmp_path):
     """The same payload three ways: a bare pickle, a torch zip, and a torch zip with a valid talmts checksum."""
     marker = tmp_path / "marker"
     payload = {"model": _RunsCommand(marker), "config": {}, "format": ck.CHECKPOINT_FORMAT}
@@ -167,7 +167,7 @@ def test_truncated_checkpoint_is_refused(tmp_path):
             ck.load_checkpoint(path)
 
 
-def _old_checkpoint(path):  # noqa: ANN001
+def _old_checkpoint(path):
     """A checkpoint as talmts wrote it before (format 1): the raw numpy/python RNG tuples, no checksum."""
     rng = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
     state = {"format": 1, "model": {"w": torch.arange(3.0)}, "config": {"name": "x"}, "rng": rng, "step": 7}

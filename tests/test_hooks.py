@@ -34,7 +34,7 @@ def _loop(out: Path, steps_per_epoch: int = 5, total_steps: int = 20) -> SimpleN
     return loop
 
 
-def _advance(loop: SimpleNamespace, hook, steps: int) -> None:  # noqa: ANN001
+def _advance(loop: SimpleNamespace, hook, steps: int) -> None:
     for _ in range(steps):
         loop.step += 1
         loop.epoch_step += 1

@@ -27,10 +27,10 @@ OPTS = {"epochs": 3, "batch_size": 2, "ema": 0.9, "warmup_steps": 2, "schedule":
 class AtStep(Hook):
     """Calls ``action(loop)`` right after step ``step`` (before the checkpoint hook looks at that step)."""
 
-    def __init__(self, step: int, action):  # noqa: ANN001
+    def __init__(self, step: int, action):
         self.step, self.action = step, action
 
-    def after_step(self, loop, row) -> None:  # noqa: ANN001
+    def after_step(self, loop, row) -> None:
         if loop.step == self.step:
             self.action(loop)
 
@@ -39,11 +39,11 @@ class Crash(RuntimeError):
     pass
 
 
-def _crash(loop) -> None:  # noqa: ANN001
+def _crash(loop) -> None:
     raise Crash(f"crash after step {loop.step}")
 
 
-def _train(out: Path, resume=None, hooks=(), **opts):  # noqa: ANN001
+def _train(out: Path, resume=None, hooks=(), **opts):
     torch.manual_seed(0)
     cfg = tiny_config(out, **(OPTS | opts))
     return train(
@@ -168,7 +168,7 @@ def test_cli_maps_a_stop_to_the_exit_code(tmp_path, monkeypatch, capsys):
     import talmts.engine.train as engine_train
     from talmts.cli import main
 
-    def stopped(cfg, **kwargs):  # noqa: ANN001
+    def stopped(cfg, **kwargs):
         raise TrainingStopped("SIGTERM", 3, 0, tmp_path / "step-3.pt")
 
     monkeypatch.setattr(engine_train, "train", stopped)

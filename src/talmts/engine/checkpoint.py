@@ -78,7 +78,12 @@ def plain(obj: Any, where: str = "checkpoint") -> Any:
         return torch.from_numpy(np.ascontiguousarray(obj))
     if isinstance(obj, dict):
         items = ((k, plain(v, f"{where}[{k!r}]")) for k, v in obj.items())
-        return OrderedDict(items) if isinstance(obj, OrderedDict) else dict(items)
+        if not isinstance(obj, OrderedDict):
+            return dict(items)
+        out = OrderedDict(items)
+        if hasattr(obj, "_metadata"):  # a state_dict's per-module versions, read by load_state_dict
+            out._metadata = plain(obj._metadata, f"{where}._metadata")  # type: ignore[attr-defined]
+        return out
     if isinstance(obj, list | tuple):
         out = [plain(v, f"{where}[{i}]") for i, v in enumerate(obj)]
         return out if isinstance(obj, list) else tuple(out)

@@ -133,8 +133,11 @@ def read_record(path: str | Path) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as z:
             names = [i.filename for i in z.infolist() if i.filename.endswith("/" + RECORD)]
-            return json.loads(z.read(names[-1])) if names else None
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+            record = json.loads(z.read(names[-1])) if names else None
+        if record is not None and not isinstance(record, dict):
+            raise ValueError(f"{RECORD} holds a {type(record).__name__}, not a mapping")
+        return record
+    except Exception as e:  # whatever the zip reader trips on, the file cannot be used
         raise CheckpointCorrupted(
             f"checkpoint {path} cannot be read: truncated, corrupted or not a checkpoint ({type(e).__name__}: {e})"
         ) from None
@@ -149,7 +152,7 @@ def verify_checkpoint(path: str | Path) -> dict[str, Any] | None:
     try:
         with zipfile.ZipFile(path) as z:
             actual = _digest(z)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
+    except Exception as e:  # a bad CRC, a cut member, an unsupported compression: the same to the user
         raise CheckpointCorrupted(f"checkpoint {path} cannot be read to the end ({type(e).__name__}: {e})") from None
     if actual != record.get("sha256"):
         raise CheckpointCorrupted(

@@ -82,8 +82,26 @@ def setup(device: str = "auto") -> DistContext:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        store = _store_of_this_attempt(world)
+        if store is None:
+            dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def _store_of_this_attempt(world: int) -> dist.Store | None:
+    """torchrun's store, seen under a prefix of its own for each restart of the workers; None when not under torchrun.
+
+    torchrun's static rendezvous (``--master_port`` without ``--rdzv-backend``) keeps one store for all restarts, so
+    without a fresh prefix a restarted worker can read the address a dead worker published and wait for it forever.
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    client = dist.TCPStore(addr, port, world, is_master=False, timeout=dist.constants.default_pg_timeout)
+    return dist.PrefixStore(f"talmts/restart-{restart}", client)
 
 
 def cleanup(ctx: DistContext) -> None:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from talmts.engine.hooks.base import Hook
 from talmts.engine.report import ScalarLogger, write_loss_log
+from talmts.progress import progress_bar
 
 if TYPE_CHECKING:
     from talmts.engine.train import TrainLoop
@@ -64,7 +65,7 @@ class LossLog(Hook):
 
 
 class ProgressBar(Hook):
-    """A tqdm bar per epoch with the loss and clips per second."""
+    """A progress bar per epoch with the loss and clips per second (tqdm on a terminal, lines in a log)."""
 
     def __init__(self, clips_per_step: int):
         self.clips_per_step = clips_per_step
@@ -72,11 +73,9 @@ class ProgressBar(Hook):
 
     def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
         if self.bar is None:
-            from tqdm import tqdm
-
             left = min(loop.steps_per_epoch - loop.epoch_step, loop.total_steps - loop.step) + 1
             desc = f"epoch {loop.epoch + 1}/{loop.cfg.train.epochs}"
-            self.bar = tqdm(total=left, initial=0, desc=desc, unit="step", leave=False)
+            self.bar = progress_bar(total=left, desc=desc, unit="step", leave=False)
         clips = self.clips_per_step / max(row["seconds"], 1e-9)
         self.bar.set_postfix(loss=f"{row['total']:.3f}", clips_s=f"{clips:.2f}")
         self.bar.update(1)

@@ -167,7 +167,7 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     rng = random.Random(args.seed)
-    os.environ.setdefault("OMP_NUM_THREADS", "2")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the child trains on one thread
     with tempfile.TemporaryDirectory(prefix="bench-resume-") as tmp:
         work = Path(tmp)
         code, _ = run_child(work / "reference", False, None, 0)

@@ -44,18 +44,25 @@ def _crash(loop) -> None:
 
 
 def _train(out: Path, resume=None, hooks=(), **opts):
+    """One thread, as tests/train_child.py: the sums, so the weights, depend on the thread count, which other
+    test modules may have changed."""
     torch.manual_seed(0)
     cfg = tiny_config(out, **(OPTS | opts))
-    return train(
-        cfg,
-        resume=resume,
-        model=TinyNet(),
-        dataset=RandomClips(12),
-        collate=collate,
-        loss_fn=tiny_loss,
-        progress=False,
-        hooks=hooks,
-    )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return train(
+            cfg,
+            resume=resume,
+            model=TinyNet(),
+            dataset=RandomClips(12),
+            collate=collate,
+            loss_fn=tiny_loss,
+            progress=False,
+            hooks=hooks,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--announce", action="store_true")
     p.add_argument("--clips", type=int, default=12)
     args = p.parse_args()
-    torch.set_num_threads(min(2, torch.get_num_threads()))  # as tests/conftest.py: the same sums as in-process
+    torch.set_num_threads(1)  # as tests/test_training_faults.py: the same sums as its in-process runs
     defaults = {"epochs": 3, "batch_size": 2, "ema": 0.9, "warmup_steps": 2, "schedule": "cosine"}
     cfg = tiny_config(args.out_dir, **defaults)
     if args.overrides:

@@ -48,7 +48,7 @@ class TinyNet(nn.Module):
         )
 
 
-def tiny_loss(out: DetectorOutput, targets: list[torch.Tensor], cfg) -> dict[str, torch.Tensor]:  # noqa: ANN001
+def tiny_loss(out: DetectorOutput, targets: list[torch.Tensor], cfg) -> dict[str, torch.Tensor]:
     """A loss of the right shape: anchors inside a target get its class and distances, the others background."""
     assert out.conf.shape[0] == len(targets)
     terms = {"coarse_cls": 0.0, "refined_cls": 0.0, "coarse_loc": 0.0, "refined_loc": 0.0, "quality": 0.0}
@@ -103,7 +103,7 @@ def collate(items: list[dict]) -> dict:
     }
 
 
-def tiny_config(out_dir, **train) -> Config:  # noqa: ANN001
+def tiny_config(out_dir, **train) -> Config:
     """A config the tiny stand-ins satisfy (validation needs clip_frames to fit the pyramid)."""
     overrides = [
         f"train.out_dir={out_dir}",
@@ -147,3 +147,26 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, steps: int, batch
         loss_fn=tiny_loss,
         progress=False,
     )
+
+
+def assert_same_training_state(a: dict, b: dict) -> None:
+    """Two checkpoints hold bit-identical training states: weights, EMA, optimiser, scheduler, RNGs, loss log."""
+    assert (a["epoch"], a["step"], a["epoch_step"]) == (b["epoch"], b["step"], b["epoch_step"])
+    for part in ("model", "ema", "optimizer", "scheduler", "rng"):
+        _assert_equal(a[part], b[part], part)
+    assert [r["total"] for r in a["history"]] == [r["total"] for r in b["history"]]
+
+
+def _assert_equal(x, y, where: str) -> None:
+    if isinstance(x, torch.Tensor):
+        assert isinstance(y, torch.Tensor) and torch.equal(x, y), where
+    elif isinstance(x, dict):
+        assert isinstance(y, dict) and x.keys() == y.keys(), where
+        for k in x:
+            _assert_equal(x[k], y[k], f"{where}.{k}")
+    elif isinstance(x, list | tuple):
+        assert len(x) == len(y), where
+        for i, (u, v) in enumerate(zip(x, y)):
+            _assert_equal(u, v, f"{where}[{i}]")
+    else:
+        assert x == y, (where, x, y)

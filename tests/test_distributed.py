@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from engine_fixtures import RandomClips, TinyNet, ddp_worker
+from engine_fixtures import RandomClips, TinyNet, assert_same_training_state, ddp_worker
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.engine.distributed import DistContext, ResumableSampler, scaled_lr
 
@@ -114,3 +117,27 @@ def test_torchrun_trains_the_real_network(tmp_path):
     assert done.stdout.count("trained 2 steps") == 1, done.stdout + done.stderr[-2000:]
     ck = load_checkpoint(tmp_path / "run" / "last.pt")
     assert ck["step"] == 2 and len(ck["history"]) == 2
+
+
+def _torchrun(out, *args: str, restarts: int = 0) -> subprocess.CompletedProcess:  # noqa: ANN001
+    here = Path(__file__).parent
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts", str(restarts)]
+    cmd += ["--master_port", str(_free_port()), str(here / "train_child.py"), str(out), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=here)
+
+
+@pytest.mark.slow  # two torchrun jobs of two processes each, one of them started twice: about a minute
+def test_torchrun_restarts_a_killed_rank_from_the_last_checkpoint(tmp_path):
+    """`torchrun --max-restarts 1`: rank 1 SIGKILLed in the middle of step 5 (of 9; step checkpoints every 2) makes
+    torchrun restart both workers, which resume from step-4.pt in their out_dir by themselves and end with exactly
+    the weights, EMA, optimiser and RNG states of a job never interrupted."""
+    every = "train.checkpoint_every_steps=2"
+    clean = _torchrun(tmp_path / "clean", every)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    killed = _torchrun(tmp_path / "killed", every, "--kill-at", "5", "--kill-rank", "1", restarts=1)
+    assert killed.returncode == 0, killed.stderr[-3000:]
+    assert "resumed from" in killed.stdout and "step-4.pt" in killed.stdout, killed.stdout[-2000:]
+    a = load_checkpoint(tmp_path / "clean" / "last.pt")
+    b = load_checkpoint(tmp_path / "killed" / "last.pt")
+    assert a["step"] == b["step"] == 9
+    assert_same_training_state(a, b)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
 from talmts.config import load_config
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.engine.ema import ModelEMA
@@ -28,12 +28,6 @@ def _same_state(a: dict, b: dict) -> None:
         assert torch.equal(a[k], b[k]), k
 
 
-def _same_optimizer(a: dict, b: dict) -> None:
-    for pid, st in a["state"].items():
-        for key, v in st.items():
-            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["state"][pid][key])), (pid, key)
-
-
 def test_resume_is_exact(tmp_path):
     """2 epochs in one go == 1 epoch, then --resume for the second: bit for bit (model, EMA, optimiser)."""
     opts = {"batch_size": 2, "ema": 0.9, "warmup_steps": 3}
@@ -43,9 +37,7 @@ def test_resume_is_exact(tmp_path):
     resumed = _train(cfg2, resume=tmp_path / "half" / "checkpoint-1.pt")
     a = load_checkpoint(full.out_dir / "checkpoint-2.pt")
     b = load_checkpoint(resumed.out_dir / "checkpoint-2.pt")
-    _same_state(a["model"], b["model"])
-    _same_state(a["ema"]["weights"], b["ema"]["weights"])
-    _same_optimizer(a["optimizer"], b["optimizer"])
+    assert_same_training_state(a, b)
     assert (a["epoch"], a["step"]) == (b["epoch"], b["step"]) == (2, 12)
     assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
 
@@ -57,7 +49,7 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     resumed = _train(tiny_config(tmp_path / "part", epochs=2, batch_size=2), resume=tmp_path / "part" / "last.pt")
     a = load_checkpoint(full.out_dir / "last.pt")
     b = load_checkpoint(resumed.out_dir / "last.pt")
-    _same_state(a["model"], b["model"])
+    assert_same_training_state(a, b)
     assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
 
 
@@ -146,7 +138,25 @@ def test_ema_matches_hand_computed_average():
         ModelEMA(net, 1.5)
 
 
-def test_grad_clip_bounds_the_update(tmp_path):
-    """With a tiny gradient-norm bound and plain Adam the first step moves every weight by about lr at most."""
-    res = _train(tiny_config(tmp_path, epochs=1, batch_size=12, grad_clip=1e-3, lr=1e-3))
+def _first_step_moves(tmp_path, **train) -> torch.Tensor:
+    """|w1 - w0| of every weight after one step of plain Adam (no weight decay) on the whole set."""
+    opts = {"epochs": 1, "batch_size": 12, "lr": 1e-3, "lr_scaling": "none", "weight_decay": 0, **train}
+    res = _train(tiny_config(tmp_path, **opts))
     assert res.steps == 1 and math.isfinite(res.history[0]["total"])
+    torch.manual_seed(0)
+    before = TinyNet().state_dict()
+    after = load_checkpoint(tmp_path / "last.pt")["model"]
+    return torch.cat([(after[k] - before[k]).abs().flatten() for k in before])
+
+
+def test_grad_clip_bounds_the_update(tmp_path):
+    """Adam's first step moves a weight by lr * g / (|g| + eps): at most lr. A clip bound far below Adam's eps
+    (1e-8) shrinks every gradient element under eps, so the clipped update is a tiny fraction of lr; unclipped,
+    the largest move is about lr. Both bounds would fail if grad_clip were ignored or applied after the step (1.001: float32 rounding)."""
+    lr = 1e-3
+    free = _first_step_moves(tmp_path / "free")
+    assert float(free.max()) <= lr * 1.001 and float(free.max()) > 0.5 * lr
+    clipped = _first_step_moves(tmp_path / "clipped", grad_clip=1e-12)
+    assert float(clipped.max()) < 1e-3 * lr and float(clipped.max()) > 0
+    loose = _first_step_moves(tmp_path / "loose", grad_clip=1e-3)  # still far above eps: about lr again
+    assert lr * 0.5 < float(loose.max()) <= lr * 1.001

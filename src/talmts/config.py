@@ -155,6 +155,7 @@ class TrainConfig:
     amp: bool = opt(True, "talmts")  # bf16 autocast on GPU (ignored on CPU)
     seed: int = opt(2020, "AFSD", ">= 0")
     max_steps: int | None = opt(None, "talmts", ">= 1")  # stop early (smoke runs)
+    checkpoint_every_steps: int | None = opt(None, "talmts", ">= 1")  # also step-<step>.pt every N steps (resumable)
     eval_every: int = opt(1, "talmts", ">= 1")  # epochs between held-out evaluations (when data.val_subset is set)
     log_every: int = opt(10, "talmts", ">= 1")
     out_dir: str = opt("runs/default", "talmts")

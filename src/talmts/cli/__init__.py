@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("bench", "throughput, FLOPs and memory of the network"),
     "dataset-stats": ("dataset_stats", "clip counts of a dataset protocol from annotation files alone"),
     "backbone-check": ("backbone_check", "run the I3D classifier on a clip and print the top-5 Kinetics labels"),
+    "convert-checkpoint": ("convert_checkpoint", "rewrite a checkpoint of an older talmts in the current safe format"),
 }
 
 

@@ -6,23 +6,46 @@ Runs as one process, or as many under torchrun: ``torchrun --nproc_per_node 4 -m
 from __future__ import annotations
 
 import argparse
+import sys
+
+EPILOG = """\
+stop and resume:
+  SIGTERM or SIGUSR1 makes training write OUT_DIR/step-<step>.pt at the next step boundary and exit with 75;
+  the same command with --resume OUT_DIR (or --resume auto) continues exactly where it stopped.
+  train.checkpoint_every_steps=N also writes step-<step>.pt every N steps. Under torchrun --max-restarts, the
+  restarted workers resume from OUT_DIR by themselves.
+
+exit codes:
+  0 done; 2 bad input (config, data, checkpoint) or a loss that became NaN/Inf (nothing written after the last
+  good checkpoint); 75 stopped by SIGTERM/SIGUSR1 after writing a checkpoint (resume with --resume);
+  1 an unexpected error (run again with --debug); 130 Ctrl-C
+"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EPILOG
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("config", help="a YAML config file, or the name of a bundled one (e.g. thumos14_rgb)")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=5 model.fsa.patch=48")
     parser.add_argument(
-        "--resume", metavar="CKPT", help="continue exactly from a checkpoint (or a run folder: its latest epoch)"
+        "--resume",
+        metavar="CKPT",
+        help="continue exactly from a checkpoint; a run folder (its newest checkpoint whose checksum holds); or "
+        "'auto' (the newest in train.out_dir, else start afresh)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
-    from talmts.engine.train import train
+    from talmts.engine.train import EXIT_STOPPED, TrainingStopped, train
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
-    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    try:
+        result = train(cfg, resume=args.resume, progress=not args.quiet)
+    except TrainingStopped as e:  # not a failure: the checkpoint to resume from is written
+        print(f"talmts train: {e}", file=sys.stderr)
+        return EXIT_STOPPED
     if result.rank != 0:  # under torchrun, one process reports
         return 0
     if result.history:

@@ -23,7 +23,7 @@ class DistContext:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    device: torch.device = torch.device("cpu")  # noqa: RUF009 - an immutable default
+    device: torch.device = torch.device("cpu")  # an immutable default
 
     @property
     def is_main(self) -> bool:
@@ -44,6 +44,10 @@ class DistContext:
         t = torch.tensor([1.0 if flag else 0.0], device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         return bool(t.item() > 0.5)
+
+    def any_true(self, flag: bool) -> bool:
+        """True when ``flag`` is true on at least one process (so all of them act on it together)."""
+        return not self.all_true(not flag)
 
     def mean_over_processes(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Scalars averaged over the processes (the losses of the global batch, for logging)."""
@@ -78,8 +82,26 @@ def setup(device: str = "auto") -> DistContext:
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        store = _store_of_this_attempt(world)
+        if store is None:
+            dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        else:
+            dist.init_process_group(backend=backend, store=store, rank=rank, world_size=world)
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def _store_of_this_attempt(world: int) -> dist.Store | None:
+    """torchrun's store, seen under a prefix of its own for each restart of the workers; None when not under torchrun.
+
+    torchrun's static rendezvous (``--master_port`` without ``--rdzv-backend``) keeps one store for all restarts, so
+    without a fresh prefix a restarted worker can read the address a dead worker published and wait for it forever.
+    """
+    restart = os.environ.get("TORCHELASTIC_RESTART_COUNT")
+    if restart is None or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    addr, port = os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"])
+    client = dist.TCPStore(addr, port, world, is_master=False, timeout=dist.constants.default_pg_timeout)
+    return dist.PrefixStore(f"talmts/restart-{restart}", client)
 
 
 def cleanup(ctx: DistContext) -> None:
@@ -93,10 +115,6 @@ def wrap_model(model: nn.Module, ctx: DistContext, find_unused_parameters: bool 
         return model
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused_parameters)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def scaled_lr(lr: float, global_batch: int, lr_batch: int, rule: str) -> float:

@@ -1,7 +1,7 @@
-"""Training one stream: the loop, checkpoints, exact resume, held-out evaluation, loss logs and curves.
+"""Training one stream: the step loop, with checkpoints, resume, validation, logs, EMA and the NaN guard as hooks.
 
 Run as one process or under torchrun (see engine/distributed.py). Every process builds the same model from
-the same seed; DDP averages gradients; only process 0 writes files.
+the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/hooks/.
 """
 
 from __future__ import annotations
@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,21 @@ from torch.utils.data import DataLoader, Dataset
 
 from talmts.config import Config, LossConfig
 from talmts.engine import distributed
-from talmts.engine.checkpoint import latest_checkpoint, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from talmts.engine.checkpoint import CheckpointError, rng_state, set_rng_state
 from talmts.engine.distributed import DistContext, ResumableSampler
-from talmts.engine.ema import ModelEMA
-from talmts.engine.report import ScalarLogger, write_json, write_loss_log
-from talmts.errors import TalmtsError
+from talmts.engine.hooks import (
+    Checkpointer,
+    EMAHook,
+    Hook,
+    LossLog,
+    NaNGuard,
+    NonFiniteLossError,
+    ProgressBar,
+    StopSignals,
+    Validation,
+)
+from talmts.engine.hooks.checkpoints import open_resume, resume_target
+from talmts.engine.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
@@ -35,8 +44,7 @@ from talmts.schema import ClassMap
 LossFn = Callable[[DetectorOutput, list[torch.Tensor], LossConfig], dict[str, torch.Tensor]]
 
 
-class NonFiniteLossError(TalmtsError, RuntimeError):
-    """A loss term became NaN or Inf; training stopped before the bad update touched any weight or file."""
+__all__ = ["EXIT_STOPPED", "NonFiniteLossError", "TrainResult", "TrainingStopped", "train"]
 
 
 @dataclass
@@ -83,6 +91,7 @@ def _seed_worker(worker_id: int) -> None:
     s = torch.initial_seed() % 2**32
     np.random.seed(s)
     random.seed(s)
+    ignore_stop_signals()
 
 
 def dataset_classes(dataset: Dataset, cfg: Config) -> ClassMap:
@@ -130,30 +139,54 @@ def train(
     collate: Callable | None = None,
     loss_fn: LossFn | None = None,
     validate: Callable[[nn.Module, Config, ClassMap], dict[str, Any]] | None = None,
+    hooks: Sequence[Hook] = (),
 ) -> TrainResult:
-    """Train one stream as ``cfg`` says; ``resume`` is a checkpoint (or a run folder: its latest checkpoint).
+    """Train one stream as ``cfg`` says.
 
-    ``model``, ``dataset``, ``collate``, ``loss_fn`` and ``validate`` replace the defaults built from the config
-    (tests use tiny stand-ins). Raises NonFiniteLossError on a NaN/Inf loss.
+    ``resume``: a checkpoint; a run folder (its newest good checkpoint); or "auto" (the newest good one in
+    train.out_dir, else a fresh start; also what a torchrun restart does). ``model``, ``dataset``, ``collate``,
+    ``loss_fn`` and ``validate`` replace the defaults built from the config (tests use tiny stand-ins); ``hooks``
+    run after the standard ones and before the checkpoint is written (engine/hooks/base.py says when).
+    Raises NonFiniteLossError on a NaN/Inf loss and TrainingStopped after a stop signal (SIGTERM, SIGUSR1) once
+    its checkpoint is written.
     """
     ctx = distributed.setup(cfg.train.device)
     try:
-        return _Trainer(cfg, ctx, model, dataset, collate, loss_fn, validate, progress).run(resume)
+        loop = TrainLoop(cfg, ctx, model, dataset, collate, loss_fn)
+        ema = EMAHook(loop.model, cfg.train.ema) if cfg.train.ema else None
+        log = LossLog(loop.out, cfg.data.modality, cfg.train.log_every, ctx.is_main)
+        val = Validation(validate or _default_validate, (lambda: ema.module) if ema else (lambda: loop.model), log)
+        saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals())
+        bar = [ProgressBar(cfg.train.batch_size * ctx.world_size)] if progress and ctx.is_main else []
+        # order matters: the EMA and the log are up to date before a checkpoint is written
+        loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, *hooks, saver]
+        seconds = loop.run(resume_target(resume))
+        return TrainResult(loop.out, saver.last, log.history, val.scores, seconds, loop.step, ctx.rank)
     finally:
         distributed.cleanup(ctx)
 
 
-class _Trainer:
-    def __init__(self, cfg, ctx: DistContext, model, dataset, collate, loss_fn, validate, progress):  # noqa: ANN001
-        self.cfg, self.ctx, self.progress = cfg, ctx, progress and ctx.is_main
+class TrainLoop:
+    """The step loop: data, forward, losses, update; everything else is a hook (engine/hooks)."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        ctx: DistContext,
+        model: nn.Module | None,
+        dataset: Dataset | None,
+        collate: Callable | None,
+        loss_fn: LossFn | None,
+    ):
+        self.cfg, self.ctx = cfg, ctx
         self.out = Path(cfg.train.out_dir)
+        self.hooks: list[Hook] = []
         seed_everything(cfg.train.seed)  # identical initial weights on every process
         if dataset is None:
             from talmts.data.dataset import ClipDataset, collate_clips
 
             dataset = ClipDataset(cfg, cfg.data.train_subset, train=True)
             collate = collate or collate_clips
-        self.dataset = dataset
         self.classes = dataset_classes(dataset, cfg)
         self.in_channels = 3 if cfg.data.modality == "rgb" else 2
         self.prepare = _prepare_options(cfg.data.root)  # detect samples raw videos the same way
@@ -163,7 +196,6 @@ class _Trainer:
             model = build_detector(cfg, len(self.classes), self.in_channels)
         self.model = model.to(ctx.device)
         self.loss_fn = loss_fn
-        self.validate = validate if validate is not None else _default_validate
         t = cfg.train
         self.sampler = ResumableSampler(dataset, ctx, shuffle=True, seed=t.seed)
         # The loader draws its workers' base seed from this generator, reseeded every epoch, instead of the
@@ -196,107 +228,81 @@ class _Trainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg)
         )
-        self.ema = ModelEMA(self.model, t.ema) if t.ema else None
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.epoch = self.step = self.epoch_step = 0
-        self.history: list[dict[str, float]] = []
-        self.validation: list[dict[str, Any]] = []
-        self.best: float | None = None
 
     # ------------------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
-        return {
+        """Everything a checkpoint holds: the loop's state and every hook's."""
+        state = {
             "config": self.cfg.to_dict(),
             "classes": list(self.classes.names),
             "in_channels": self.in_channels,
             "prepare": self.prepare,
             "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema else None,
+            "ema": None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
             "epoch": self.epoch,
             "step": self.step,
             "epoch_step": self.epoch_step,
-            "history": self.history,
-            "validation": self.validation,
-            "best": self.best,
         }
+        for hook in self.hooks:
+            state.update(hook.state_dict())
+        return state
 
-    def load(self, path: str | Path) -> None:
-        path = Path(path)
-        if path.is_dir():
-            found = latest_checkpoint(path)
-            if found is None:
-                raise FileNotFoundError(f"--resume {path}: no checkpoint-<epoch>.pt in that folder")
-            path = found
-        s = load_checkpoint(path)
-        if list(s["classes"]) != list(self.classes.names):
-            raise ValueError(f"--resume {path}: its classes {s['classes']} differ from this dataset's")
-        self.model.load_state_dict(s["model"])
-        self.optimizer.load_state_dict(s["optimizer"])
-        self.scheduler.load_state_dict(s["scheduler"])
-        if self.ema is not None and s.get("ema"):
-            self.ema.load_state_dict(s["ema"])
-        set_rng_state(s["rng"])
-        self.epoch, self.step, self.epoch_step = s["epoch"], s["step"], s["epoch_step"]
-        self.history, self.validation, self.best = list(s["history"]), list(s.get("validation", [])), s.get("best")
+    def load_state(self, path: Path, state: dict[str, Any]) -> None:
+        if list(state["classes"]) != list(self.classes.names):
+            raise CheckpointError(f"--resume {path}: its classes {state['classes']} differ from this dataset's")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(state["rng"])
+        self.epoch, self.step, self.epoch_step = state["epoch"], state["step"], state["epoch_step"]
+        for hook in self.hooks:
+            hook.load_state_dict(state)
         if self.ctx.is_main:
             print(f"resumed from {path}: epoch {self.epoch}, step {self.step}", flush=True)
 
-    def save(self, name: str) -> Path:
-        path = self.out / name
-        if self.ctx.is_main:
-            save_checkpoint(self.state(), path)
-        return path
+    def _call(self, event: str, *args: Any) -> None:
+        for hook in self.hooks:
+            getattr(hook, event)(self, *args)
 
     # ------------------------------------------------------------------------------------------- loop
-    def run(self, resume: str | Path | None) -> TrainResult:
+    def run(self, resume: str | Path | None) -> float:
+        """Train to the end (or to the first error); returns the seconds it took."""
         cfg, ctx = self.cfg, self.ctx
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
-        if resume is not None:
-            self.load(resume)
+        found = open_resume(resume, self.out, self.steps_per_epoch) if resume is not None else None
+        if found is not None:
+            self.load_state(*found)
         net = distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters)
-        logger = ScalarLogger(self.out / "tensorboard" if ctx.is_main else None)
         start = time.perf_counter()
-        last: Path | None = None
         try:
+            self._call("start")
             while self.epoch < cfg.train.epochs and self.step < self.total_steps:
-                self._epoch(net, logger)
-                if self.epoch_step >= self.steps_per_epoch:  # a whole epoch: checkpoint it
+                self._epoch(net)
+                if self.epoch_step >= self.steps_per_epoch:
                     self.epoch += 1
                     self.epoch_step = 0
-                    self._maybe_validate(logger)
-                    last = self.save(f"checkpoint-{self.epoch}.pt")
-                    if ctx.is_main:
-                        write_loss_log(self.history, self.out)  # the log so far, to follow a long run
-            last = self.save("last.pt")
+                    self._call("after_epoch")
+            self._call("after_run")
         finally:
-            logger.close()
-            if ctx.is_main and self.history:
-                stopping = sys.exc_info()[1]
-                try:
-                    self._write_logs()
-                except OSError:
-                    if stopping is None:
-                        raise  # else the error that stopped the run (e.g. a full disk) is the one to report
+            for hook in reversed(self.hooks):
+                hook.close(self)
         ctx.barrier()
-        seconds = time.perf_counter() - start
-        return TrainResult(self.out, last, self.history, self.validation, seconds, self.step, ctx.rank)
+        return time.perf_counter() - start
 
-    def _epoch(self, net: nn.Module, logger: ScalarLogger) -> None:
-        cfg, ctx = self.cfg, self.ctx
+    def _epoch(self, net: nn.Module) -> None:
+        t = self.cfg.train
         self.sampler.set_epoch(self.epoch)
-        self.loader_rng.manual_seed(cfg.train.seed + 1_000_003 * self.epoch + 7919 * ctx.rank)
-        self.sampler.set_start(self.epoch_step * cfg.train.batch_size)
-        remaining = min(self.steps_per_epoch - self.epoch_step, self.total_steps - self.step)
-        bar = None
-        if self.progress:
-            from tqdm import tqdm
-
-            bar = tqdm(total=remaining, desc=f"epoch {self.epoch + 1}/{cfg.train.epochs}", unit="step", leave=False)
+        self.loader_rng.manual_seed(t.seed + 1_000_003 * self.epoch + 7919 * self.ctx.rank)
+        self.sampler.set_start(self.epoch_step * t.batch_size)
+        if self.epoch_step >= self.steps_per_epoch:
+            return  # resumed from the epoch's last step: only its end (validation, checkpoint) is left
         net.train()
         tick = time.perf_counter()
         for batch in self.loader:
@@ -309,17 +315,9 @@ class _Trainer:
             row["lr"] = self.optimizer.param_groups[0]["lr"]
             row["seconds"] = now - tick
             tick = now
-            self.history.append(row)
-            if ctx.is_main and (self.step % cfg.train.log_every == 0 or self.step == 1):
-                logger.scalars("train", {k: row[k] for k in losses} | {"lr": row["lr"]}, self.step)
-            if bar is not None:
-                clips = cfg.train.batch_size * ctx.world_size / max(row["seconds"], 1e-9)
-                bar.set_postfix(loss=f"{row['total']:.3f}", clips_s=f"{clips:.2f}")
-                bar.update(1)
+            self._call("after_step", row)
             if self.step >= self.total_steps:
                 break  # before the loader draws (and augments) another batch
-        if bar is not None:
-            bar.close()
 
     def _step(self, net: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         dev = self.ctx.device
@@ -331,51 +329,14 @@ class _Trainer:
         if amp:
             out = out.map(lambda t: t.float())
         losses = per_sample_losses(out, targets, self.cfg.loss, self.loss_fn)
-        bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
-        if not self.ctx.all_true(not bad):
-            done = latest_checkpoint(self.out)
-            where = f"the last good checkpoint {done} is intact" if done else "no checkpoint had been written yet"
-            what = ", ".join(f"{k}={float(losses[k].detach())}" for k in bad) if bad else "on another process"
-            raise NonFiniteLossError(
-                f"non-finite loss at step {self.step + 1} (epoch {self.epoch + 1}): {what}; training stopped "
-                f"before this update and {where}. Try a lower train.lr, train.grad_clip, or check the data."
-            )
+        self._call("before_update", losses)
         self.optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
         if self.cfg.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
         return self.ctx.mean_over_processes({k: v.detach() for k, v in losses.items()})
-
-    # ------------------------------------------------------------------------------------------- evaluation
-    def _maybe_validate(self, logger: ScalarLogger) -> None:
-        cfg = self.cfg
-        if cfg.data.val_subset is None or self.epoch % max(cfg.train.eval_every, 1):
-            return
-        if self.ctx.is_main:
-            model = self.ema.module if self.ema else self.model
-            was_training = model.training
-            model.eval()
-            metrics = self.validate(model, cfg, self.classes)
-            model.train(was_training)
-            metrics = {"epoch": self.epoch, "step": self.step, **metrics}
-            self.validation.append(metrics)
-            write_json(self.validation, self.out / "validation.json")
-            logger.scalars("val", {"average_mAP": metrics["average_mAP"]}, self.step)
-            print(f"epoch {self.epoch}: {cfg.data.val_subset} average mAP {metrics['average_mAP']:.4f}", flush=True)
-            if self.best is None or metrics["average_mAP"] > self.best:
-                self.best = metrics["average_mAP"]
-                save_checkpoint(self.state(), self.out / "best.pt")
-        self.ctx.barrier()
-
-    def _write_logs(self) -> None:
-        write_loss_log(self.history, self.out)
-        from talmts.viz import plot_loss_curves
-
-        plot_loss_curves({self.cfg.data.modality: self.history}, self.out / "loss_curves.png")
 
 
 def _prepare_options(root: str) -> dict[str, Any] | None:

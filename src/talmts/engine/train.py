@@ -6,7 +6,6 @@ the same seed; DDP averages gradients; only process 0 writes files. The hooks li
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -20,7 +19,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from talmts.config import Config, LossConfig
+from talmts.config import MODALITY_CHANNELS, Config, LossConfig
 from talmts.engine import distributed
 from talmts.engine.checkpoint import CheckpointError, rng_state, set_rng_state
 from talmts.engine.distributed import DistContext, ResumableSampler
@@ -188,8 +187,8 @@ class TrainLoop:
             dataset = ClipDataset(cfg, cfg.data.train_subset, train=True)
             collate = collate or collate_clips
         self.classes = dataset_classes(dataset, cfg)
-        self.in_channels = 3 if cfg.data.modality == "rgb" else 2
-        self.prepare = _prepare_options(cfg.data.root)  # detect samples raw videos the same way
+        self.in_channels = MODALITY_CHANNELS[cfg.data.modality]
+        self.prepare = _prepare_record(cfg.data.root)  # detect samples raw videos the same way
         if model is None:
             from talmts.models import build_detector
 
@@ -339,10 +338,13 @@ class TrainLoop:
         return self.ctx.mean_over_processes({k: v.detach() for k, v in losses.items()})
 
 
-def _prepare_options(root: str) -> dict[str, Any] | None:
-    """The options ``talmts prepare`` recorded for the training data (rate, size, flow method), if any."""
-    path = Path(root) / "prepare.json" if root else None
-    return json.loads(path.read_text()) if path is not None and path.is_file() else None
+def _prepare_record(root: str) -> dict[str, Any] | None:
+    """The options ``talmts prepare`` recorded for the training data (rate, size, flow method), if any, as the plain
+    dict a checkpoint stores."""
+    from talmts.data.record import read_record
+
+    record = read_record(root) if root else None
+    return record.to_dict() if record is not None else None
 
 
 def _default_validate(model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:

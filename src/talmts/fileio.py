@@ -46,7 +46,7 @@ class WriteError(TalmtsError, OSError):
     def __str__(self) -> str:
         return self.message
 
-    def __reduce__(self):  # noqa: ANN204 - pickled back from a worker process with the same path and errno
+    def __reduce__(self) -> tuple:  # pickled back from a worker process with the same path and errno
         return (type(self), (self.path, OSError(self.cause_errno, os.strerror(self.cause_errno or 0))))
 
 

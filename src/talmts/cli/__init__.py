@@ -15,6 +15,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable
+from types import ModuleType
 
 from talmts.errors import TalmtsError
 
@@ -59,7 +60,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _load(module: str):  # noqa: ANN202 - returns a module or None
+def _load(module: str) -> ModuleType | None:
     try:
         return importlib.import_module(f"talmts.cli.{module}")
     except ModuleNotFoundError as e:

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from talmts.engine.predictor import Predictor
+    from talmts.schema import AnnotationSet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _folder(predictor, folder, out, gt, args: argparse.Namespace) -> int:  # noqa: ANN001
+def _folder(predictor: Predictor, folder: Path, out: Path, gt: AnnotationSet | None, args: argparse.Namespace) -> int:
     from talmts.engine.detect_folder import detect_folder
 
     res = detect_folder(predictor, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)

@@ -7,6 +7,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from talmts.config import Config
+    from talmts.evaluation import EvalResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     return evaluate(cfg, args, flow_cfg)
 
 
-def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN001 - Config
+def evaluate(cfg: Config, args: argparse.Namespace, flow_cfg: Config | None = None) -> int:
     from talmts.engine.distributed import resolve_device
     from talmts.engine.evaluate import describe_streams, evaluate_streams, metric_name
     from talmts.engine.predictor import load_stream, use_fast_path
@@ -86,7 +91,7 @@ def evaluate(cfg, args: argparse.Namespace, flow_cfg=None) -> int:  # noqa: ANN0
     return 0
 
 
-def per_class_table(result) -> str:  # noqa: ANN001 - EvalResult
+def per_class_table(result: EvalResult) -> str:
     head = "class".ljust(24) + " ".join(f"{t:>6.2f}" for t in result.tiou)
     rows = [head]
     for name, aps in sorted(result.per_class.items()):

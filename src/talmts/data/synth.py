@@ -9,6 +9,9 @@ overlapping actions without objects colliding. An action's object may sit still 
 action starts and after it ends ("idle"): the ground truth covers the motion, not the visibility.
 
 Ground truth: frames [start, end) of the written video, in seconds start / fps .. end / fps.
+
+One module of about 450 lines on purpose: the plan records, the motions, their drawing and the annotations they
+produce share the same constants, and a class's motion reads best beside the code that draws and labels it.
 """
 
 from __future__ import annotations

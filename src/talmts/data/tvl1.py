@@ -372,7 +372,7 @@ def tvl1_flow(
     return u.permute(0, 2, 3, 1).contiguous()
 
 
-def opencv_tvl1(params: TVL1Params | None = None):  # noqa: ANN201 - cv2.optflow.DualTVL1OpticalFlow
+def opencv_tvl1(params: TVL1Params | None = None) -> object:  # a cv2.optflow.DualTVL1OpticalFlow
     """OpenCV's ``DualTVL1OpticalFlow`` set to ``params``: the reference this module is compared with."""
     import cv2
 

@@ -51,7 +51,7 @@ def main() -> None:
         },
         "model": {"fpn_type": "identity", "max_buffer_len_factor": 6.0, "n_mha_win_size": 19},
         "opt": {"learning_rate": 1e-4, "epochs": a.epochs, "weight_decay": 0.05},
-        "loader": {"batch_size": 2, "num_workers": 0},
+        "loader": {"batch_size": 2, "num_workers": 1},  # the package's loader wants a worker
         "train_cfg": {"init_loss_norm": 100, "clip_grad_l2norm": 1.0, "cls_prior_prob": 0.01,
                       "center_sample": "radius", "center_sample_radius": 1.5},
         "test_cfg": {"voting_thresh": 0.7, "pre_nms_topk": 2000, "max_seg_num": 200, "min_score": 0.001,
@@ -78,7 +78,7 @@ def main() -> None:
 
     t0 = time.perf_counter()
     test_set = make_dataset(cfg["dataset_name"], False, cfg["val_split"], **cfg["dataset"])
-    test_loader = make_data_loader(test_set, False, None, 1, 0)
+    test_loader = make_data_loader(test_set, False, None, 1, 1)
     net = ema.module
     net.eval()
     results: dict[str, list[dict]] = {}

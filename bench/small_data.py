@@ -120,8 +120,10 @@ def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str]) -> No
     torch.set_num_threads(THREADS)
     t, c = time.perf_counter(), time.process_time()
     ex = extract_window_features(talmts_config(out, seeds[0], epochs, extra), out / "cache", progress=False)
-    extract_s = time.perf_counter() - t if ex.done else None  # None: the cache was already there
-    extract_cpu = time.process_time() - c if ex.done else None
+    timing = out / "window_extract.json"  # kept, so that a later seed still reports the one extraction
+    if ex.done:
+        timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
+    extract_s, extract_cpu = json.loads(timing.read_text()).values() if timing.is_file() else (None, None)
     print(f"window cache: {ex.windows} windows written, {len(ex.skipped)} videos cached before, {ex.seconds:.0f} s")
     gt = read_annotations(out / "annotations.json")
     for seed in seeds:
@@ -168,8 +170,10 @@ def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int) -> N
     cfg = talmts_config(out, 0, 1, [])
     t, c = time.perf_counter(), time.process_time()
     s = extract_snippet_features(cfg, frozen_detector(cfg, 1, 3).backbone, snippets, window=16, stride=4)
-    extract_s = time.perf_counter() - t if s.done else None
-    extract_cpu = time.process_time() - c if s.done else None
+    timing = out / "snippet_extract.json"  # kept, so that a later seed still reports the one extraction
+    if s.done:
+        timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
+    extract_s, extract_cpu = json.loads(timing.read_text()).values() if timing.is_file() else (None, None)
     print(f"snippets: {s.snippets} written, {len(s.skipped)} videos there before, {s.seconds:.0f} s")
     gt = read_annotations(out / "annotations.json")
     meta = json.loads((snippets / "features.json").read_text())

@@ -20,6 +20,7 @@ from talmts.engine.features import extract_window_features, frozen_detector
 from talmts.engine.predictor import load_stream
 from talmts.engine.snippets import extract_snippet_features, snippet_starts
 from talmts.engine.train import per_sample_losses
+from talmts.errors import InputError
 from talmts.models.head_only import build_head, head_into_detector
 
 S = 40  # stored frame size
@@ -41,6 +42,15 @@ TINY = [
     "train.warmup_steps=0",
     "train.device=cpu",
 ]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One thread: these networks are tiny, and on a busy CPU a second thread only waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -138,10 +148,11 @@ def test_extraction_resumes_and_refuses_a_foreign_cache(prepared, tmp_path):
     first = extract_window_features(cfg, tmp_path / "c")
     again = extract_window_features(cfg, tmp_path / "c")
     assert again.done == [] and sorted(again.skipped) == sorted(first.done)
-    with pytest.raises(ValueError, match=r"cache\.json.*frame_size"):
+    with pytest.raises(InputError, match=r"cache\.json.*frame_size"):
         extract_window_features(_cfg(prepared, "data.frame_size=16", "model.fsa.patch=8"), tmp_path / "c")
 
 
+@pytest.mark.slow
 def test_cached_training_run_evaluates_through_talmts_eval(prepared, tmp_path, capsys):
     out, cache = tmp_path / "run", tmp_path / "cache"
     args = _overrides(prepared, f"train.out_dir={out}", f"train.feature_cache={cache}", "train.epochs=2")
@@ -158,6 +169,7 @@ def test_cached_training_run_evaluates_through_talmts_eval(prepared, tmp_path, c
     assert 0.0 <= metrics["average_mAP"] <= 1.0
 
 
+@pytest.mark.slow
 def test_finetune_stage_starts_from_the_trained_head(prepared, tmp_path):
     out = tmp_path / "run"
     args = _overrides(

@@ -8,7 +8,6 @@ features, one float32 [T, C] .npy per video with OUT/features.json (window, stri
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,48 +29,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import ConfigError, load_config, resolve_config_path
+    from talmts.config import load_config, resolve_config_path
+    from talmts.errors import InputError
 
-    try:
-        cfg = load_config(resolve_config_path(args.config), args.overrides)
-    except ConfigError as e:
-        print(f"talmts extract-features: {e}", file=sys.stderr)
-        return 2
+    cfg = load_config(resolve_config_path(args.config), args.overrides)
     cache = args.out or cfg.train.feature_cache
     if not cache and not args.snippets:
-        print(
-            "talmts extract-features: give --out CACHE (or set train.feature_cache), --snippets DIR, or both",
-            file=sys.stderr,
-        )
-        return 2
+        raise InputError("give --out CACHE (or set train.feature_cache), --snippets DIR, or both")
     from talmts.engine.features import extract_window_features, frozen_detector
     from talmts.engine.snippets import extract_snippet_features
 
-    try:
-        if cache:
-            s = extract_window_features(
-                cfg, cache, args.subset, args.batch_size, progress=not args.quiet, dtype=args.dtype
-            )
-            print(
-                f"window features: {len(s.done)} video files written ({s.windows} windows), {len(s.skipped)} "
-                f"already cached, {s.seconds:.0f} s -> {s.cache}"
-            )
-        if args.snippets:
-            in_channels = 3 if cfg.data.modality == "rgb" else 2
-            backbone = frozen_detector(cfg, 1, in_channels).backbone
-            s2 = extract_snippet_features(
-                cfg,
-                backbone,
-                args.snippets,
-                window=args.snippet_window,
-                stride=args.snippet_stride,
-                progress=not args.quiet,
-            )
-            print(
-                f"snippet features: {len(s2.done)} videos written ({s2.snippets} snippets), {len(s2.skipped)} "
-                f"already there, {s2.seconds:.0f} s -> {s2.out}"
-            )
-    except (FileNotFoundError, ValueError, ConfigError) as e:
-        print(f"talmts extract-features: {e}", file=sys.stderr)
-        return 2
+    if cache:
+        s = extract_window_features(cfg, cache, args.subset, args.batch_size, progress=not args.quiet, dtype=args.dtype)
+        print(
+            f"window features: {len(s.done)} video files written ({s.windows} windows), {len(s.skipped)} "
+            f"already cached, {s.seconds:.0f} s -> {s.cache}"
+        )
+    if args.snippets:
+        backbone = frozen_detector(cfg, 1, 3 if cfg.data.modality == "rgb" else 2).backbone
+        window, stride = args.snippet_window, args.snippet_stride
+        s2 = extract_snippet_features(
+            cfg, backbone, args.snippets, window=window, stride=stride, progress=not args.quiet
+        )
+        print(
+            f"snippet features: {len(s2.done)} videos written ({s2.snippets} snippets), {len(s2.skipped)} "
+            f"already there, {s2.seconds:.0f} s -> {s2.out}"
+        )
     return 0

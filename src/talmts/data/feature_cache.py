@@ -29,6 +29,7 @@ from torch.utils.data import Dataset
 from talmts.config import Config
 from talmts.data.dataset import ClipDataset
 from talmts.data.transforms import flip_horizontal, make_clip
+from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_text
 
 CACHE_FORMAT = 1
@@ -76,7 +77,7 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
     diff = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
     if diff:
         shown = ", ".join(f"{k}: cache {stored.get(k)!r} vs config {fingerprint.get(k)!r}" for k in diff[:4])
-        raise ValueError(
+        raise InputError(
             f"{path}: the cached features were made under other settings ({shown}); "
             "extract into a new folder (--out / train.feature_cache) or delete this one"
         )
@@ -98,7 +99,7 @@ def read_video_features(path: Path, endpoints: list[str]) -> tuple[np.ndarray, d
     with np.load(path) as z:
         missing = [e for e in endpoints if e not in z.files]
         if missing:
-            raise ValueError(f"{path}: no {missing} stored; re-extract for this model config")
+            raise InputError(f"{path}: no {missing} stored; re-extract for this model config")
         return z["offsets"], {e: z[e] for e in endpoints}
 
 
@@ -141,7 +142,7 @@ class CachedFeatureDataset(Dataset):
             self._rows[video] = {int(o): i for i, o in enumerate(offsets)}
         lost = [p.window for p in self.clips.plans if p.window.offset not in self._rows[p.window.video]]
         if lost:
-            raise ValueError(
+            raise InputError(
                 f"{video_file(self.cache, self.subset, lost[0].video)}: no window at offset {lost[0].offset}; "
                 "the cache is stale, re-run `talmts extract-features`"
             )

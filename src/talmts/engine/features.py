@@ -32,6 +32,7 @@ from talmts.data.feature_cache import (
 from talmts.data.transforms import make_clip
 from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
 from talmts.engine.train import TrainResult, train
+from talmts.errors import InputError
 from talmts.models import build_detector
 from talmts.models.detector import TALMTS
 from talmts.models.head_only import build_head, frozen, head_into_detector
@@ -128,7 +129,7 @@ def train_cached(cfg: Config, *, resume: str | Path | None = None, progress: boo
     """Stage 1: train the head on cached features (extracted first where the cache lacks videos), then write the
     full network to OUT/last.pt (and OUT/best.pt); stage 2 follows when train.finetune_epochs > 0."""
     if not cfg.train.feature_cache:
-        raise ValueError("train.feature_cache is empty: set it to a folder for the cached features")
+        raise InputError("train.feature_cache is empty: set it to a folder for the cached features")
     cache = Path(cfg.train.feature_cache)
     extract_window_features(cfg, cache, progress=progress)
     clips_probe = ClipDataset(cfg, cfg.data.train_subset, train=True)

@@ -21,6 +21,7 @@ from torch import nn
 from talmts.config import Config
 from talmts.data.dataset import CHANNELS, load_video_array
 from talmts.data.transforms import make_clip
+from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_text
 from talmts.formats.video_info import read_video_info
 
@@ -40,7 +41,7 @@ class SnippetSummary:
 def snippet_starts(num_frames: int, window: int, stride: int) -> list[int]:
     """Starts of the snippets of a video: every ``stride`` frames while a whole window fits; [0] when none fits."""
     if window < 1 or stride < 1:
-        raise ValueError(f"snippet window ({window}) and stride ({stride}) must be >= 1")
+        raise InputError(f"snippet window ({window}) and stride ({stride}) must be >= 1")
     if num_frames <= window:
         return [0]
     return list(range(0, num_frames - window + 1, stride))
@@ -78,14 +79,14 @@ def extract_snippet_features(
     names = sorted(infos) if videos is None else list(videos)
     unknown = [v for v in names if v not in infos]
     if unknown:
-        raise ValueError(f"{root}/video_info.csv: no video {unknown[0]!r}; run `talmts prepare` on it")
+        raise InputError(f"{root}/video_info.csv: no video {unknown[0]!r}; run `talmts prepare` on it")
     meta_path = out / META_FILE
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     wanted = {"window": window, "stride": stride, "endpoint": ENDPOINT, "frame_size": cfg.data.frame_size}
     wanted |= {"modality": cfg.data.modality, "weights": cfg.model.backbone.weights, "width": cfg.model.backbone.width}
     clash = [k for k, v in wanted.items() if k in meta and meta[k] != v]
     if clash:
-        raise ValueError(
+        raise InputError(
             f"{meta_path}: made with other settings ({', '.join(f'{k}={meta[k]!r}' for k in clash)}); "
             "write into another folder or delete this one"
         )

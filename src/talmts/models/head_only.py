@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from torch import Tensor, nn
 
 from talmts.config import Config
+from talmts.errors import InputError
 from talmts.models.detector import TALMTS
 from talmts.outputs import DetectorOutput
 
@@ -46,7 +47,7 @@ def head_into_detector(detector: TALMTS, head_state: dict[str, Any]) -> None:
     result = detector.load_state_dict(head_state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("backbone.")]
     if missing or result.unexpected_keys:
-        raise ValueError(
+        raise InputError(
             f"the head's weights do not fit this network: missing {missing[:5]}, unexpected "
             f"{list(result.unexpected_keys)[:5]} (was the head trained under another model config?)"
         )

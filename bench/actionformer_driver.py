@@ -24,7 +24,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--dim", type=int, default=1024)
-    p.add_argument("--max-seq-len", type=int, default=576)
+    p.add_argument("--max-seq-len", type=int, default=576)  # must be divisible by 32 x (window - 1)
+    p.add_argument("--window", type=int, default=19, help="local attention window; -1: global attention")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", required=True)
     a = p.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
             "num_classes": len(classes), "input_dim": a.dim, "feat_stride": 4, "num_frames": 16, "default_fps": None,
             "trunc_thresh": 0.5, "crop_ratio": [0.9, 1.0], "max_seq_len": a.max_seq_len,
         },
-        "model": {"fpn_type": "identity", "max_buffer_len_factor": 6.0, "n_mha_win_size": 19},
+        "model": {"fpn_type": "identity", "max_buffer_len_factor": 6.0, "n_mha_win_size": a.window},
         "opt": {"learning_rate": 1e-4, "epochs": a.epochs, "weight_decay": 0.05},
         "loader": {"batch_size": 2, "num_workers": 1},  # the package's loader wants a worker
         "train_cfg": {"init_loss_norm": 100, "clip_grad_l2norm": 1.0, "cls_prior_prob": 0.01,

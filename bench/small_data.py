@@ -8,6 +8,9 @@ tests/realvideos.py); 30 train and 12 test videos.
     python bench/small_data.py build OUT                      # videos, annotations, prepared frames
     python bench/small_data.py talmts OUT --seeds 0 1 2       # extract once, head on the cache, eval; per seed
     python bench/small_data.py actionformer OUT --python /path/to/af-venv/bin/python --seeds 0 1 2
+    python bench/small_data.py flow OUT                       # DIS flow beside the frames, then e.g.
+    python bench/small_data.py talmts OUT --tag=-flow-rgbinit data.modality=flow   # RGB-initialised flow I3D
+    python bench/small_data.py talmts OUT --tag=-flow-scratch data.modality=flow model.backbone.weights=null
     python bench/small_data.py speed OUT                      # seconds per epoch: cached head vs end to end
     python bench/small_data.py summary OUT                    # the table of every run so far
 
@@ -96,20 +99,20 @@ def _render_on_footage(plan, footage):  # noqa: ANN001, ANN202 - synth's VideoPl
 
 
 # ------------------------------------------------------------------------------------------------ talmts
-def talmts_config(out: Path, seed: int, epochs: int, extra: list[str]):  # noqa: ANN201
+def talmts_config(out: Path, seed: int, epochs: int, extra: list[str], tag: str = ""):  # noqa: ANN201
     from talmts.config import load_config, resolve_config_path
 
     return load_config(
         resolve_config_path("small_data"),  # the recipe as bundled
         [
             f"data.root={out / 'prepared'}", f"data.annotations={out / 'annotations.json'}",
-            f"eval.tiou={TIOU}", "train.device=cpu", f"train.epochs={epochs}", f"train.seed={seed}", f"train.feature_cache={out / 'cache'}",
-            f"train.out_dir={out / 'runs' / f'talmts-s{seed}-e{epochs}'}", *extra,
+            f"eval.tiou={TIOU}", "train.device=cpu", f"train.epochs={epochs}", f"train.seed={seed}", f"train.feature_cache={out / f'cache{tag}'}",
+            f"train.out_dir={out / 'runs' / f'talmts{tag}-s{seed}-e{epochs}'}", *extra,
         ],
     )  # fmt: skip
 
 
-def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str]) -> None:
+def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str], tag: str = "") -> None:
     import torch
 
     from talmts.engine.evaluate import split_videos
@@ -119,15 +122,15 @@ def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str]) -> No
 
     torch.set_num_threads(THREADS)
     t, c = time.perf_counter(), time.process_time()
-    ex = extract_window_features(talmts_config(out, seeds[0], epochs, extra), out / "cache", progress=False)
-    timing = out / "window_extract.json"  # kept, so that a later seed still reports the one extraction
+    ex = extract_window_features(talmts_config(out, seeds[0], epochs, extra, tag), out / f"cache{tag}", progress=False)
+    timing = out / f"window_extract{tag}.json"  # kept, so that a later seed still reports the one extraction
     if ex.done:
         timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
     extract_s, extract_cpu = json.loads(timing.read_text()).values() if timing.is_file() else (None, None)
     print(f"window cache: {ex.windows} windows written, {len(ex.skipped)} videos cached before, {ex.seconds:.0f} s")
     gt = read_annotations(out / "annotations.json")
     for seed in seeds:
-        cfg = talmts_config(out, seed, epochs, extra)
+        cfg = talmts_config(out, seed, epochs, extra, tag)
         t, c = time.perf_counter(), time.process_time()
         result = train_cached(cfg, progress=False)
         train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
@@ -135,7 +138,7 @@ def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str]) -> No
         predictor = load_predictor([result.out_dir / "last.pt"], device="cpu")
         dets = predictor.prepared_videos(out / "prepared", split_videos(gt, "test"))
         eval_s = time.perf_counter() - t
-        row = {"method": "talmts", "seed": seed, "epochs": epochs, "extra": extra, "extract_s": extract_s,
+        row = {"method": f"talmts{tag}", "seed": seed, "epochs": epochs, "extra": extra, "extract_s": extract_s,
                "extract_cpu": extract_cpu, "extract_windows": ex.windows, "train_s": train_s,
                "train_cpu": train_cpu, "eval_s": eval_s, "threads": THREADS, **_scores(out, dets)}  # fmt: skip
         _append(out, row)
@@ -158,7 +161,7 @@ def _append(out: Path, row: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ ActionFormer
-def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int) -> None:
+def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int, window: int, max_seq_len: int) -> None:
     import torch
 
     from talmts.engine.features import frozen_detector
@@ -185,11 +188,11 @@ def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int) -> N
         db[v.id] = {"subset": v.subset, "duration": v.duration, "fps": meta["videos"][v.id]["fps"], "annotations": anns}
     (out / "af_annotations.json").write_text(json.dumps({"database": db}))
     for seed in seeds:
-        result = out / "runs" / f"af-s{seed}-e{epochs}.json"
+        result = out / "runs" / f"af-s{seed}-e{epochs}-w{window}-L{max_seq_len}.json"
         cmd = [python, str(Path(__file__).with_name("actionformer_driver.py")), "--features", str(snippets),
                "--annotations", str(out / "af_annotations.json"), "--classes", ",".join(CLASSES), "--seed", str(seed),
                "--epochs", str(epochs), "--out", str(result), "--dim", str(meta["feature_dim"]),
-               "--threads", str(THREADS)]  # fmt: skip
+               "--threads", str(THREADS), "--window", str(window), "--max-seq-len", str(max_seq_len)]  # fmt: skip
         t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.perf_counter() - t
@@ -202,7 +205,8 @@ def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int) -> N
         row = {"method": "actionformer", "seed": seed, "epochs": epochs, "extract_s": extract_s,
                "extract_cpu": extract_cpu, "extract_snippets": s.snippets, "train_s": info["train_s"],
                "train_cpu": info["train_cpu"], "eval_s": info["eval_s"], "process_s": wall, "process_cpu": process_cpu,
-               "threads": THREADS, "total_epochs": info["epochs"], **_scores(out, read_detections(result))}  # fmt: skip
+               "threads": THREADS, "total_epochs": info["epochs"],
+               "extra": [f"window={window}", f"max_seq_len={max_seq_len}"], **_scores(out, read_detections(result))}  # fmt: skip
         _append(out, row)
 
 
@@ -259,25 +263,36 @@ def summary(out: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("step", choices=["build", "talmts", "actionformer", "speed", "summary"])
+    p.add_argument("step", choices=["build", "flow", "talmts", "actionformer", "speed", "summary"])
     p.add_argument("out", type=Path)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=None, help="talmts default 30, ActionFormer default 30")
     p.add_argument("--python", help="the python of ActionFormer's environment")
     p.add_argument("--steps", type=int, default=6, help="speed: steps measured per mode")
+    p.add_argument("--af-window", type=int, default=-1, help="ActionFormer attention window (-1: global)")
+    p.add_argument("--af-max-seq-len", type=int, default=64, help="ActionFormer max_seq_len (snippets)")
+    p.add_argument("--tag", default="", help="talmts: a name for this variant's cache and runs (e.g. -flow)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
     p.add_argument("extra", nargs="*", help="talmts: extra config overrides")
-    a = p.parse_args()
+    a, rest = p.parse_known_args()
+    bad = [r for r in rest if "=" not in r or r.startswith("-")]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    a.extra = [*a.extra, *rest]
     global THREADS
     THREADS = a.threads
     if a.step == "build":
         build(a.out)
+    elif a.step == "flow":  # DIS flow beside the frames (the RGB arrays stay as they are)
+        from talmts.data.prepare import PrepareOptions, prepare_dataset
+
+        prepare_dataset(a.out / "videos", a.out / "prepared", PrepareOptions(fps=FPS, size=STORED, flow="dis"), 1)
     elif a.step == "talmts":
-        run_talmts(a.out, a.seeds, a.epochs or 30, a.extra)
+        run_talmts(a.out, a.seeds, a.epochs or 30, a.extra, a.tag)
     elif a.step == "actionformer":
         if not a.python:
             raise SystemExit("--python: the interpreter of the environment where actionformer 1.5.0 is installed")
-        run_actionformer(a.out, a.python, a.seeds, a.epochs or 30)
+        run_actionformer(a.out, a.python, a.seeds, a.epochs or 30, a.af_window, a.af_max_seq_len)
     elif a.step == "speed":
         speed(a.out, a.steps)
     else:

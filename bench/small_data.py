@@ -28,7 +28,6 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -212,49 +211,84 @@ def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int, wind
 
 # ------------------------------------------------------------------------------------------------ speed
 def speed(out: Path, steps: int) -> None:
-    """Seconds per training epoch of the cached head and of the end-to-end network (same data, same batch), both
-    measured here in one process: ``steps`` steps each, scaled to an epoch."""
+    """Seconds per training epoch of the cached head and of the end-to-end network (frozen-BN I3D fine-tuned with the
+    head), same windows, batch and optimiser: a training step of each (loading, forward, loss, backward, Adam)
+    alternately, so that the machine's load weighs on both alike; wall and CPU time; scaled to an epoch."""
     import torch
 
-    from talmts.data.dataset import ClipDataset
-    from talmts.engine.features import train_cached
-    from talmts.engine.train import train
+    from talmts.data.dataset import ClipDataset, collate_clips
+    from talmts.data.feature_cache import CachedFeatureDataset, collate_cached
+    from talmts.engine.train import build_optimizer, per_sample_losses
+    from talmts.models import build_detector
+    from talmts.models.head_only import build_head
 
     torch.set_num_threads(THREADS)
-    rows = {}
-    for mode in ("cached", "end_to_end"):
-        extra = [f"train.max_steps={steps}", "train.warmup_steps=0"]
-        if mode == "end_to_end":
-            extra.append("train.feature_cache=")
-        cfg = talmts_config(out, 0, 1, extra)
-        cfg = replace(cfg, train=replace(cfg.train, out_dir=str(out / "runs" / f"speed-{mode}")))
-        result = train_cached(cfg, progress=False) if mode == "cached" else train(cfg, progress=False)
-        torch.set_num_threads(THREADS)
-        per_step = statistics.median(r["seconds"] for r in result.history[1:])  # the first step warms up
-        n = len(ClipDataset(cfg, "train", train=True)) // cfg.train.batch_size
-        rows[mode] = {"s_per_step": per_step, "steps_per_epoch": n, "s_per_epoch": per_step * n}
-    ratio = rows["end_to_end"]["s_per_epoch"] / rows["cached"]["s_per_epoch"]
-    _append(out, {"method": "speed", **rows, "ratio": ratio, "steps": steps})
+    cfg = talmts_config(out, 0, 1, [])
+    clips = ClipDataset(cfg, "train", train=True)
+    head = build_head(cfg, clips.num_classes, 3)
+    full = build_detector(cfg, clips.num_classes, 3)
+    modes = {
+        "cached": (head, CachedFeatureDataset(cfg, out / "cache", "train", True, head.endpoints), collate_cached),
+        "end_to_end": (full, clips, collate_clips),
+    }
+    optimisers = {k: build_optimizer(m, cfg, cfg.train.lr) for k, (m, _, _) in modes.items()}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
+    b = cfg.train.batch_size
+    for step in range(steps + 1):  # step 0 warms up
+        for name, (model, data, collate) in modes.items():
+            model.train()
+            t, c = time.perf_counter(), time.process_time()
+            batch = collate([data[(step * b + i) % len(data)] for i in range(b)])
+            losses = per_sample_losses(model(batch["clip"]), batch["targets"], cfg.loss)
+            optimisers[name].zero_grad(set_to_none=True)
+            losses["total"].backward()
+            optimisers[name].step()
+            if step:
+                times[name].append((time.perf_counter() - t, time.process_time() - c))
+    per_epoch = len(clips) // b
+    rows = {
+        k: {
+            "s_per_step": statistics.median(w for w, _ in v),
+            "cpu_per_step": statistics.median(c for _, c in v),
+            "s_per_epoch": statistics.median(w for w, _ in v) * per_epoch,
+            "cpu_per_epoch": statistics.median(c for _, c in v) * per_epoch,
+        }
+        for k, v in times.items()
+    }
+    ratio = {
+        "wall": rows["end_to_end"]["s_per_epoch"] / rows["cached"]["s_per_epoch"],
+        "cpu": rows["end_to_end"]["cpu_per_epoch"] / rows["cached"]["cpu_per_epoch"],
+    }
+    _append(out, {"method": "speed", **rows, "ratio": ratio, "steps": steps, "steps_per_epoch": per_epoch})
 
 
 # ------------------------------------------------------------------------------------------------ summary
 def summary(out: Path) -> None:
+    """Mean +- sample std over seeds of each method; seconds: wall (CPU) of the one extraction, of training (mean)."""
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["method"] != "speed":
             groups.setdefault((r["method"], r["epochs"], json.dumps(r.get("extra", []))), []).append(r)
-    print("| method | epochs | extra | seeds | mAP@0.5 | avg 0.3:0.7 | extract s | train s (mean) |")
+
+    def stat(values: list[float]) -> str:
+        sd = f"{statistics.stdev(values):.1f}" if len(values) > 1 else "-"
+        return f"{statistics.mean(values):.1f} +- {sd}"
+
+    def secs(wall: float | None, cpu: float | None) -> str:
+        return f"{wall:.0f} ({cpu:.0f})" if wall is not None and cpu is not None else f"{wall or math.nan:.0f} (-)"
+
+    print(
+        "| method | epochs | extra | seeds | mAP@0.5 | avg 0.3:0.7 | extraction s wall (CPU) | training s wall (CPU) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for (method, epochs, extra), rs in groups.items():
         a = [100 * r["mAP@0.5"] for r in rs]
         b = [100 * r["avg_0.3_0.7"] for r in rs]
-        ex = [r["extract_s"] for r in rs if r.get("extract_s")]
-        sd = lambda x: statistics.stdev(x) if len(x) > 1 else math.nan  # noqa: E731
+        train = secs(statistics.mean(r["train_s"] for r in rs), statistics.mean(r["train_cpu"] for r in rs))
         print(
-            f"| {method} | {epochs} | {extra} | {len(rs)} | {statistics.mean(a):.1f} +- {sd(a):.1f} | "
-            f"{statistics.mean(b):.1f} +- {sd(b):.1f} | {ex[0] if ex else float('nan'):.0f} | "
-            f"{statistics.mean(r['train_s'] for r in rs):.0f} |"
+            f"| {method} | {epochs} | {extra} | {len(rs)} | {stat(a)} | {stat(b)} | "
+            f"{secs(rs[0].get('extract_s'), rs[0].get('extract_cpu'))} | {train} |"
         )
     for r in rows:
         if r["method"] == "speed":

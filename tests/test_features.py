@@ -122,6 +122,18 @@ def test_head_on_cached_features_equals_the_full_network(prepared, tmp_path, stt
     assert flips == {False, True}
 
 
+def test_extract_features_command_writes_both_layouts_and_reports_a_foreign_cache(prepared, tmp_path, capsys):
+    cache, snippets = tmp_path / "cache", tmp_path / "snippets"
+    argv = ["extract-features", "demo", *_overrides(prepared), "--out", str(cache), "--snippets", str(snippets)]
+    assert main([*argv, "--quiet"]) == 0
+    assert sorted(p.name for p in (cache / "train").iterdir()) == ["v_a.npz", "v_b.npz"]
+    assert sorted(p.name for p in snippets.iterdir()) == ["features.json", "v_a.npy", "v_b.npy", "v_c.npy"]
+    capsys.readouterr()
+    assert main([*argv[:2], *_overrides(prepared, "data.frame_size=16", "model.fsa.patch=8"), "--out", str(cache)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cache.json" in err and "frame_size" in err
+
+
 def test_float16_cache_is_the_float32_one_rounded(prepared, tmp_path):
     cfg = _cfg(prepared)
     extract_window_features(cfg, tmp_path / "c16", dtype="float16")

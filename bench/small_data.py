@@ -121,7 +121,8 @@ def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str], tag: 
 
     torch.set_num_threads(THREADS)
     t, c = time.perf_counter(), time.process_time()
-    ex = extract_window_features(talmts_config(out, seeds[0], epochs, extra, tag), out / f"cache{tag}", progress=False)
+    first = talmts_config(out, seeds[0], epochs, extra, tag)
+    ex = extract_window_features(first, first.train.feature_cache, progress=False)
     timing = out / f"window_extract{tag}.json"  # kept, so that a later seed still reports the one extraction
     if ex.done:
         timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
@@ -134,7 +135,7 @@ def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str], tag: 
         result = train_cached(cfg, progress=False)
         train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
         t = time.perf_counter()
-        predictor = load_predictor([result.out_dir / "last.pt"], device="cpu")
+        predictor = load_predictor([Path(result.out_dir) / "last.pt"], device="cpu")
         dets = predictor.prepared_videos(out / "prepared", split_videos(gt, "test"))
         eval_s = time.perf_counter() - t
         row = {"method": f"talmts{tag}", "seed": seed, "epochs": epochs, "extra": extra, "extract_s": extract_s,

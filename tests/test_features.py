@@ -25,7 +25,7 @@ from talmts.models.head_only import build_head, head_into_detector
 
 S = 40  # stored frame size
 VIDEOS = {  # id: (subset, sample frames, [(start s, end s, label)])
-    "v_a": ("train", 60, [(1.0, 3.0, "jump"), (6.0, 9.0, "run")]),
+    "v_a": ("train", 100, [(1.0, 3.0, "jump"), (6.0, 9.0, "run")]),
     "v_b": ("train", 40, [(0.5, 2.5, "run")]),
     "v_c": ("test", 50, [(2.0, 4.0, "jump")]),
 }

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import load_config, resolve_config_path
+    from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
     from talmts.errors import InputError
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             f"already cached, {s.seconds:.0f} s -> {s.cache}"
         )
     if args.snippets:
-        backbone = frozen_detector(cfg, 1, 3 if cfg.data.modality == "rgb" else 2).backbone
+        backbone = frozen_detector(cfg, 1, MODALITY_CHANNELS[cfg.data.modality]).backbone
         window, stride = args.snippet_window, args.snippet_stride
         s2 = extract_snippet_features(
             cfg, backbone, args.snippets, window=window, stride=stride, progress=not args.quiet

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from talmts.config import Config
-from talmts.data.dataset import CHANNELS, load_video_array
+from talmts.config import MODALITY_CHANNELS, Config
+from talmts.data.dataset import load_video_array
 from talmts.data.transforms import make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_text
@@ -105,7 +105,7 @@ def extract_snippet_features(
         if path.is_file() and video in meta["videos"]:
             summary.skipped.append(video)
             continue
-        frames = load_video_array(root / sub / f"{video}.npy", CHANNELS[cfg.data.modality], info.sample_count)
+        frames = load_video_array(root / sub / f"{video}.npy", MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
         feats = video_snippet_features(backbone, frames, cfg.data.frame_size, window, stride)
         with atomic_open(path, "wb") as f:
             np.save(f, feats)

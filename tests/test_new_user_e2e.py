@@ -81,7 +81,7 @@ def test_a_new_user_from_annotation_file_to_detections(tmp_path, capsys, monkeyp
     write_mp4(raw, _frames(15.0, 9.0, [("jump", 2.0, 4.5)]), 15.0)
 
     # ---- init: a config chosen from the file and the videos, and the next three commands -----------------------
-    out = _run(capsys, "init", "mydata")
+    out = _run(capsys, "init", "mydata", "--recipe", "paper")  # the end-to-end path (small data: test_features)
     config = Path("mydata/talmts.yaml")
     commands = [line.split(". ", 1)[1] for line in out.splitlines() if line.startswith(("  1.", "  2.", "  3."))]
     assert commands == [

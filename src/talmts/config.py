@@ -170,6 +170,11 @@ class TrainConfig:
     warmup_steps: int = opt(0, "talmts", ">= 0")  # linear warm-up from 0 at the start
     backbone_lr_mult: float = opt(1.0, "talmts", ">= 0")  # lr multiplier of the I3D backbone (fine-tuned with the head)
     find_unused_parameters: bool = opt(False, "talmts")  # DDP: set when a config leaves some parameters out of the loss
+    # Frozen-backbone training (docs/DESIGN.md, "Cached features"): a folder of cached I3D features; when set, the
+    # backbone is frozen and only the head trains, on the cache (filled on first use or by `talmts extract-features`)
+    feature_cache: str = opt("", "talmts")
+    finetune_epochs: int = opt(0, "talmts", ">= 0")  # end-to-end epochs after the cached head (the paper: end to end)
+    finetune_lr_mult: float = opt(0.1, "talmts", "> 0")  # lr of the end-to-end stage relative to train.lr
 
 
 # ----------------------------------------------------------------------------------------------- inference

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "prepare": ("prepare", "decode videos into 10 fps frames and optical flow"),
     "prepare-merge": ("prepare_merge", "after all `prepare --shard K/N` runs: check them, rebuild video_info.csv"),
     "train": ("train", "train one stream from a config"),
+    "extract-features": ("extract_features", "cache the frozen I3D's features (head-only training, snippet files)"),
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
     "evaluate": ("score_detections", "score a detection file against ground truth (ActivityNet mAP)"),

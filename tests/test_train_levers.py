@@ -1,0 +1,126 @@
+"""Training speed levers give the plain loop's losses and updates: bit for bit where the arithmetic is the same
+(foreach Adam, a trace-only compile, clips made on the device), within stated tolerances where kernels differ
+(fused Adam, channels-last convolutions, inductor's generated code)."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+
+from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from talmts.config import TrainConfig, load_config, resolve_config_path
+from talmts.engine.checkpoint import load_checkpoint
+from talmts.engine.train import build_optimizer, per_sample_losses, train
+from talmts.engine.train_levers import ADAM_OPTIONS, compile_levers, network_call
+from talmts.models import build_detector
+from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES
+from test_dataset import _cfg, prepared  # noqa: F401  (the fixture: a tiny prepared dataset)
+
+
+def _run(tmp_path, tag: str, **train_opts):
+    torch.manual_seed(0)
+    cfg = tiny_config(tmp_path / tag, epochs=1, batch_size=2, max_steps=4, **train_opts)
+    r = train(cfg, model=TinyNet(), dataset=RandomClips(8), collate=collate, loss_fn=tiny_loss, progress=False)
+    return [h["total"] for h in r.history], load_checkpoint(r.last_checkpoint)["model"]
+
+
+def _max_param_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    return _run(tmp_path_factory.mktemp("plain"), "plain", adam="loop")
+
+
+@pytest.mark.parametrize(
+    ("opts", "loss_tol", "param_tol"),
+    [
+        ({"adam": "foreach"}, 0.0, 0.0),  # the same per-element arithmetic, batched over tensors: bit for bit
+        ({"adam": "torch"}, 0.0, 0.0),  # torch's default on CPU is the loop
+        ({"compile": True, "compile_backend": "aot_eager"}, 0.0, 0.0),  # traced forward + backward, eager kernels
+        ({"adam": "fused"}, 1e-6, 1e-6),  # one fused kernel: rounding may differ in the last bit
+        ({"channels_last": True}, 1e-5, 1e-6),  # other convolution kernels for the channels-last layout
+    ],
+)
+def test_lever_gives_the_plain_losses_and_updates(tmp_path, plain, opts, loss_tol, param_tol) -> None:
+    losses, weights = _run(tmp_path, "lever", **opts)
+    assert max(abs(a - b) for a, b in zip(losses, plain[0])) <= loss_tol
+    assert _max_param_diff(weights, plain[1]) <= param_tol
+    if loss_tol == 0.0:
+        assert losses == plain[0]
+
+
+def test_the_weights_really_moved(plain, tmp_path) -> None:
+    """The comparisons above are between trained weights, not the initial ones."""
+    torch.manual_seed(0)
+    start = TinyNet().state_dict()
+    assert _max_param_diff(start, plain[1]) > 1e-3
+
+
+def test_device_transform_run_gives_the_loader_runs_losses(prepared, tmp_path) -> None:  # noqa: F811
+    """data.transform=device: the same clips (same draws), so the same losses bit for bit."""
+    histories = []
+    for where in ("loader", "device"):
+        cfg = _cfg(prepared, f"train.out_dir={tmp_path / where}", "train.device=cpu", "train.max_steps=3",
+                   "train.batch_size=2", f"data.transform={where}")  # fmt: skip
+        torch.manual_seed(0)
+        r = train(cfg, model=TinyNet(), loss_fn=tiny_loss, progress=False)
+        histories.append([h["total"] for h in r.history])
+    assert len(histories[0]) == 3 and histories[0] == histories[1]
+
+
+def _choices(field: str) -> tuple:
+    return typing.get_args(typing.get_type_hints(TrainConfig)[field])
+
+
+def test_lever_fields_use_the_inference_vocabulary() -> None:
+    assert _choices("compile_mode") == COMPILE_MODES
+    assert _choices("compile_backend") == COMPILE_BACKENDS
+    assert _choices("adam") == tuple(ADAM_OPTIONS)
+    cfg = load_config(None, ["train.compile=true", "train.compile_mode=max-autotune"])
+    assert compile_levers(cfg).compile and compile_levers(cfg).compile_mode == "max-autotune"
+
+
+def _detector_step(cfg, steps: int = 2):
+    """Losses and weights of the real (tiny) detector after ``steps`` training steps with ``cfg``'s levers."""
+    torch.manual_seed(0)
+    model = build_detector(cfg, 3, 3).train()
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    opt = build_optimizer(model, cfg, 1e-3)
+    net = network_call(model, cfg)
+    g = torch.Generator().manual_seed(1)
+    t, s = cfg.data.clip_frames, cfg.data.frame_size
+    losses = []
+    for _ in range(steps):
+        clip = torch.rand(2, 3, t, s, s, generator=g) * 2 - 1
+        if cfg.train.channels_last:
+            clip = clip.contiguous(memory_format=torch.channels_last_3d)
+        targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]]), torch.tensor([[t * 0.1, t * 0.3, 2.0]])]
+        total = per_sample_losses(net(clip), targets, cfg.loss)["total"]
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        opt.step()
+        losses.append(float(total))
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+TINY_DETECTOR = ["model.backbone.weights=null", "data.clip_frames=32"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("levers", "rel"),
+    [(["train.channels_last=true"], 1e-4), (["train.compile=true"], 1e-3)],  # inductor: reordered float sums
+)
+def test_real_detector_levered_step_matches_the_plain_step(levers, rel) -> None:
+    base = load_config(resolve_config_path("demo"), TINY_DETECTOR)
+    plain_losses, plain_weights = _detector_step(base)
+    losses, weights = _detector_step(load_config(resolve_config_path("demo"), [*TINY_DETECTOR, *levers]))
+    assert losses == pytest.approx(plain_losses, rel=rel)
+    scale = max(float(v.float().abs().max()) for v in plain_weights.values())
+    assert _max_param_diff(weights, plain_weights) <= rel * scale

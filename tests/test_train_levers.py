@@ -12,8 +12,8 @@ import torch
 from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
 from talmts.config import TrainConfig, load_config, resolve_config_path
 from talmts.engine.checkpoint import load_checkpoint
-from talmts.engine.train import build_optimizer, per_sample_losses, train
-from talmts.engine.train_levers import ADAM_OPTIONS, compile_levers, network_call
+from talmts.engine.train import per_sample_losses, train
+from talmts.engine.train_levers import ADAM_OPTIONS, compile_levers, for_training, network_call
 from talmts.models import build_detector
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES
 from test_dataset import _cfg, prepared  # noqa: F401  (the fixture: a tiny prepared dataset)
@@ -85,42 +85,49 @@ def test_lever_fields_use_the_inference_vocabulary() -> None:
     assert compile_levers(cfg).compile and compile_levers(cfg).compile_mode == "max-autotune"
 
 
-def _detector_step(cfg, steps: int = 2):
-    """Losses and weights of the real (tiny) detector after ``steps`` training steps with ``cfg``'s levers."""
+def _detector_grads(cfg):
+    """Losses and gradients of the real (tiny) detector for one batch, with ``cfg``'s levers."""
     torch.manual_seed(0)
-    model = build_detector(cfg, 3, 3).train()
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    opt = build_optimizer(model, cfg, 1e-3)
+    model = for_training(build_detector(cfg, 3, 3).train(), cfg)
     net = network_call(model, cfg)
     g = torch.Generator().manual_seed(1)
     t, s = cfg.data.clip_frames, cfg.data.frame_size
-    losses = []
-    for _ in range(steps):
-        clip = torch.rand(2, 3, t, s, s, generator=g) * 2 - 1
-        if cfg.train.channels_last:
-            clip = clip.contiguous(memory_format=torch.channels_last_3d)
-        targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]]), torch.tensor([[t * 0.1, t * 0.3, 2.0]])]
-        total = per_sample_losses(net(clip), targets, cfg.loss)["total"]
-        opt.zero_grad(set_to_none=True)
-        total.backward()
-        opt.step()
-        losses.append(float(total))
-    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    clip = torch.rand(2, 3, t, s, s, generator=g) * 2 - 1
+    if cfg.train.channels_last:
+        clip = clip.contiguous(memory_format=torch.channels_last_3d)
+    targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]]), torch.tensor([[t * 0.1, t * 0.3, 2.0]])]
+    losses = per_sample_losses(net(clip), targets, cfg.loss)
+    losses["total"].backward()
+    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+    return {k: float(v.detach()) for k, v in losses.items()}, grads
 
 
-TINY_DETECTOR = ["model.backbone.weights=null", "data.clip_frames=32"]
+# Tiny detector: every module on, I3D at an eighth of its width, 32 frames of 32 px.
+TINY_DETECTOR = [
+    "model.backbone.weights=null",
+    "data.clip_frames=32",
+    "data.frame_size=32",
+    "data.stored_size=40",
+    "model.backbone.width=0.125",
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("levers", "rel"),
-    [(["train.channels_last=true"], 1e-4), (["train.compile=true"], 1e-3)],  # inductor: reordered float sums
+    [
+        (["train.channels_last=true"], 1e-4),  # other convolution kernels
+        (["train.compile=true", "train.compile_backend=aot_eager"], 1e-6),  # traced, eager kernels
+        (["train.compile=true"], 1e-3),  # inductor's generated kernels reorder float sums
+    ],
 )
 def test_real_detector_levered_step_matches_the_plain_step(levers, rel) -> None:
-    base = load_config(resolve_config_path("demo"), TINY_DETECTOR)
-    plain_losses, plain_weights = _detector_step(base)
-    losses, weights = _detector_step(load_config(resolve_config_path("demo"), [*TINY_DETECTOR, *levers]))
+    """Losses and gradients of one step. Gradients, not weights after Adam: Adam's first steps divide each
+    gradient by its own size, so a rounding-level change of a near-zero gradient can move its weight by 2 x lr."""
+    plain_losses, plain_grads = _detector_grads(load_config(resolve_config_path("demo"), TINY_DETECTOR))
+    losses, grads = _detector_grads(load_config(resolve_config_path("demo"), [*TINY_DETECTOR, *levers]))
     assert losses == pytest.approx(plain_losses, rel=rel)
-    scale = max(float(v.float().abs().max()) for v in plain_weights.values())
-    assert _max_param_diff(weights, plain_weights) <= rel * scale
+    assert grads.keys() == plain_grads.keys() and len(grads) > 50
+    norm = torch.cat([g.flatten() for g in plain_grads.values()]).norm()
+    diff = torch.cat([(grads[k] - plain_grads[k]).flatten() for k in grads]).norm()
+    assert float(diff / norm) <= rel

@@ -102,9 +102,11 @@ def _detector_grads(cfg):
     return {k: float(v.detach()) for k, v in losses.items()}, grads
 
 
-# Tiny detector: every module on, I3D at an eighth of its width, 32 frames of 32 px.
+# Tiny detector: every module on, I3D at an eighth of its width, 32 frames of 32 px, BN frozen as in the paper's
+# configs (training-mode BatchNorm's channels-last CPU kernel is less exact: see docs/DESIGN.md "Training speed").
 TINY_DETECTOR = [
     "model.backbone.weights=null",
+    "model.backbone.freeze_bn=true",
     "data.clip_frames=32",
     "data.frame_size=32",
     "data.stored_size=40",

@@ -22,7 +22,13 @@ import torch
 from talmts.config import load_config, resolve_config_path
 from talmts.data.device_transforms import clips_from_windows, raw_window
 from talmts.data.transforms import draw_clip_params, make_clip
-from talmts.engine.bench_train import AFSD_MODULES_OFF, TRAIN_VARIANTS, measure_train_variant, with_changes
+from talmts.engine.bench_train import (
+    AFSD_MODULES_OFF,
+    TRAIN_VARIANTS,
+    failed_variant,
+    measure_train_variant,
+    with_changes,
+)
 
 PLAN = [  # (network, batch, lever sets)
     ("talmts", 8, list(TRAIN_VARIANTS)),
@@ -89,9 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         for variant in variants:
             try:
                 row = measure_train_variant(nets[net], variant, device=device, batch=batch, steps=steps, warmup=warmup)
-            except torch.OutOfMemoryError:
-                row = {"train_step": variant, "batch": batch, "error": "out of memory"}
-                torch.cuda.empty_cache()
+            except Exception as err:  # one lever failing (out of memory, a compile error) keeps the rest
+                row = failed_variant(variant, batch, err)
             emit({"preset": net, "config": config, **row})
     return 0
 

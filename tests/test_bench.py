@@ -185,3 +185,19 @@ def bench_train_variant_unknown() -> None:
     from talmts.engine.bench_train import measure_train_variant
 
     measure_train_variant(_cfg(), "fastest", device=torch.device("cpu"), batch=1)
+
+
+def test_a_failing_lever_is_a_row_not_the_end_of_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from talmts.engine import bench_train
+
+    def broken(cfg, variant, **kw):  # noqa: ANN001, ANN003, ANN202
+        raise RuntimeError(f"codegen failed for {variant}\nlong traceback text")
+
+    monkeypatch.setattr(bench_train, "measure_train_variant", broken)
+    out = tmp_path / "t.jsonl"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "--train-step", "--train-only", "--json"]
+    argv += ["--train-variants", "plain", "compile", "--train-presets", "afsd", "--save", str(out), "--batch", "1"]
+    assert main(argv) == 0
+    rows = _rows(out)
+    assert [r["train_step"] for r in rows] == ["plain", "compile"]
+    assert rows[1]["error"] == "RuntimeError: codegen failed for compile" and rows[1]["preset"] == "afsd"

@@ -195,8 +195,8 @@ def run(args: argparse.Namespace) -> int:
 def _train_steps(
     args: argparse.Namespace, cfg: Config, device: torch.device, batches: list[int], streams, emit
 ) -> None:  # noqa: ANN001
-    """One row per (network, stream, batch, lever set); a step that runs out of memory is reported, not fatal."""
-    from talmts.engine.bench_train import AFSD_MODULES_OFF, measure_train_variant, with_changes
+    """One row per (network, stream, batch, lever set); a lever set that fails is reported as a row, not fatal."""
+    from talmts.engine.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
 
     nets = {"talmts": cfg, "afsd": with_changes(cfg, AFSD_MODULES_OFF)}
     for preset in args.train_presets:
@@ -208,10 +208,9 @@ def _train_steps(
                         row = measure_train_variant(
                             net_cfg, variant, device=device, batch=batch, steps=args.iters, warmup=args.warmup
                         )
-                    except torch.OutOfMemoryError:
-                        row = {"train_step": variant, "stream": m, "batch": batch, "error": "out of memory"}
-                        torch.cuda.empty_cache()
-                    emit({"preset": preset, **row})
+                    except Exception as err:  # one lever failing (out of memory, a compile error) keeps the rest
+                        row = failed_variant(variant, batch, err)
+                    emit({"preset": preset, "stream": m, **row})
 
 
 def _reference(cfg: Config, in_channels: int, device: torch.device, part: str = "network") -> LeverRunner:

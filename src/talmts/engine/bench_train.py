@@ -165,3 +165,12 @@ def measure_train_variant(
     if cuda:
         torch.cuda.empty_cache()
     return row
+
+
+def failed_variant(variant: str, batch: int, err: BaseException) -> dict[str, Any]:
+    """The row of a lever set that failed (out of memory, a compile error), after freeing what it held."""
+    torch._dynamo.reset()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return {"train_step": variant, "batch": batch, "error": f"{type(err).__name__}: {first}"[:300]}

@@ -71,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=5, help="timed steps per lever set (after --warmup)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--out", default=None, help="append the JSON rows to this file")
+    p.add_argument(
+        "--plan-rows",
+        type=int,
+        nargs="+",
+        default=None,
+        help="run only these entries of PLAN (0: every lever at batch 8, 1: batch 1, 2: AFSD), e.g. to split the run "
+        "between two calls under a time limit",
+    )
     p.add_argument("overrides", nargs="*", help="dotted config overrides")
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -80,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = ["model.backbone.weights=null", *(SMOKE if args.smoke else []), *args.overrides]
     cfg = load_config(resolve_config_path(config), overrides)
     plan = [("talmts", 2, ["plain", "all"]), ("afsd", 2, ["plain", "all"])] if args.smoke else PLAN
+    if args.plan_rows is not None:
+        plan = [plan[i] for i in args.plan_rows]
+
     steps, warmup = (1, 1) if args.smoke else (args.steps, args.warmup)
 
     def emit(row: dict) -> None:

@@ -1,6 +1,6 @@
 """Training speed levers give the plain loop's losses and updates: bit for bit where the arithmetic is the same
-(foreach Adam, a trace-only compile, clips made on the device), within stated tolerances where kernels differ
-(fused Adam, channels-last convolutions, inductor's generated code)."""
+(foreach Adam, clips made on the device), within stated tolerances where kernels or traced graphs may differ
+(fused Adam, channels-last convolutions, a trace-only compile)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def plain(tmp_path_factory):
     [
         ({"adam": "foreach"}, 0.0, 0.0),  # the same per-element arithmetic, batched over tensors: bit for bit
         ({"adam": "torch"}, 0.0, 0.0),  # torch's default on CPU is the loop
-        ({"compile": True, "compile_backend": "aot_eager"}, 0.0, 0.0),  # traced forward + backward, eager kernels
+        # traced forward + backward, eager kernels: bit for bit alone, 1e-8 apart after other compiles in a process
+        ({"compile": True, "compile_backend": "aot_eager"}, 1e-6, 1e-6),
         ({"adam": "fused"}, 1e-6, 1e-6),  # one fused kernel: rounding may differ in the last bit
         ({"channels_last": True}, 1e-5, 1e-6),  # other convolution kernels for the channels-last layout
     ],

@@ -135,3 +135,15 @@ def test_real_detector_levered_step_matches_the_plain_step(levers, rel) -> None:
     norm = torch.cat([g.flatten() for g in plain_grads.values()]).norm()
     diff = torch.cat([(grads[k] - plain_grads[k]).flatten() for k in grads]).norm()
     assert float(diff / norm) <= rel
+
+
+def test_worker_loader_with_prefetch_ships_windows_to_the_trainer(prepared, tmp_path) -> None:  # noqa: F811
+    """One worker, prefetch 1, uint8 windows: the loader options reach the DataLoader and a run trains twice
+    with the same draws (workers are reseeded from the run's seed every epoch)."""
+    runs = []
+    for i in range(2):
+        cfg = _cfg(prepared, f"train.out_dir={tmp_path / str(i)}", "train.device=cpu", "train.max_steps=2",
+                   "data.transform=device", "data.workers=1", "data.prefetch=1")  # fmt: skip
+        torch.manual_seed(0)
+        runs.append([h["total"] for h in train(cfg, model=TinyNet(), loss_fn=tiny_loss, progress=False).history])
+    assert len(runs[0]) == 2 and runs[0] == runs[1]

@@ -73,14 +73,13 @@ def clips_from_windows(
     return clip if channels_last else clip.contiguous()
 
 
-def batch_clips(
-    batch: dict[str, Any], device: torch.device, size: int, *, flow_sign: bool, channels_last: bool
-) -> torch.Tensor:
+def batch_clips(batch: dict[str, Any], device: torch.device, size: int, *, flow_sign: bool, channels_last: bool) -> Any:
     """The network input of a collated batch on ``device``: its float32 ``clip``, or clips made there from its
     uint8 ``window`` (``flow_sign``: a mirrored clip's channel 0 is negated, i.e. flow with data.flip_negates_flow)."""
-    fmt = CHANNELS_LAST if channels_last else torch.contiguous_format
-    if "window" not in batch:
-        return batch["clip"].to(device, non_blocking=True).contiguous(memory_format=fmt)
+    if "window" not in batch:  # a float32 clip, or another input with ``.to`` (the cached-feature head's)
+        clip = batch["clip"].to(device, non_blocking=True)
+        return clip.contiguous(memory_format=CHANNELS_LAST) if channels_last and torch.is_tensor(clip) else clip
+
     windows = batch["window"].to(device, non_blocking=True)
     return clips_from_windows(
         windows,

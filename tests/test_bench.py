@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,58 @@ def test_compile_cache_missing_or_damaged(tmp_path: Path) -> None:
     bad.write_bytes(b"not a cache")
     with pytest.warns(UserWarning, match="compile cache not loaded"):
         assert not bench.load_compile_cache(bad)
+
+
+def test_cli_train_step_rows_per_lever_for_both_networks(tmp_path: Path) -> None:
+    """--train-step --train-only: one row per network and lever set, the all-levers one traced (eager backend)."""
+    out = tmp_path / "t.jsonl"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "--train-step", "--train-only", "--iters", "1"]
+    argv += ["--warmup", "1", "--train-variants", "plain", "all", "--json", "--save", str(out), "--batch", "1"]
+    argv += ["data.clip_frames=32", "data.frame_size=32", "data.stored_size=40", "model.backbone.width=0.125"]
+    argv += ["model.stt.enabled=false", "train.compile_backend=eager"]
+    assert main(argv) == 0
+    rows = _rows(out)
+    assert not any("median_ms" in r for r in rows)  # --train-only: no inference rows
+    got = {(r["preset"], r["train_step"]): r for r in rows}
+    assert set(got) == {("talmts", "plain"), ("talmts", "all"), ("afsd", "plain"), ("afsd", "all")}
+    for r in rows:
+        assert r["clips_per_s"] > 0 and r["frames_per_s"] == pytest.approx(r["clips_per_s"] * 32)
+        assert r["peak_mem_mb"] > 0 and math.isfinite(r["loss"])
+    assert got[("talmts", "all")]["levers"]["train.compile"] and got[("talmts", "all")]["compile_backend"] == "eager"
+
+
+def test_train_variants_change_only_their_fields() -> None:
+    from talmts.engine.bench_train import PLAIN, TRAIN_VARIANTS, with_changes
+
+    cfg = _cfg()
+    for name, changes in TRAIN_VARIANTS.items():
+        assert set(changes) <= set(PLAIN), name  # every lever is reset by the plain step
+        changed = with_changes(cfg, {**PLAIN, **changes})
+        assert with_changes(cfg, PLAIN).to_dict() != changed.to_dict() or name == "plain"
+    assert cfg.train.compile is False  # the original is not touched
+    with pytest.raises(KeyError, match="train.compil"):
+        with_changes(cfg, {"train.compil": True})
+    with pytest.raises(ValueError, match="one of"):
+        bench_train_variant_unknown()
+
+
+def bench_train_variant_unknown() -> None:
+    from talmts.engine.bench_train import measure_train_variant
+
+    measure_train_variant(_cfg(), "fastest", device=torch.device("cpu"), batch=1)
+
+
+def test_a_failing_lever_is_a_row_not_the_end_of_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from talmts.engine import bench_train
+
+    def broken(cfg, variant, **kw):  # noqa: ANN001, ANN003, ANN202
+        raise RuntimeError(f"codegen failed for {variant}\nlong traceback text")
+
+    monkeypatch.setattr(bench_train, "measure_train_variant", broken)
+    out = tmp_path / "t.jsonl"
+    argv = ["bench", "--device", "cpu", "--config", "demo", "--train-step", "--train-only", "--json"]
+    argv += ["--train-variants", "plain", "compile", "--train-presets", "afsd", "--save", str(out), "--batch", "1"]
+    assert main(argv) == 0
+    rows = _rows(out)
+    assert [r["train_step"] for r in rows] == ["plain", "compile"]
+    assert rows[1]["error"] == "RuntimeError: codegen failed for compile" and rows[1]["preset"] == "afsd"

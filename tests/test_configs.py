@@ -127,3 +127,16 @@ def test_documented_override_columns_load():
     assert any("model.fsa.enabled=false" in s for s in sets) and any("infer.nms_iou_gate=0.3" in s for s in sets)
     for overrides in sets:
         load_config(BUNDLED / "thumos14_rgb.yaml", overrides)
+
+
+def test_fast_recipes_change_only_speed_and_the_batch_with_its_lr_rule():
+    for name in ("thumos14_rgb", "thumos14_flow"):
+        paper, fast = load_config(BUNDLED / f"{name}.yaml"), load_config(BUNDLED / f"{name}_fast.yaml")
+        a, b = paper.to_dict(), fast.to_dict()
+        for section in ("model", "loss", "infer", "eval"):
+            assert a[section] == b[section]
+        assert {k for k in a["data"] if a["data"][k] != b["data"][k]} == {"workers", "prefetch", "transform"}
+        changed = {k for k in a["train"] if a["train"][k] != b["train"][k]}
+        assert changed == {"batch_size", "channels_last", "compile", "adam", "out_dir"}
+        t = fast.train
+        assert (t.batch_size, t.lr, t.lr_batch, t.lr_scaling, t.epochs) == (8, 1e-5, 1, "sqrt", 25)

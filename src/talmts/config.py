@@ -61,7 +61,14 @@ class DataConfig:
     stored_size: int = opt(112, "AFSD", ">= 1")  # prepared frames are stored at this size
     flip: bool = opt(True, "paper")
     exclude_ambiguous: bool = opt(True, "talmts")
-    workers: int = opt(0, "talmts", ">= 0")
+    workers: int = opt(0, "talmts", ">= 0")  # loader processes; 0 loads in the training process
+    prefetch: int = opt(2, "talmts", ">= 1")  # batches each worker prepares ahead (DataLoader's prefetch_factor)
+    # Workers kept alive between epochs. Off by default: a resumed run then draws the same augmentation as one never
+    # stopped (workers are reseeded each epoch); the start-up it saves is seconds per epoch.
+    persistent_workers: bool = opt(False, "talmts")
+    # Where training clips are cut, mirrored, normalised and padded: "loader" (float32 clips from the workers) or
+    # "device" (uint8 windows from the workers, the arithmetic on the training device; same values, see DESIGN.md)
+    transform: Literal["loader", "device"] = opt("loader", "talmts")
     # ground truth scored by mAP; "": data.annotations (e.g. AFSD's 210-video thumos_gt.json)
     eval_annotations: str = opt("", "talmts")
     flip_negates_flow: bool = opt(True, "talmts")  # a horizontal flip negates flow x (physically right; AFSD does not)
@@ -175,6 +182,20 @@ class TrainConfig:
     feature_cache: str = opt("", "talmts")
     finetune_epochs: int = opt(0, "talmts", ">= 0")  # end-to-end epochs after the cached head (the paper: end to end)
     finetune_lr_mult: float = opt(0.1, "talmts", "> 0")  # lr of the end-to-end stage relative to train.lr
+    # Training speed levers (docs/DESIGN.md "Training speed"); each alone, measured by `talmts bench --train-step`.
+    channels_last: bool = opt(False, "talmts")  # model and clips in the channels-last 3D memory format
+    compile: bool = opt(False, "talmts")  # torch.compile of the network's forward and backward, static shapes
+    # torch.compile mode, the inference levers' vocabulary; "reduce-overhead" also replays the network's forward and
+    # backward as CUDA graphs (the losses, with their variable number of targets, stay outside)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = opt(
+        "default", "talmts"
+    )
+    compile_backend: Literal["inductor", "aot_eager", "eager"] = opt(
+        "inductor", "talmts"
+    )  # eager/aot_eager: traces only
+    # Adam's implementation: "torch" lets torch pick (foreach on CUDA, a loop over parameters on CPU), "loop",
+    # "foreach" (one kernel per operation over all parameters) or "fused" (one kernel per step; CUDA or CPU)
+    adam: Literal["torch", "loop", "foreach", "fused"] = opt("torch", "talmts")
 
 
 # ----------------------------------------------------------------------------------------------- inference

@@ -11,6 +11,7 @@ import sys
 import torch
 
 from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
+from talmts.engine.bench_train import TRAIN_VARIANTS
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES, FAST, LeverRunner, Levers
 
 FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
@@ -71,7 +72,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (saves one pass)")
     p.add_argument("--postprocess", action="store_true", help="also time decoding + Soft-NMS per THUMOS14 video")
-    p.add_argument("--train-step", action="store_true", help="also time one training step")
+    p.add_argument(
+        "--train-step",
+        action="store_true",
+        help="also time the training step per lever (--train-variants) for TAL-MTS and AFSD (--train-presets), at "
+        "each --batch; --iters timed steps after --warmup",
+    )
+    p.add_argument("--train-only", action="store_true", help="with --train-step: skip the inference measurements")
+    p.add_argument(
+        "--train-variants",
+        nargs="+",
+        choices=list(TRAIN_VARIANTS),
+        default=list(TRAIN_VARIANTS),
+        help="training lever sets, each alone on the plain fp32 step; 'all' = every speed lever together",
+    )
+    p.add_argument(
+        "--train-presets",
+        nargs="+",
+        choices=["talmts", "afsd"],
+        default=["talmts", "afsd"],
+        help="networks of the training step: TAL-MTS, and AFSD's (rfp, stt, fsa off)",
+    )
     p.add_argument("--check", action="store_true", help="compare detections with the fp32 eager model (same weights)")
     p.add_argument("--json", action="store_true", help="one JSON object per measurement")
     p.add_argument("--save", default=None, help="also append the JSON lines to this file")
@@ -84,7 +105,6 @@ def run(args: argparse.Namespace) -> int:
         matmul_peak_tflops,
         measure_network,
         measure_postprocess,
-        measure_train_step,
         save_compile_cache,
     )
 
@@ -130,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
                 f.write(json.dumps(row) + "\n")
 
     streams = {"rgb": ["rgb"], "flow": ["flow"], "both": ["rgb", "flow"]}[args.streams]
-    for dtype in args.dtype:
+    for dtype in [] if args.train_step and args.train_only else args.dtype:
         levers = levers_of[dtype]
         if not args.no_flops and dtype not in peaks:
             peaks[dtype] = matmul_peak_tflops(device, levers.torch_dtype)
@@ -164,12 +184,33 @@ def run(args: argparse.Namespace) -> int:
     if args.postprocess:
         emit({"postprocess": measure_postprocess(cfg)})
     if args.train_step:
-        emit({"train_step": measure_train_step(cfg, device=device)})
+        _train_steps(args, cfg, device, batches, streams, emit)
     if peaks:
         emit({"peak_tflops": peaks, "device": str(device)})
     if args.compile_cache and args.compile:
         emit({"compile_cache": args.compile_cache, "bytes": save_compile_cache(args.compile_cache)})
     return 0
+
+
+def _train_steps(
+    args: argparse.Namespace, cfg: Config, device: torch.device, batches: list[int], streams, emit
+) -> None:  # noqa: ANN001
+    """One row per (network, stream, batch, lever set); a lever set that fails is reported as a row, not fatal."""
+    from talmts.engine.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
+
+    nets = {"talmts": cfg, "afsd": with_changes(cfg, AFSD_MODULES_OFF)}
+    for preset in args.train_presets:
+        for m in streams:
+            net_cfg = with_changes(nets[preset], {"data.modality": m})
+            for batch in batches:
+                for variant in args.train_variants:
+                    try:
+                        row = measure_train_variant(
+                            net_cfg, variant, device=device, batch=batch, steps=args.iters, warmup=args.warmup
+                        )
+                    except Exception as err:  # one lever failing (out of memory, a compile error) keeps the rest
+                        row = failed_variant(variant, batch, err)
+                    emit({"preset": preset, "stream": m, **row})
 
 
 def _reference(cfg: Config, in_channels: int, device: torch.device, part: str = "network") -> LeverRunner:
@@ -203,5 +244,12 @@ def _line(row: dict) -> str:
         return (
             f"{row['preset']:7s} {row['stream']:4s} {row['part']:8s} b={row['batch']:<3d} {lev['dtype']} {'+'.join(on) or 'eager'}: "
             f"{row['frames_per_s']:,.0f} frames/s ({row['median_ms']:.2f} ms median){gf}{frac}{mem}{chk}"
+        )
+    if "train_step" in row and "clips_per_s" in row:
+        mem = f"  peak {row['peak_mem_mb']:,.0f} MB ({row['peak_mem_kind']})" if row.get("peak_mem_mb") else ""
+        return (
+            f"{row['preset']:7s} {row['stream']:4s} train    b={row['batch']:<3d} {row['train_step']:16s}: "
+            f"{row['clips_per_s']:,.2f} clips/s, {row['frames_per_s']:,.0f} frames/s "
+            f"({row['seconds_per_step'] * 1e3:.1f} ms/step, first step {row['first_step_s']:.1f} s){mem}"
         )
     return json.dumps(row)

@@ -19,7 +19,8 @@ from torch.utils.data import Dataset
 
 from talmts.config import MODALITY_CHANNELS, Config, DataConfig
 from talmts.data.completeness import ground_truth_beyond_end
-from talmts.data.transforms import make_clip
+from talmts.data.device_transforms import raw_window
+from talmts.data.transforms import draw_clip_params, make_clip
 from talmts.data.windows import ClipPlan, Window, plan_clips
 from talmts.errors import InputError
 from talmts.formats.video_info import VideoInfo, read_video_info
@@ -73,10 +74,16 @@ class ClipDataset(Dataset):
     losses). Items: {"clip": float32 [C, T, H, W] in [-1, 1], "targets": float32 [M, 3] (start, end, class) in
     clip frames, "video": str, "offset": int (window start, sample frames), "fps": float (sample frames per second
     of this video: seconds = (frame + offset) / fps), "frames": int (real frames in the clip; the rest is padding)}.
+
+    raw=True (``data.transform: device``): instead of "clip", "window": uint8 [T, S, S, C] (the stored frames, zeros
+    past the end), "crop": (y, x) and "flip": bool, drawn as ``make_clip`` draws them; the training device then
+    makes the clip (data/device_transforms.py).
     """
 
-    def __init__(self, cfg: Config, subset: str, train: bool, *, annotations: AnnotationSet | None = None):
-        self.cfg, self.data, self.train = cfg, cfg.data, train
+    def __init__(
+        self, cfg: Config, subset: str, train: bool, *, annotations: AnnotationSet | None = None, raw: bool = False
+    ):
+        self.cfg, self.data, self.train, self.raw = cfg, cfg.data, train, raw
         self.subset = normalize_subset(subset, file="config", record="data subset")
         d = self.data
         if not d.root:
@@ -155,6 +162,22 @@ class ClipDataset(Dataset):
         w: Window = plan.window
         frames = self.array(w.video)
         d = self.data
+        info = {
+            "targets": torch.from_numpy(plan.targets.copy()),
+            "video": w.video,
+            "offset": w.offset,
+            "fps": plan.rate,
+            "frames": min(w.length, plan.num_frames - w.offset),
+        }
+        if self.raw:
+            _, h, wd, _ = frames.shape
+            crop, flipped = draw_clip_params(h, wd, d.frame_size, train=self.train, flip=d.flip)
+            return {
+                "window": torch.from_numpy(raw_window(frames, w.offset, w.length)),
+                "crop": crop,
+                "flip": flipped,
+                **info,
+            }
         clip = make_clip(
             frames,
             w.offset,
@@ -165,14 +188,7 @@ class ClipDataset(Dataset):
             flow=d.modality == "flow",
             negate_flow_x=d.flip_negates_flow,
         )
-        return {
-            "clip": clip,
-            "targets": torch.from_numpy(plan.targets.copy()),
-            "video": w.video,
-            "offset": w.offset,
-            "fps": plan.rate,
-            "frames": min(w.length, plan.num_frames - w.offset),
-        }
+        return {"clip": clip, **info}
 
     def __getstate__(self) -> dict[str, Any]:  # DataLoader workers get no open memory maps
         state = self.__dict__.copy()
@@ -199,11 +215,15 @@ def load_video_array(path: Path, channels: int, expected_frames: int | None = No
 
 
 def collate_clips(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack clips into [B, C, T, H, W]; targets stay a list (their counts differ); other keys become lists."""
-    batch: dict[str, Any] = {
-        "clip": torch.stack([it["clip"] for it in items]),
-        "targets": [it["targets"] for it in items],
-    }
+    """Stack clips into [B, C, T, H, W] (uint8 windows into [B, T, S, S, C], their crops into [B, 2] and flips into
+    [B]); targets stay a list (their counts differ); other keys become lists."""
+    batch: dict[str, Any] = {"targets": [it["targets"] for it in items]}
+    if "window" in items[0]:
+        batch["window"] = torch.stack([it["window"] for it in items])
+        batch["crop"] = torch.tensor([it["crop"] for it in items], dtype=torch.long)
+        batch["flip"] = torch.tensor([it["flip"] for it in items], dtype=torch.bool)
+    else:
+        batch["clip"] = torch.stack([it["clip"] for it in items])
     for key in items[0]:
         if key not in batch:
             batch[key] = [it[key] for it in items]

@@ -82,9 +82,20 @@ def make_clip(
     crop. Frames past the video's end are padded with :data:`PAD_VALUE`.
     """
     n, h, w, _ = frames.shape
-    y, x = random_crop_box(h, w, size) if train else center_crop_box(h, w, size)
+    (y, x), flipped = draw_clip_params(h, w, size, train=train, flip=flip)
     stop = min(offset + length, n)
     clip = normalize(frames[offset:stop, y : y + size, x : x + size])  # [t, S, S, C] -> [C, t, size, size]
-    if train and flip and torch.rand(()).item() < 0.5:
+    if flipped:
         clip = flip_horizontal(clip, negate_flow_x=flow and negate_flow_x)
     return torch.from_numpy(pad_time(clip, length))
+
+
+def draw_clip_params(height: int, width: int, size: int, *, train: bool, flip: bool) -> tuple[tuple[int, int], bool]:
+    """((y, x) crop corner, flipped) of one clip, drawn from torch's RNG in :func:`make_clip`'s order.
+
+    The uint8 window path (data/device_transforms.py) draws with this function too, so that the same seed gives
+    the same crops and flips whichever side does the arithmetic.
+    """
+    box = random_crop_box(height, width, size) if train else center_crop_box(height, width, size)
+    flipped = bool(train and flip and torch.rand(()).item() < 0.5)
+    return box, flipped

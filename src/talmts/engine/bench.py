@@ -22,12 +22,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from talmts.config import MODALITY_CHANNELS, Config
+from talmts.config import Config
 from talmts.fileio import atomic_write_bytes
 from talmts.geometry import refine_distances
 from talmts.models import build_detector
 from talmts.models.detector import anchor_centres, pyramid_lengths
-from talmts.models.levers import PARTS, BackboneOnly, LeverRunner, Levers, autocast, first_clips
+from talmts.models.levers import PARTS, BackboneOnly, LeverRunner, Levers, first_clips
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import clip_scores, decode_clip, detections_for_video
 from talmts.schema import ClassMap
@@ -289,31 +289,3 @@ def measure_postprocess(
         "candidates_per_video": float(np.mean(candidates)),
         "seconds_per_video": statistics.median(per_video),
     }
-
-
-def measure_train_step(cfg: Config, *, device: torch.device, num_classes: int = 3, steps: int = 5) -> dict:
-    """Median seconds of one optimiser step (forward, losses, backward, Adam) at ``cfg.train.batch_size``."""
-    from talmts.losses import compute_losses
-
-    torch.manual_seed(0)
-    in_channels = MODALITY_CHANNELS[cfg.data.modality]
-    model = build_detector(cfg, num_classes, in_channels).to(device).train()
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
-    t, s, b = cfg.data.clip_frames, cfg.data.frame_size, cfg.train.batch_size
-    clip = torch.rand(b, in_channels, t, s, s, device=device) * 2 - 1
-    targets = [torch.tensor([[t * 0.2, t * 0.6, 1.0]], device=device) for _ in range(b)]
-
-    amp = cfg.train.amp and device.type == "cuda"  # the trainer's bf16 autocast on GPU
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with autocast(device, "bf16" if amp else "fp32"):
-            out = model(clip)
-        losses = compute_losses(out, targets, cfg.loss)
-        losses["total"].backward()
-        opt.step()
-
-    step()
-    synchronize(device)
-    times = _time_calls(step, device, steps)
-    return {"batch": b, "frames": t, "size": s, "amp": amp, "seconds_per_step": statistics.median(times)}

@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from talmts.config import MODALITY_CHANNELS, Config, LossConfig
+from talmts.data.device_transforms import batch_clips
 from talmts.engine import distributed
 from talmts.engine.checkpoint import CheckpointError, rng_state, set_rng_state
 from talmts.engine.distributed import DistContext, ResumableSampler
@@ -36,6 +37,7 @@ from talmts.engine.hooks import (
 )
 from talmts.engine.hooks.checkpoints import open_resume, resume_target
 from talmts.engine.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
+from talmts.engine.train_levers import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
@@ -117,7 +119,10 @@ def lr_factor(step: int, total: int, cfg: Config) -> float:
 
 
 def build_optimizer(model: nn.Module, cfg: Config, lr: float) -> torch.optim.Optimizer:
-    """Adam (L2 weight decay, as AFSD and the paper) over trainable parameters; the backbone may get its own lr."""
+    """Adam (L2 weight decay, as AFSD and the paper) over trainable parameters; the backbone may get its own lr.
+
+    ``train.adam`` picks the implementation (loop, foreach, fused): the same update up to float rounding.
+    """
     backbone = getattr(model, "backbone", None)
     bb_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     bb = [p for p in model.parameters() if p.requires_grad and id(p) in bb_ids]
@@ -125,7 +130,7 @@ def build_optimizer(model: nn.Module, cfg: Config, lr: float) -> torch.optim.Opt
     groups = [{"params": head, "lr": lr}]
     if bb:
         groups.append({"params": bb, "lr": lr * cfg.train.backbone_lr_mult})
-    return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.train.weight_decay)
+    return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.train.weight_decay, **adam_options(cfg))
 
 
 def train(
@@ -184,7 +189,7 @@ class TrainLoop:
         if dataset is None:
             from talmts.data.dataset import ClipDataset, collate_clips
 
-            dataset = ClipDataset(cfg, cfg.data.train_subset, train=True)
+            dataset = ClipDataset(cfg, cfg.data.train_subset, train=True, raw=cfg.data.transform == "device")
             collate = collate or collate_clips
         self.classes = dataset_classes(dataset, cfg)
         self.in_channels = MODALITY_CHANNELS[cfg.data.modality]
@@ -193,19 +198,22 @@ class TrainLoop:
             from talmts.models import build_detector
 
             model = build_detector(cfg, len(self.classes), self.in_channels)
-        self.model = model.to(ctx.device)
+        self.model = for_training(model.to(ctx.device), cfg)
         self.loss_fn = loss_fn
         t = cfg.train
         self.sampler = ResumableSampler(dataset, ctx, shuffle=True, seed=t.seed)
         # The loader draws its workers' base seed from this generator, reseeded every epoch, instead of the
         # global RNG: a run resumed mid-epoch then draws the same numbers as one never stopped.
         self.loader_rng = torch.Generator()
+        workers = cfg.data.workers
         self.loader = DataLoader(
             dataset,
             batch_size=t.batch_size,
             sampler=self.sampler,
             collate_fn=collate,
-            num_workers=cfg.data.workers,
+            num_workers=workers,
+            prefetch_factor=cfg.data.prefetch if workers else None,
+            persistent_workers=cfg.data.persistent_workers and workers > 0,
             drop_last=True,
             worker_init_fn=_seed_worker,
             generator=self.loader_rng,
@@ -278,7 +286,7 @@ class TrainLoop:
         found = open_resume(resume, self.out, self.steps_per_epoch) if resume is not None else None
         if found is not None:
             self.load_state(*found)
-        net = distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters)
+        net = network_call(distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters), cfg)
         start = time.perf_counter()
         try:
             self._call("start")
@@ -295,7 +303,7 @@ class TrainLoop:
         ctx.barrier()
         return time.perf_counter() - start
 
-    def _epoch(self, net: nn.Module) -> None:
+    def _epoch(self, net: nn.Module) -> None:  # net: the (compiled) network
         t = self.cfg.train
         self.sampler.set_epoch(self.epoch)
         self.loader_rng.manual_seed(t.seed + 1_000_003 * self.epoch + 7919 * self.ctx.rank)
@@ -319,13 +327,13 @@ class TrainLoop:
                 break  # before the loader draws (and augments) another batch
 
     def _step(self, net: nn.Module, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        dev = self.ctx.device
-        clip = batch["clip"].to(dev, non_blocking=True)
+        dev, cfg = self.ctx.device, self.cfg
+        flow_sign = cfg.data.modality == "flow" and cfg.data.flip_negates_flow
+        clip = batch_clips(batch, dev, cfg.data.frame_size, flow_sign=flow_sign, channels_last=cfg.train.channels_last)
         targets = [t.to(dev) for t in batch["targets"]]
-        amp = self.cfg.train.amp and dev.type == "cuda"
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
+        with amp_context(cfg, dev):
             out = net(clip)
-        if amp:
+        if amp_enabled(cfg, dev):
             out = out.map(lambda t: t.float())
         losses = per_sample_losses(out, targets, self.cfg.loss, self.loss_fn)
         self._call("before_update", losses)

@@ -7,6 +7,7 @@ import argparse
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 
 import torch
 
@@ -193,8 +194,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train_steps(
-    args: argparse.Namespace, cfg: Config, device: torch.device, batches: list[int], streams, emit
-) -> None:  # noqa: ANN001
+    args: argparse.Namespace,
+    cfg: Config,
+    device: torch.device,
+    batches: list[int],
+    streams: list[str],
+    emit: Callable[[dict], None],
+) -> None:
     """One row per (network, stream, batch, lever set); a lever set that fails is reported as a row, not fatal."""
     from talmts.engine.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
 

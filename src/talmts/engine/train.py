@@ -1,7 +1,9 @@
 """Training one stream: the step loop, with checkpoints, resume, validation, logs, EMA and the NaN guard as hooks.
 
 Run as one process or under torchrun (see engine/distributed.py). Every process builds the same model from
-the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/hooks/.
+the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/hooks/, the training
+levers (channels-last, compile, the Adam implementation) in engine/train_levers.py; what stays here (the trainer's
+state, resume and one step) is one object's life cycle, about 360 lines.
 """
 
 from __future__ import annotations

@@ -22,13 +22,7 @@ from talmts.engine.predictor import raw_video_flow_method
 NAMES = ("clip_a", "clip_b", "clip_c", "clip_d", "clip_e")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small elementwise operations: one thread is faster than two on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: a second thread only waits
 
 
 def moving_texture(n: int, seed: int, size: int = 40) -> np.ndarray:

@@ -15,13 +15,7 @@ from talmts.data.flow import flow_to_uint8
 SHORT = T.TVL1Params(scales=2, warps=2, outer_iterations=2, inner_iterations=8, epsilon=0.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Many small elementwise operations: one thread is faster than two on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: a second thread only waits
 
 
 def texture(h: int, w: int, seed: int = 0, sigma: float = 2.0) -> np.ndarray:

@@ -10,16 +10,12 @@ import pytest
 from talmts.cli import main
 from talmts.engine.view import _page_names, write_video_view
 from talmts.schema import Detection, Segment
-from view_fixtures import page_data, write_result_set
+from view_fixtures import page_data, view_site, write_result_set
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("results")
-    f = write_result_set(root)
-    args = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--videos", str(f["videos"])]
-    assert main([*args, "--out", str(root / "site")]) == 0
-    return root / "site"
+    return view_site(tmp_path_factory.mktemp("results"))
 
 
 def test_the_index_counts_each_video_at_the_chosen_tiou(site):

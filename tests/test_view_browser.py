@@ -12,19 +12,14 @@ from pathlib import Path
 import pytest
 
 from browser import CHROMIUM, Browser
-from talmts.cli import main
-from view_fixtures import write_result_set
+from view_fixtures import view_site
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("results")
-    f = write_result_set(root)
-    args = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--videos", str(f["videos"])]
-    assert main([*args, "--out", str(root / "site")]) == 0
-    return root / "site"
+    return view_site(tmp_path_factory.mktemp("results"))
 
 
 @pytest.fixture(scope="module")

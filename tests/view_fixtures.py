@@ -58,3 +58,13 @@ PAGE_DATA = re.compile(r"<script type='application/json' id='talmts-data'>(.*?)<
 def page_data(path: Path) -> dict:
     """The JSON a page of the view embeds (what its script draws)."""
     return json.loads(PAGE_DATA.search(path.read_text()).group(1))
+
+
+def view_site(root: Path) -> Path:
+    """``talmts view`` of the result set written into ``root``: the site's folder."""
+    from talmts.cli import main
+
+    f = write_result_set(root)
+    args = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--videos", str(f["videos"])]
+    assert main([*args, "--out", str(root / "site")]) == 0
+    return root / "site"

@@ -57,7 +57,7 @@ def main() -> None:
     parser.add_argument("video", type=Path)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--config", choices=sorted(CONFIGS), default="demo")
-    parser.add_argument("--flow", default=None, help="flow method (default: as `talmts detect` on the device)")
+    parser.add_argument("--flow", default=None, help="flow method (default: as `talmts detect`, tvl1-torch)")
     parser.add_argument("--flow-batch", type=int, default=None)
     parser.add_argument("--size", type=int, default=112, help="sampled frame size, as prepared (default 112)")
     parser.add_argument("--threads", type=int, default=None, help="torch / OpenCV threads (default: torch's)")
@@ -75,7 +75,7 @@ def main() -> None:
     cfg = streams[0].cfg
     predictor = Predictor(streams, cfg.infer, cfg.data.test_stride, cfg.data.protocol, device)
     sample_fps, size = 10.0, args.size
-    method = args.flow or raw_video_flow_method("tvl1", device)
+    method = args.flow or raw_video_flow_method("tvl1")
 
     # 1 + 2: decode, and sample + resize (the swscale call of each kept frame timed on its own)
     fps = stream_fps(args.video)

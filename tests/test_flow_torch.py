@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from talmts.cli import main as cli_main
-from talmts.data.flow import compute_flow, uint8_to_flow, with_flow
+from talmts.data.flow import compute_flow, default_batch, uint8_to_flow, with_flow
 from talmts.data.prepare import PrepareOptions, prepare_dataset
-from talmts.data.record import PreparationMismatch, check_same_preparation, read_record
+from talmts.data.record import PreparationMismatch, check_same_preparation, read_record, write_record
 from talmts.data.shards import Shard
 from talmts.data.synth import write_mp4
 from talmts.engine.predictor import raw_video_flow_method
@@ -57,9 +57,33 @@ def test_flow_families_in_the_prepare_record() -> None:
     check_same_preparation(torch_tvl1, tvl1, flow=True, where="here", source="ckpt")
     with pytest.raises(PreparationMismatch, match="flow='dis'"):
         check_same_preparation(tvl1, dis, flow=True, where="here", source="ckpt")
-    assert raw_video_flow_method("tvl1", torch.device("cuda")) == "tvl1-torch"
-    assert raw_video_flow_method("tvl1", torch.device("cpu")) == "tvl1"
-    assert raw_video_flow_method("dis", torch.device("cuda")) == "dis"
+    # a raw video's TV-L1 runs in PyTorch whichever implementation prepared the training data; DIS stays DIS
+    assert raw_video_flow_method("tvl1") == raw_video_flow_method("tvl1-torch") == "tvl1-torch"
+    assert raw_video_flow_method("dis") == "dis"
+
+
+def test_default_batch_holds_a_cache_sized_number_of_pixels() -> None:
+    assert default_batch("tvl1-torch", None, (112, 112)) == 5  # 65536 / 12544 pixels
+    assert default_batch("tvl1-torch", "cpu", (56, 56, 3)) == 21
+    assert default_batch("tvl1-torch", "cpu", (480, 640)) == 1
+    assert default_batch("tvl1-torch", "cuda:0", (112, 112)) == 1024
+    assert default_batch("tvl1", None, (56, 56)) == default_batch("dis", "cuda") == 1  # OpenCV: pair by pair
+
+
+def test_prepare_without_flow_keeps_the_folders_method(videos: Path, tmp_path: Path) -> None:
+    """A new folder gets tvl1-torch; one that OpenCV's TV-L1 began is resumed with OpenCV's TV-L1 (no mixing)."""
+    one = tmp_path / "videos"
+    one.mkdir()
+    shutil.copy(videos / "clip_a.mp4", one)
+    for method in ("tvl1-torch", "tvl1"):
+        out = tmp_path / method
+        if method == "tvl1":
+            out.mkdir()
+            write_record(out, PrepareOptions(size=24, flow="tvl1"))  # as a run before the default changed left it
+        assert cli_main(["prepare", str(one), str(out), "--size", "24", "--quiet", "--workers", "1"]) == 0
+        assert read_record(out) == PrepareOptions(size=24, flow=method)
+        frames = np.load(out / "frames" / "clip_a.npy")
+        np.testing.assert_array_equal(np.load(out / "flow" / "clip_a.npy"), compute_flow(frames, method))
 
 
 def test_prepare_with_device_computes_tvl1_torch_after_decoding(videos: Path, tmp_path: Path) -> None:

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--flow",
         choices=["tvl1", "tvl1-torch", "dis", "none"],
         default=None,
-        help="optical flow method (default tvl1, OpenCV's; tvl1-torch with --device)",
+        help="optical flow method (default: the method OUT_DIR already holds, else tvl1-torch, TV-L1 in PyTorch;"
+        " tvl1 is OpenCV's)",
     )
     parser.add_argument(
         "--device",
@@ -54,10 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.data.prepare import PrepareOptions, prepare_dataset
+    from talmts.data.record import flow_to_resume
     from talmts.data.shards import Shard
 
     fps = args.fps if args.fps is not None else (None if args.max_frames else 10.0)
-    flow = args.flow or ("tvl1-torch" if args.device else "tvl1")
+    flow = args.flow or flow_to_resume(args.out_dir)
     options = PrepareOptions(fps=fps, size=args.size, flow=flow, max_frames=args.max_frames)
     try:
         shard = Shard.parse(args.shard) if args.shard else None

@@ -7,9 +7,10 @@ that there are as many flow frames as RGB frames. We compute flow on the same sa
 * ``tvl1``: OpenCV's Dual TV-L1 (``cv2.optflow.DualTVL1OpticalFlow_create``) with OpenCV's default
   parameters, which are those of denseflow's CUDA TV-L1 (tau 0.25, lambda 0.15, theta 0.3, 5 scales with
   scale step 0.8, 5 warps, epsilon 0.01); on grayscale frames, as denseflow.
-* ``tvl1-torch``: the same TV-L1 in PyTorch (:mod:`talmts.data.tvl1`), batched over many frame pairs, on a GPU
-  or the CPU. It agrees with ``tvl1`` to a mean end-point error of a few hundredths of a pixel (docs/DESIGN.md), so
-  a network trained on either accepts the other (:func:`talmts.data.record.flow_family`).
+* ``tvl1-torch`` (the default): the same TV-L1 in PyTorch (:mod:`talmts.data.tvl1`), batched over many frame
+  pairs, on a GPU or the CPU, where it is also the faster of the two per core (docs/PERFORMANCE.md). It agrees with
+  ``tvl1`` to a mean end-point error of a few hundredths of a pixel (docs/DESIGN.md), so a network trained on either
+  accepts the other (:func:`talmts.data.record.flow_family`).
 * ``dis``: OpenCV's DIS flow (preset MEDIUM), tens of times faster, for quick experiments.
 
 Flow ``t`` is the motion from frame t to frame t + 1 (x to the right, y downward, in pixels of the stored
@@ -30,14 +31,20 @@ FLOW_BOUND = 20.0
 FlowMethod = Literal["tvl1", "tvl1-torch", "dis"]
 FLOW_METHODS: tuple[str, ...] = ("tvl1", "tvl1-torch", "dis")
 BATCHED_METHODS: tuple[str, ...] = ("tvl1-torch",)
-# pairs per call of a batched method: enough to fill a GPU; on the CPU a batch amortises the per-operation cost
-DEFAULT_BATCH = {"cpu": 16, "cuda": 1024}
+DEFAULT_FLOW: FlowMethod = "tvl1-torch"  # TV-L1, in its faster implementation on the CPU and the only one on a GPU
+GPU_BATCH = 1024  # pairs per call on a GPU: enough to fill it
+# On the CPU a batch amortises the per-operation cost until its working set leaves the cache: the best batch holds
+# about this many pixels at every frame size measured (4-8 pairs at 112 px, 16-32 at 56 px).
+CPU_BATCH_PIXELS = 65536
 
 
-def default_batch(method: str, device: str | None) -> int:
+def default_batch(method: str, device: str | None, frame_shape: tuple[int, ...] = (112, 112)) -> int:
+    """Frame pairs per call of ``method`` on ``device`` for frames of ``frame_shape`` (H, W, ...)."""
     if method not in BATCHED_METHODS:
         return 1
-    return DEFAULT_BATCH["cpu" if device in (None, "cpu") else "cuda"]
+    if device not in (None, "cpu"):
+        return GPU_BATCH
+    return max(1, round(CPU_BATCH_PIXELS / (frame_shape[0] * frame_shape[1])))
 
 
 def flow_to_uint8(flow: np.ndarray, bound: float = FLOW_BOUND) -> np.ndarray:
@@ -82,7 +89,7 @@ def make_batch_flow_fn(method: FlowMethod, device: str | None = None) -> Callabl
 
 def with_flow(
     frames: Iterable[np.ndarray],
-    method: FlowMethod = "tvl1",
+    method: FlowMethod = DEFAULT_FLOW,
     bound: float = FLOW_BOUND,
     device: str | None = None,
     batch: int | None = None,
@@ -90,15 +97,15 @@ def with_flow(
     """The one flow function: uint8 RGB frames [H, W, 3], one at a time -> (frame_t, uint8 flow_t [H, W, 2]) pairs.
 
     Flow t is the motion t -> t + 1; the last frame gets the last flow again, and a lone frame, which has no motion
-    to measure, gets zero flow (all 128). ``batch`` frame pairs (default: 1 for OpenCV's methods, many for
-    tvl1-torch) are computed at once, so batch + 1 frames are held back and a video of any length streams.
+    to measure, gets zero flow (all 128). ``batch`` frame pairs (default: 1 for OpenCV's methods,
+    :func:`default_batch` for tvl1-torch) are computed at once, so batch + 1 frames are held back and a video of any length streams.
     """
     fn = make_batch_flow_fn(method, device)
-    batch = batch or default_batch(method, device)
     held: list[np.ndarray] = []  # RGB frames whose flow is not computed yet, and the frame after them
     grays: list[np.ndarray] = []
     last = None
     for frame in frames:
+        batch = batch or default_batch(method, device, frame.shape)
         held.append(frame)
         grays.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
         if len(held) == batch + 1:
@@ -117,7 +124,7 @@ def with_flow(
 
 def compute_flow(
     frames: np.ndarray,
-    method: FlowMethod = "tvl1",
+    method: FlowMethod = DEFAULT_FLOW,
     bound: float = FLOW_BOUND,
     device: str | None = None,
     batch: int | None = None,

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from talmts.data.flow import DEFAULT_FLOW
 from talmts.errors import TalmtsError
 from talmts.fileio import atomic_write_bytes
 
@@ -37,7 +38,7 @@ class PrepareOptions:
 
     fps: float | None = 10.0  # sample rate; None with max_frames = the video's own rate (AFSD's ActivityNet scheme)
     size: int = 112  # frames are resized to size x size (aspect not kept, as AFSD)
-    flow: str = "tvl1"  # the flow method, or "none"
+    flow: str = DEFAULT_FLOW  # the flow method, or "none"
     max_frames: int | None = None  # ActivityNet dynamic fps: at most this many frames per video
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,6 +93,13 @@ def check_same_preparation(
             f"{key}={getattr(trained, key)!r}; prepare the test videos with the training data's options "
             f"({', '.join(f'{k}={v!r}' for k, v in trained.to_dict().items())})"
         )
+
+
+def flow_to_resume(out_dir: str | Path) -> str:
+    """The flow method of a run that names none: the folder's own when it holds flow already (a folder prepared
+    before the default changed resumes with the same implementation), else the default."""
+    have = read_record(out_dir)
+    return have.flow if have is not None and have.flow != "none" else DEFAULT_FLOW
 
 
 def claim_folder(out_dir: str | Path, options: PrepareOptions) -> PrepareOptions:

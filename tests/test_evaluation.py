@@ -349,3 +349,5 @@ def test_format_table_rows() -> None:
         "average_mAP": 0.25,
         "per_class": {"A": [0.25]},
     }
+    written = {**EvalResult([0.5], [0.25], 0.25, {"A": [0.25]}).to_json(), "subset": "test"}  # as metrics.json
+    assert EvalResult.from_json(written) == EvalResult([0.5], [0.25], 0.25, {"A": [0.25]})

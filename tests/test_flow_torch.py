@@ -67,7 +67,7 @@ def test_default_batch_holds_a_cache_sized_number_of_pixels() -> None:
     assert default_batch("tvl1-torch", "cpu", (56, 56, 3)) == 21
     assert default_batch("tvl1-torch", "cpu", (480, 640)) == 1
     assert default_batch("tvl1-torch", "cuda:0", (112, 112)) == 1024
-    assert default_batch("tvl1", None, (56, 56)) == default_batch("dis", "cuda") == 1  # OpenCV: pair by pair
+    assert default_batch("tvl1", None, (56, 56)) == default_batch("dis", "cuda", (56, 56)) == 1  # OpenCV: pair by pair
 
 
 def test_prepare_without_flow_keeps_the_folders_method(videos: Path, tmp_path: Path) -> None:

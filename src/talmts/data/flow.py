@@ -38,7 +38,7 @@ GPU_BATCH = 1024  # pairs per call on a GPU: enough to fill it
 CPU_BATCH_PIXELS = 65536
 
 
-def default_batch(method: str, device: str | None, frame_shape: tuple[int, ...] = (112, 112)) -> int:
+def default_batch(method: str, device: str | None, frame_shape: tuple[int, ...]) -> int:
     """Frame pairs per call of ``method`` on ``device`` for frames of ``frame_shape`` (H, W, ...)."""
     if method not in BATCHED_METHODS:
         return 1
@@ -97,15 +97,15 @@ def with_flow(
     """The one flow function: uint8 RGB frames [H, W, 3], one at a time -> (frame_t, uint8 flow_t [H, W, 2]) pairs.
 
     Flow t is the motion t -> t + 1; the last frame gets the last flow again, and a lone frame, which has no motion
-    to measure, gets zero flow (all 128). ``batch`` frame pairs (default: 1 for OpenCV's methods,
-    :func:`default_batch` for tvl1-torch) are computed at once, so batch + 1 frames are held back and a video of any length streams.
+    to measure, gets zero flow (all 128). ``batch`` frame pairs (default: :func:`default_batch` for the first frame's
+    size) are computed at once, so batch + 1 frames are held back and a video of any length streams.
     """
     fn = make_batch_flow_fn(method, device)
     held: list[np.ndarray] = []  # RGB frames whose flow is not computed yet, and the frame after them
     grays: list[np.ndarray] = []
     last = None
     for frame in frames:
-        batch = batch or default_batch(method, device, frame.shape)
+        batch = batch or default_batch(method, device, frame.shape)  # chosen once, from the first frame
         held.append(frame)
         grays.append(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
         if len(held) == batch + 1:

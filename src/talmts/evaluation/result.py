@@ -30,6 +30,11 @@ class EvalResult:
     def to_json(self) -> dict[str, Any]:
         return {"tiou": self.tiou, "mAP": self.mAP, "average_mAP": self.average_mAP, "per_class": self.per_class}
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> EvalResult:
+        """The inverse of :meth:`to_json` (extra keys, such as those `talmts eval` adds to metrics.json, ignored)."""
+        return cls(raw["tiou"], raw["mAP"], raw["average_mAP"], raw["per_class"])
+
     def mean_over(self, lo: float, hi: float) -> float | None:
         """Mean mAP over the thresholds in [lo, hi]; None unless every paper threshold of that window is present."""
         picked = [m for t, m in zip(self.tiou, self.mAP) if lo - 1e-9 <= t <= hi + 1e-9]

@@ -13,7 +13,7 @@ import time
 import torch
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.train import per_sample_losses
+from talmts.engine.training.loop import per_sample_losses
 from talmts.models import build_detector
 
 

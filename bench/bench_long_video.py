@@ -1,7 +1,7 @@
 """Peak memory of `talmts detect` against the video's length: it must stay flat (frames stream window by window).
 
 Writes low-resolution videos (32 x 32 px mpeg4, 2 fps, a moving square) of several lengths and a random tiny
-TAL-MTS checkpoint (tests/tiny_model.py: 32-frame windows every 32 frames, sampled at 1 fps), runs ``python -m talmts detect VIDEO`` in a child
+TAL-MTS checkpoint (tests/support/tiny_model.py: 32-frame windows every 32 frames, sampled at 1 fps), runs ``python -m talmts detect VIDEO`` in a child
 per length and reads the child's peak RSS from ``os.wait4``. Prints a Markdown table.
 
     .venv/bin/python bench/bench_long_video.py                   # 1, 15 and 60 minutes
@@ -21,8 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from tiny_model import tiny_checkpoint  # noqa: E402
-from videogen import write_video  # noqa: E402
+from support.tiny_model import tiny_checkpoint  # noqa: E402
+from support.videogen import write_video  # noqa: E402
 
 VIDEO_FPS, SAMPLE_FPS = 2.0, 1.0
 

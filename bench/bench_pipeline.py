@@ -4,7 +4,7 @@ decode + Soft-NMS. Each stage in frames/s and as a multiple of real time (video 
     python bench/bench_pipeline.py VIDEO [--device cpu|cuda] [--config demo|thumos14] [--flow tvl1|tvl1-torch]
 
 The network is the config's detector with random weights (speed does not depend on them), one per stream, run on
-the sliding windows exactly as ``talmts detect`` runs them (engine/predictor.py). Stages run one after the other,
+the sliding windows exactly as ``talmts detect`` runs them (engine/inference/predictor.py). Stages run one after the other,
 each timed alone, so the sum is what a pipeline without overlap costs. On the CPU the times are CPU seconds of
 this process (other jobs on a shared machine do not count; use --threads 1 for per-core figures), on a GPU wall
 seconds. Flow defaults to tvl1-torch on either device, as ``talmts detect`` picks it for a TV-L1 flow stream.
@@ -25,7 +25,7 @@ from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
 from talmts.data.flow import compute_flow
 from talmts.data.video import AccumulatorSampler, iter_frames, stream_fps, to_rgb
 from talmts.data.windows import cut_windows
-from talmts.engine.predictor import Predictor, Stream, network_outputs, raw_video_flow_method
+from talmts.engine.inference.predictor import Predictor, Stream, network_outputs, raw_video_flow_method
 from talmts.formats.video_info import VideoInfo
 from talmts.models import build_detector
 from talmts.schema import ClassMap

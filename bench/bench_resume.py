@@ -1,7 +1,7 @@
 """Stop training with a signal at random steps, resume it, and check that it ends bit for bit like a run never
 stopped; optionally SIGKILL a torchrun rank at random steps and check the restarted job the same way.
 
-Each trial runs tests/train_child.py (a tiny network with dropout, random flips, EMA, warm-up and a cosine
+Each trial runs tests/support/train_child.py (a tiny network with dropout, random flips, EMA, warm-up and a cosine
 schedule: 18 steps over 3 epochs) as its own process, reads the "step N" line it prints after every step and
 sends SIGTERM or SIGUSR1 (chosen at random) from outside once the trial's next random step has been seen. The
 child writes a checkpoint at the next step boundary and exits with 75; the trial starts it again with --resume,
@@ -29,7 +29,7 @@ import torch
 from talmts.engine.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-CHILD = REPO / "tests" / "train_child.py"
+CHILD = REPO / "tests" / "support" / "train_child.py"
 STEPS = 18  # the child's default run: 12 clips, batch 2, 3 epochs
 STOPPED = 75
 

@@ -20,7 +20,7 @@ import time
 import torch
 
 from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
-from talmts.engine.train import per_sample_losses
+from talmts.engine.training.loop import per_sample_losses
 from talmts.models import build_detector
 
 

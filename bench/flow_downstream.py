@@ -53,7 +53,7 @@ def main() -> None:
 
     from talmts.config import load_config, resolve_config_path
     from talmts.data.synth import generate_dataset
-    from talmts.engine.demo import DemoSettings, synth_settings
+    from talmts.engine.commands.demo import DemoSettings, synth_settings
 
     gt = out / "synth" / "annotations.json"
     if not gt.is_file():

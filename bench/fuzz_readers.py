@@ -1,4 +1,4 @@
-"""Fuzz every reader with many mutated files (tests/fuzzing.py) and print a table: cases, accepted, typed errors
+"""Fuzz every reader with many mutated files (tests/support/fuzzing.py) and print a table: cases, accepted, typed errors
 (TalmtsError subclasses) and untyped exceptions (bugs) per reader.
 
     .venv/bin/python bench/fuzz_readers.py --cases 10000          # the figure in docs/RELIABILITY.md
@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from fuzzing import run_case, targets  # noqa: E402
+from support.fuzzing import run_case, targets  # noqa: E402
 
 
 def fuzz(target, cases: int, seed: int, folder: Path, show: int) -> dict:  # noqa: ANN001

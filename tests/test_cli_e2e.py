@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from support.view_fixtures import page_data
 from talmts.cli import main
 from talmts.data.prepare import PrepareOptions, prepare_dataset
 from talmts.data.synth import SynthConfig, generate_dataset
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
-from view_fixtures import page_data
 
 pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
 
@@ -226,7 +226,7 @@ def test_predictor_equals_a_slow_reference(dataset, checkpoints):
 
     from talmts.data.transforms import make_clip
     from talmts.data.windows import window_offsets
-    from talmts.engine.predictor import Predictor, load_stream
+    from talmts.engine.inference.predictor import Predictor, load_stream
     from talmts.formats.video_info import read_video_info
     from talmts.outputs import DetectorOutput
     from talmts.postprocess import decode_clip, detections_for_video

@@ -95,7 +95,7 @@ def test_several_runs_mean_and_std(files, tmp_path, capsys) -> None:
 
 
 def test_run_names_drop_the_shared_parts() -> None:
-    from talmts.engine.score_detections import short_names
+    from talmts.engine.commands.evaluate import short_names
 
     runs = ["out/all-s0/eval-test/detections.json", "out/all-s1/eval-test/detections.json"]
     assert short_names(runs) == ["s0", "s1"]

@@ -9,6 +9,7 @@ import warnings
 import av
 import pytest
 
+from support.videogen import truncated_with_header, write_video
 from talmts.cli import main
 from talmts.config import load_config
 from talmts.data.completeness import DecodeCheck, ground_truth_beyond_end
@@ -16,7 +17,6 @@ from talmts.data.dataset import ClipDataset
 from talmts.data.prepare import read_decode_check
 from talmts.data.video import VideoDecodeError, read_video
 from talmts.schema import Segment, Video
-from videogen import truncated_with_header, write_video
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_flow_computed_apart_keeps_the_decode_record(cut_dataset, tmp_path, caps
 
 
 def test_dataset_stats_and_training_data_report_ground_truth_beyond_the_decoded_end(cut_dataset, tmp_path, capsys):
-    from talmts.engine.dataset_stats import dataset_stats
+    from talmts.engine.commands.dataset_stats import dataset_stats
 
     prepared = tmp_path / "prepared"
     assert main(["prepare", str(cut_dataset / "videos"), str(prepared), "--size", "32", "--flow", "none"]) == 0

@@ -10,7 +10,7 @@ import yaml
 
 from talmts.cli import main
 from talmts.config import Config, ConfigError, load_config
-from talmts.fields import SOURCES, declared_fields, parse_range, range_errors
+from talmts.config.fields import SOURCES, declared_fields, parse_range, range_errors
 from talmts.subsets import SUBSET_ALIASES, canonical_subset
 
 

@@ -13,7 +13,7 @@ from talmts.cli import _load, build_parser
 from talmts.config import ConfigError, load_config, resolve_config_path
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "src" / "talmts" / "configs"
+BUNDLED = REPO / "src" / "talmts" / "config" / "bundled"
 CONFIGS = sorted(BUNDLED.glob("*.yaml"))
 
 

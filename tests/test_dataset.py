@@ -174,7 +174,7 @@ def test_collate_and_dataloader(prepared):
 def test_inference_windows_are_the_test_dataset_clips(prepared):
     """Training's test-mode plan (random access) and inference's cutter (streaming) give the same clips."""
     from talmts.data.windows import cut_windows, frames_of
-    from talmts.engine.predictor import window_tensor
+    from talmts.engine.inference.predictor import window_tensor
 
     cfg = _cfg(prepared)
     d = cfg.data

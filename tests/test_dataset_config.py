@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from talmts.config import load_config
-from talmts.engine.dataset_config import Settings, Survey, VideoProbe, choose, render
+from talmts.engine.commands.init import Settings, Survey, VideoProbe, choose, render
 from talmts.errors import InputError
 from talmts.schema import AnnotationSet, ClassMap, Segment, Video
 
@@ -63,7 +63,7 @@ def test_the_written_config_loads_with_the_chosen_values(tmp_path: Path, pretrai
 
 
 def test_no_training_actions_is_an_error(tmp_path: Path) -> None:
-    from talmts.engine.dataset_config import survey
+    from talmts.engine.commands.init import survey
 
     (tmp_path / "videos").mkdir()
     (tmp_path / "gt.csv").write_text("video,subset,label,start,end\nv,testing,a,1,2\n")
@@ -75,7 +75,7 @@ def test_survey_finds_an_activitynet_file_and_probes_the_videos(tmp_path: Path) 
     import json
 
     from talmts.data.synth import write_mp4
-    from talmts.engine.dataset_config import survey
+    from talmts.engine.commands.init import survey
 
     (tmp_path / "videos").mkdir()
     write_mp4(tmp_path / "videos" / "a.mp4", (np.full((40, 56, 3), i * 8, np.uint8) for i in range(30)), 12.0)

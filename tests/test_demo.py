@@ -8,10 +8,10 @@ import json
 import matplotlib.image as mpimg
 import pytest
 
+from support.view_fixtures import page_data
 from talmts.cli import main
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
-from view_fixtures import page_data
 
 pytestmark = pytest.mark.slow  # end to end: minutes of CPU; `make test-fast` leaves it out
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from support.tiny_model import tiny_checkpoint
+from support.videogen import write_video
 from talmts.fileio import TMP_MARK, WriteError, atomic_write_bytes
-from tiny_model import tiny_checkpoint
-from videogen import write_video
 
 TESTS = Path(__file__).resolve().parent
 
@@ -185,8 +185,8 @@ def test_detect_stops_naming_the_file_and_keeps_the_earlier_outputs(videos, tmp_
 # --------------------------------------------------------------------------------------------- train
 TRAIN = """
 import sys
-from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
-from talmts.engine.train import train
+from support.engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from talmts.engine.training.loop import train
 from talmts.errors import TalmtsError
 cfg = tiny_config(sys.argv[1], epochs=int(sys.argv[2]))
 try:
@@ -214,7 +214,7 @@ def test_training_stops_when_a_checkpoint_cannot_be_written(tmp_path):
 
 TENSORBOARD = """
 import warnings
-from talmts.engine.report import ScalarLogger
+from talmts.engine.training.hooks.logs import ScalarLogger
 logger = ScalarLogger(__import__("sys").argv[1])
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
@@ -236,7 +236,7 @@ def test_tensorboard_scalars_are_best_effort_on_a_full_disk(tmp_path):
 def test_eval_stops_naming_the_file_and_keeps_the_earlier_outputs(videos, tmp_path):
     import json
 
-    from tiny_model import TINY
+    from support.tiny_model import TINY
 
     gt = {"version": "t", "database": {}}
     for name in ("a", "b", "c"):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from engine_fixtures import RandomClips, TinyNet, assert_same_training_state, ddp_worker
+from support.engine_fixtures import RandomClips, TinyNet, assert_same_training_state, ddp_worker
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.engine.distributed import DistContext, ResumableSampler, scaled_lr
 
@@ -122,7 +122,7 @@ def test_torchrun_trains_the_real_network(tmp_path):
 def _torchrun(out, *args: str, restarts: int = 0) -> subprocess.CompletedProcess:  # noqa: ANN001
     here = Path(__file__).parent
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--max-restarts", str(restarts)]
-    cmd += ["--master_port", str(_free_port()), str(here / "train_child.py"), str(out), *args]
+    cmd += ["--master_port", str(_free_port()), str(here / "support" / "train_child.py"), str(out), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=here)
 
 

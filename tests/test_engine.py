@@ -8,11 +8,11 @@ import math
 import pytest
 import torch
 
-from engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
+from support.engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
 from talmts.config import load_config
 from talmts.engine.checkpoint import load_checkpoint
-from talmts.engine.ema import ModelEMA
-from talmts.engine.train import NonFiniteLossError, lr_factor, per_sample_losses, train
+from talmts.engine.training.hooks.ema import ModelEMA
+from talmts.engine.training.loop import NonFiniteLossError, lr_factor, per_sample_losses, train
 
 
 def _train(cfg, resume=None, loss_fn=tiny_loss, n=12):

@@ -16,10 +16,10 @@ from talmts.config import load_config
 from talmts.data.feature_cache import CachedFeatureDataset, CachedInput, collate_cached
 from talmts.data.transforms import make_clip
 from talmts.engine.checkpoint import load_checkpoint
-from talmts.engine.features import extract_window_features, frozen_detector
-from talmts.engine.predictor import load_stream
-from talmts.engine.snippets import extract_snippet_features, snippet_starts
-from talmts.engine.train import per_sample_losses
+from talmts.engine.commands.snippets import extract_snippet_features, snippet_starts
+from talmts.engine.inference.predictor import load_stream
+from talmts.engine.training.cached_features import extract_window_features, frozen_detector
+from talmts.engine.training.loop import per_sample_losses
 from talmts.errors import InputError
 from talmts.models.head_only import build_head, head_into_detector
 

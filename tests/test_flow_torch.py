@@ -17,7 +17,7 @@ from talmts.data.prepare import PrepareOptions, prepare_dataset
 from talmts.data.record import PreparationMismatch, check_same_preparation, read_record, write_record
 from talmts.data.shards import Shard
 from talmts.data.synth import write_mp4
-from talmts.engine.predictor import raw_video_flow_method
+from talmts.engine.inference.predictor import raw_video_flow_method
 
 NAMES = ("clip_a", "clip_b", "clip_c", "clip_d", "clip_e")
 

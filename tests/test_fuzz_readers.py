@@ -1,4 +1,4 @@
-"""Every reader, fuzzed (tests/fuzzing.py): mutated files raise only TalmtsError subclasses, never KeyError,
+"""Every reader, fuzzed (tests/support/fuzzing.py): mutated files raise only TalmtsError subclasses, never KeyError,
 TypeError, UnicodeDecodeError, RecursionError, ... A fixed budget here (derandomized under CI's "ci" profile);
 bench/fuzz_readers.py runs many more cases."""
 
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import run_case, targets, write_case
+from support.fuzzing import run_case, targets, write_case
 
 TARGETS = {t.name: t for t in targets()}
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # readers warn about odd but usable files

@@ -13,7 +13,7 @@ import torch
 
 from talmts.engine.checkpoint import save_checkpoint
 from talmts.engine.distributed import DistContext
-from talmts.engine.hooks import (
+from talmts.engine.training.hooks import (
     Checkpointer,
     EMAHook,
     LossLog,
@@ -22,7 +22,7 @@ from talmts.engine.hooks import (
     StopSignals,
     TrainingStopped,
 )
-from talmts.engine.hooks.checkpoints import open_resume, resume_candidates, resume_target
+from talmts.engine.training.resume import open_resume, resume_candidates, resume_target
 
 
 def _loop(out: Path, steps_per_epoch: int = 5, total_steps: int = 20) -> SimpleNamespace:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from browser import CHROMIUM, Browser
+from support.browser import CHROMIUM, Browser
 from talmts.data.synth import write_mp4
-from talmts.engine.report import write_detections_vtt
-from talmts.engine.view import write_video_view
+from talmts.engine.site import write_video_view
+from talmts.formats.subtitles import write_detections_vtt
 from talmts.schema import Detection
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")

@@ -11,7 +11,7 @@ from talmts.data.flow import compute_flow, flow_to_uint8, make_flow_fn, with_flo
 from talmts.data.synth import write_mp4
 from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, read_video, sampled_frames
-from talmts.engine.predictor import window_tensor
+from talmts.engine.inference.predictor import window_tensor
 
 
 def test_window_tensor_is_the_dataset_transform():

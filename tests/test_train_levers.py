@@ -9,11 +9,11 @@ import typing
 import pytest
 import torch
 
-from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from support.engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
 from talmts.config import TrainConfig, load_config, resolve_config_path
 from talmts.engine.checkpoint import load_checkpoint
-from talmts.engine.train import per_sample_losses, train
-from talmts.engine.train_levers import ADAM_OPTIONS, compile_levers, for_training, network_call
+from talmts.engine.training.loop import per_sample_losses, train
+from talmts.engine.training.speedups import ADAM_OPTIONS, compile_levers, for_training, network_call
 from talmts.models import build_detector
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES
 from test_dataset import _cfg, prepared  # noqa: F401  (the fixture: a tiny prepared dataset)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
+from support.engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
 from talmts.config import ConfigError, load_config
 from talmts.engine.checkpoint import CheckpointError, load_checkpoint
-from talmts.engine.hooks import CheckpointFallbackWarning, Hook, TrainingStopped
-from talmts.engine.train import EXIT_STOPPED, train
+from talmts.engine.training.hooks import CheckpointFallbackWarning, Hook, TrainingStopped
+from talmts.engine.training.loop import EXIT_STOPPED, train
 
 HERE = Path(__file__).parent
 # 12 clips, batch 2: 6 steps an epoch, 18 in all; EMA, warm-up and a cosine schedule all carry state
@@ -44,7 +44,7 @@ def _crash(loop) -> None:
 
 
 def _train(out: Path, resume=None, hooks=(), **opts):
-    """One thread, as tests/train_child.py: the sums, so the weights, depend on the thread count, which other
+    """One thread, as tests/support/train_child.py: the sums, so the weights, depend on the thread count, which other
     test modules may have changed."""
     torch.manual_seed(0)
     cfg = tiny_config(out, **(OPTS | opts))
@@ -142,7 +142,7 @@ def test_checkpoint_every_steps_range_is_checked():
 
 
 def _child(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, str(HERE / "train_child.py"), *args]
+    cmd = [sys.executable, str(HERE / "support" / "train_child.py"), *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=HERE)
 
 
@@ -170,7 +170,7 @@ def test_train_help_documents_the_exit_code(capsys):
 
 
 def test_cli_maps_a_stop_to_the_exit_code(tmp_path, monkeypatch, capsys):
-    import talmts.engine.train as engine_train
+    import talmts.engine.training.loop as engine_train
     from talmts.cli import main
 
     def stopped(cfg, **kwargs):

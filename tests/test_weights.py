@@ -237,7 +237,7 @@ def test_backbone_check_reports_a_missing_clip(tmp_path: Path, capsys: pytest.Ca
 def test_read_clip_resizes_and_scales(tmp_path: Path) -> None:
     import av
 
-    from talmts.engine.backbone_check import read_clip
+    from talmts.engine.commands.backbone_check import read_clip
 
     path = tmp_path / "grey.mp4"
     with av.open(str(path), "w") as out:

@@ -11,11 +11,12 @@ its temporary and raises :class:`WriteError`, which names the final path; the pr
 from __future__ import annotations
 
 import errno
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from talmts.errors import TalmtsError
 
@@ -99,3 +100,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def atomic_write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w") as f:
         f.write(text)
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 1) -> Path:
+    """JSON (and a final newline) written atomically; the one JSON writer of talmts."""
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")
+    return Path(path)

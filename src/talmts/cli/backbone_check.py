@@ -1,5 +1,5 @@
 """``talmts backbone-check``: run the I3D Kinetics-400 classifier on a clip and print the top-5 labels
-(:mod:`talmts.engine.backbone_check`)."""
+(:mod:`talmts.engine.commands.backbone_check`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from talmts.engine.backbone_check import INPUT_SIZE, MIN_FRAMES, SAMPLE_CLIP, default_clip, read_clip, top5
+    from talmts.engine.commands.backbone_check import INPUT_SIZE, MIN_FRAMES, SAMPLE_CLIP, default_clip, read_clip, top5
     from talmts.errors import InputError
 
     clip_path = args.clip or default_clip()

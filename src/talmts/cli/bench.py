@@ -12,7 +12,7 @@ from collections.abc import Callable
 import torch
 
 from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
-from talmts.engine.bench_train import TRAIN_VARIANTS
+from talmts.engine.commands.bench_train import TRAIN_VARIANTS
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES, FAST, LeverRunner, Levers
 
 FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
@@ -101,7 +101,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.bench import (
+    from talmts.engine.commands.bench import (
         load_compile_cache,
         matmul_peak_tflops,
         measure_network,
@@ -202,7 +202,7 @@ def _train_steps(
     emit: Callable[[dict], None],
 ) -> None:
     """One row per (network, stream, batch, lever set); a lever set that fails is reported as a row, not fatal."""
-    from talmts.engine.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
+    from talmts.engine.commands.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
 
     nets = {"talmts": cfg, "afsd": with_changes(cfg, AFSD_MODULES_OFF)}
     for preset in args.train_presets:
@@ -221,7 +221,7 @@ def _train_steps(
 
 def _reference(cfg: Config, in_channels: int, device: torch.device, part: str = "network") -> LeverRunner:
     """The fp32 eager model (or backbone) with the same (seeded) weights as the measured one."""
-    from talmts.engine.bench import prepare_model
+    from talmts.engine.commands.bench import prepare_model
 
     return prepare_model(cfg, 20, in_channels, device, Levers(), part)[1]
 

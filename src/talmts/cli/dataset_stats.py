@@ -1,5 +1,5 @@
 """``talmts dataset-stats CONFIG --annotations DIR``: clip counts of a config's protocol from annotation files alone
-(what is read and how: :mod:`talmts.engine.dataset_stats`)."""
+(what is read and how: :mod:`talmts.engine.commands.dataset_stats`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--annotations",
         default=None,
-        help="a folder of annotation files (see talmts.engine.dataset_stats) or a file (default: data.annotations)",
+        help="a folder of annotation files (see talmts.engine.commands.dataset_stats) or a file (default: data.annotations)",
     )
     parser.add_argument(
         "--video-info",
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
-    from talmts.engine.dataset_stats import dataset_stats
+    from talmts.engine.commands.dataset_stats import dataset_stats
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
     from talmts.errors import InputError

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from talmts.engine.demo import DemoSettings, run_demo
+    from talmts.engine.commands.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
         out=Path(args.out),

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from talmts.engine.predictor import Predictor
+    from talmts.engine.inference.predictor import Predictor
     from talmts.schema import AnnotationSet
 
 
@@ -44,8 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from talmts.engine.detect import detect_and_write
-    from talmts.engine.predictor import load_predictor, use_fast_path
+    from talmts.engine.inference.detect import detect_and_write
+    from talmts.engine.inference.predictor import load_predictor, use_fast_path
     from talmts.errors import InputError
     from talmts.formats import read_annotations
 
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _folder(predictor: Predictor, folder: Path, out: Path, gt: AnnotationSet | None, args: argparse.Namespace) -> int:
-    from talmts.engine.detect_folder import detect_folder
+    from talmts.engine.inference.detect_folder import detect_folder
 
     res = detect_folder(predictor, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)
     for r in res.results:

@@ -55,10 +55,10 @@ def run(args: argparse.Namespace) -> int:
 
 def evaluate(cfg: Config, args: argparse.Namespace, flow_cfg: Config | None = None) -> int:
     from talmts.engine.distributed import resolve_device
-    from talmts.engine.evaluate import describe_streams, evaluate_streams, metric_name
-    from talmts.engine.predictor import load_stream, use_fast_path
-    from talmts.engine.report import write_json
+    from talmts.engine.inference.eval_checkpoints import describe_streams, evaluate_streams, metric_name
+    from talmts.engine.inference.predictor import load_stream, use_fast_path
     from talmts.evaluation import format_table
+    from talmts.fileio import atomic_write_json
     from talmts.formats import write_detections
 
     device = resolve_device(args.device)
@@ -78,7 +78,7 @@ def evaluate(cfg: Config, args: argparse.Namespace, flow_cfg: Config | None = No
     metrics = {**result.to_json(), "subset": subset, "streams": describe_streams(streams), "metric": metric}
     if cfg.infer.video_scores:
         metrics["video_scores"] = str(cfg.infer.video_scores)
-    write_json(metrics, out / "metrics.json")
+    atomic_write_json(out / "metrics.json", metrics)
     print(f"{describe_streams(streams)} on {subset!r} ({len(detections)} videos); results in {out}")
     if args.per_class:
         print(per_class_table(result))

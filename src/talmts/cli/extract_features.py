@@ -36,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     cache = args.out or cfg.train.feature_cache
     if not cache and not args.snippets:
         raise InputError("give --out CACHE (or set train.feature_cache), --snippets DIR, or both")
-    from talmts.engine.features import extract_window_features, frozen_detector
-    from talmts.engine.snippets import extract_snippet_features
+    from talmts.engine.commands.snippets import extract_snippet_features
+    from talmts.engine.training.cached_features import extract_window_features, frozen_detector
 
     if cache:
         s = extract_window_features(cfg, cache, args.subset, args.batch_size, progress=not args.quiet, dtype=args.dtype)

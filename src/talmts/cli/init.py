@@ -1,5 +1,5 @@
 """``talmts init DATASET_DIR``: write a commented config for one's own dataset and print the next commands
-(:mod:`talmts.engine.dataset_config` says what is read and the rules each value follows)."""
+(:mod:`talmts.engine.commands.init` says what is read and the rules each value follows)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.dataset_config import init_dataset
+    from talmts.engine.commands.init import init_dataset
 
     res = init_dataset(
         args.dataset_dir,

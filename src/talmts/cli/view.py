@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from talmts.data.prepare import find_videos
-    from talmts.engine.view import build_view
+    from talmts.engine.site import build_view
     from talmts.errors import InputError
     from talmts.formats import read_annotations, read_detections
 

@@ -30,7 +30,7 @@ from talmts.config import Config
 from talmts.data.dataset import ClipDataset
 from talmts.data.transforms import flip_horizontal, make_clip
 from talmts.errors import InputError
-from talmts.fileio import atomic_open, atomic_write_text
+from talmts.fileio import atomic_open, atomic_write_json
 
 CACHE_FORMAT = 1
 META_FILE = "cache.json"
@@ -69,7 +69,7 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
                 f"{path}: no feature cache here; run `talmts extract-features CONFIG --out {cache}`"
             )
         cache.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(fingerprint, indent=1) + "\n")
+        atomic_write_json(path, fingerprint)
         return
     stored = json.loads(path.read_text())
     if "dtype" not in fingerprint:

@@ -22,7 +22,6 @@ in its ``meta/<video>.json``, or fails under ``strict``. A write that fails for 
 from __future__ import annotations
 
 import io
-import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -39,7 +38,7 @@ from talmts.data.record import PrepareOptions, claim_folder
 from talmts.data.shards import Shard, check_shard_reports, write_shard_report
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 from talmts.errors import InputError
-from talmts.fileio import TMP_MARK, atomic_open, atomic_write_bytes, is_write_failure
+from talmts.fileio import TMP_MARK, atomic_open, atomic_write_json, is_write_failure
 from talmts.formats.common import as_float, load_json
 from talmts.formats.video_info import AFSD_COLUMNS, VideoInfo, read_video_info, write_video_info
 from talmts.schema import SchemaError
@@ -176,7 +175,7 @@ def read_decode_check(out_dir: str | Path, video: str) -> dict | None:
 def _finish(out_dir: Path, video: str, row: VideoInfo, decode: dict | None) -> VideoResult:
     """Write the meta record that marks ``video`` finished; "done", with the short-decode warning if any."""
     meta = {**asdict(row), **({"decode": decode} if decode else {})}
-    atomic_write_bytes(_paths(out_dir, video)[2], json.dumps(meta).encode())
+    atomic_write_json(_paths(out_dir, video)[2], meta, indent=None)
     short = DecodeCheck(**{k: decode[k] for k in DECODE_FIELDS}).problem() if decode and decode["short"] else ""
     return VideoResult(video, "done", row=row, decode=decode, short=short)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from talmts.data.flow import DEFAULT_FLOW
 from talmts.errors import TalmtsError
-from talmts.fileio import atomic_write_bytes
+from talmts.fileio import atomic_write_json
 
 RECORD_FILE = "prepare.json"
 SAMPLING_KEYS = ("fps", "size", "max_frames")  # what every stream must share; "flow" matters to a flow stream
@@ -75,7 +75,7 @@ def read_record(root: str | Path) -> PrepareOptions | None:
 
 
 def write_record(root: str | Path, options: PrepareOptions) -> None:
-    atomic_write_bytes(record_path(root), json.dumps(options.to_dict(), indent=1).encode())
+    atomic_write_json(record_path(root), options.to_dict())
 
 
 def check_same_preparation(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from talmts.data.record import PreparationMismatch, PrepareOptions, read_record
 from talmts.errors import InputError
-from talmts.fileio import atomic_write_bytes
+from talmts.fileio import atomic_write_json
 
 SHARD_DIR = "shards"
 
@@ -50,7 +50,7 @@ def write_shard_report(
 ) -> None:
     report = {"shard": shard.index, "shards": shard.count, "options": options.to_dict()}
     report |= {"done": sorted(done), "skipped": sorted(skipped), "failed": dict(sorted(failed.items()))}
-    atomic_write_bytes(shard.report_path(out_dir), json.dumps(report, indent=1).encode())
+    atomic_write_json(shard.report_path(out_dir), report)
 
 
 def check_shard_reports(out_dir: str | Path) -> dict[str, str]:

@@ -16,7 +16,6 @@ produce share the same constants, and a class's motion reads best beside the cod
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -27,7 +26,7 @@ import av
 import cv2
 import numpy as np
 
-from talmts.fileio import atomic_path, atomic_write_text
+from talmts.fileio import atomic_path, atomic_write_json
 from talmts.formats import write_ground_truth
 from talmts.schema import SUBSETS, AnnotationSet, ClassMap, Segment, Video
 
@@ -448,5 +447,5 @@ def generate_dataset(
     annotations = annotations_of(plans, cfg.classes)
     write_ground_truth(annotations, out / "annotations.json")
     config = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-    atomic_write_text(out / "synth.json", json.dumps(config, indent=1) + "\n")
+    atomic_write_json(out / "synth.json", config)
     return annotations

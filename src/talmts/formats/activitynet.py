@@ -13,8 +13,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from talmts.fileio import atomic_write_json
 from talmts.formats.classes import check_labels
-from talmts.formats.common import AMBIGUOUS, as_float, load_json, parse_pair, require, write_json_atomic
+from talmts.formats.common import AMBIGUOUS, as_float, load_json, parse_pair, require
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
 # How each normalised subset is spelled when written (the official file's spelling).
@@ -124,4 +125,4 @@ def ground_truth_to_json(annotations: AnnotationSet, version: str = "talmts") ->
 
 def write_ground_truth(annotations: AnnotationSet, path: str | Path, version: str = "talmts") -> None:
     """Write ground truth in the ActivityNet layout, atomically (temporary file + rename)."""
-    write_json_atomic(ground_truth_to_json(annotations, version), path)
+    atomic_write_json(path, ground_truth_to_json(annotations, version), indent=None)

@@ -1,4 +1,4 @@
-"""Helpers shared by the readers and writers: strict JSON loading, typed field access, atomic writes.
+"""Helpers shared by the readers and writers: strict JSON loading, typed field access.
 
 Every failure becomes a :class:`SchemaError` that names the file, the record and the field.
 """
@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from talmts.fileio import atomic_open
 from talmts.schema import SchemaError
 
 AMBIGUOUS = "Ambiguous"  # THUMOS14's label for unclear instances; never one of the action classes
@@ -113,9 +112,3 @@ def parse_pair(value: Any, *, file: str, record: str, field_name: str = "segment
         as_float(value[0], file=file, record=record, field_name=field_name),
         as_float(value[1], file=file, record=record, field_name=field_name),
     )
-
-
-def write_json_atomic(obj: Any, path: str | Path, *, indent: int | None = None) -> None:
-    """Write JSON to a temporary file in the same folder, then rename: readers never see half a file."""
-    with atomic_open(path, "w") as f:
-        json.dump(obj, f, indent=indent)

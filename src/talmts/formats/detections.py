@@ -1,4 +1,4 @@
-"""Detections in the ActivityNet results layout.
+"""Detections in the ActivityNet results layout, and as a CSV table (one row a detection).
 
 ``{"version", "results": {vid: [{"label", "score", "segment": [s, e]}]}, "external_data": {}}``
 
@@ -8,10 +8,14 @@ number, NaN or infinity. Segments are kept as written (see :mod:`talmts.evaluati
 
 from __future__ import annotations
 
+import csv
+import io
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from talmts.formats.common import as_float, load_json, parse_pair, require, write_json_atomic
+from talmts.fileio import atomic_write_json, atomic_write_text
+from talmts.formats.common import as_float, load_json, parse_pair, require
 from talmts.schema import Detection, SchemaError
 
 
@@ -26,7 +30,7 @@ def detections_to_json(results: dict[str, list[Detection]], version: str = "talm
 
 def write_detections(results: dict[str, list[Detection]], path: str | Path, version: str = "talmts") -> None:
     """Write detections in the ActivityNet results layout, atomically (temporary file + rename)."""
-    write_json_atomic(detections_to_json(results, version), path)
+    atomic_write_json(path, detections_to_json(results, version), indent=None)
 
 
 def parse_detections(data: Any, *, file: str) -> dict[str, list[Detection]]:
@@ -54,3 +58,16 @@ def parse_detections(data: Any, *, file: str) -> dict[str, list[Detection]]:
 def read_detections(path: str | Path) -> dict[str, list[Detection]]:
     """Read an ActivityNet results JSON file into ``{video: [Detection]}``."""
     return parse_detections(load_json(path), file=str(path))
+
+
+def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str | Path) -> Path:
+    """One row a detection: video, label, start, end (seconds), score; highest score first per video."""
+    path = Path(path)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["video", "label", "start", "end", "score"])
+    for vid, dets in results.items():
+        for d in sorted(dets, key=lambda d: -d.score):
+            w.writerow([vid, d.label, f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"])
+    atomic_write_text(path, buf.getvalue())
+    return path

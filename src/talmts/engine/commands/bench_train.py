@@ -21,9 +21,9 @@ import torch
 
 from talmts.config import MODALITY_CHANNELS, Config
 from talmts.data.device_transforms import batch_clips
-from talmts.engine.bench import _cpu_peak_mb, _device_name, _time_calls, synchronize
-from talmts.engine.train import build_optimizer, per_sample_losses
-from talmts.engine.train_levers import amp_context, amp_enabled, for_training, network_call
+from talmts.engine.commands.bench import _cpu_peak_mb, _device_name, _time_calls, synchronize
+from talmts.engine.training.loop import build_optimizer, per_sample_losses
+from talmts.engine.training.speedups import amp_context, amp_enabled, for_training, network_call
 from talmts.models import build_detector
 
 PLAIN: dict[str, Any] = {  # the reference step: fp32, eager, Adam's loop, float32 clips from the loader

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from talmts.engine.checkpoint import plain, save_checkpoint
-from talmts.engine.hooks.base import Hook
-from talmts.engine.hooks.logs import LossLog
-from talmts.engine.report import write_json
+from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.logs import LossLog
+from talmts.fileio import atomic_write_json
 
 if TYPE_CHECKING:
-    from talmts.engine.train import TrainLoop
+    from talmts.engine.training.loop import TrainLoop
 
 Validate = Callable[[nn.Module, Any, Any], dict[str, Any]]  # (model, Config, ClassMap) -> metrics
 
@@ -40,7 +40,7 @@ class Validation(Hook):
             model.train(was_training)
             metrics = {"epoch": loop.epoch, "step": loop.step, **metrics}
             self.scores.append(metrics)
-            write_json(self.scores, loop.out / "validation.json")
+            atomic_write_json(loop.out / "validation.json", self.scores)
             if self.log is not None:
                 self.log.scalars("val", {"average_mAP": metrics["average_mAP"]}, loop.step)
             print(f"epoch {loop.epoch}: {cfg.data.val_subset} average mAP {metrics['average_mAP']:.4f}", flush=True)

@@ -1,8 +1,8 @@
 """Training one stream: the step loop, with checkpoints, resume, validation, logs, EMA and the NaN guard as hooks.
 
 Run as one process or under torchrun (see engine/distributed.py). Every process builds the same model from
-the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/hooks/, the training
-levers (channels-last, compile, the Adam implementation) in engine/train_levers.py; what stays here (the trainer's
+the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/training/hooks/, the training
+levers (channels-last, compile, the Adam implementation) in engine/training/speedups.py; what stays here (the trainer's
 state, resume and one step) is one object's life cycle, about 360 lines.
 """
 
@@ -26,7 +26,7 @@ from talmts.data.device_transforms import batch_clips
 from talmts.engine import distributed
 from talmts.engine.checkpoint import CheckpointError, rng_state, set_rng_state
 from talmts.engine.distributed import DistContext, ResumableSampler
-from talmts.engine.hooks import (
+from talmts.engine.training.hooks import (
     Checkpointer,
     EMAHook,
     Hook,
@@ -37,9 +37,9 @@ from talmts.engine.hooks import (
     StopSignals,
     Validation,
 )
-from talmts.engine.hooks.checkpoints import open_resume, resume_target
-from talmts.engine.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
-from talmts.engine.train_levers import adam_options, amp_context, amp_enabled, for_training, network_call
+from talmts.engine.training.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
+from talmts.engine.training.resume import open_resume, resume_target
+from talmts.engine.training.speedups import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
@@ -152,7 +152,7 @@ def train(
     ``resume``: a checkpoint; a run folder (its newest good checkpoint); or "auto" (the newest good one in
     train.out_dir, else a fresh start; also what a torchrun restart does). ``model``, ``dataset``, ``collate``,
     ``loss_fn`` and ``validate`` replace the defaults built from the config (tests use tiny stand-ins); ``hooks``
-    run after the standard ones and before the checkpoint is written (engine/hooks/base.py says when).
+    run after the standard ones and before the checkpoint is written (engine/training/hooks/base.py says when).
     Raises NonFiniteLossError on a NaN/Inf loss and TrainingStopped after a stop signal (SIGTERM, SIGUSR1) once
     its checkpoint is written.
     """
@@ -359,8 +359,8 @@ def _prepare_record(root: str) -> dict[str, Any] | None:
 
 def _default_validate(model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:
     """mAP of ``model`` on cfg.data.val_subset (a held-out split, never the test split: validate() forbids it)."""
-    from talmts.engine.evaluate import evaluate_streams
-    from talmts.engine.predictor import Stream
+    from talmts.engine.inference.eval_checkpoints import evaluate_streams
+    from talmts.engine.inference.predictor import Stream
 
     result, _ = evaluate_streams([Stream(model, cfg, classes, "training")], cfg, cfg.data.val_subset)
     return result.to_json()

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import csv
+import os
 import sys
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from talmts.engine.hooks.base import Hook
-from talmts.engine.report import ScalarLogger, write_loss_log
+from talmts.engine.training.hooks.base import Hook
+from talmts.fileio import atomic_open, atomic_write_json
 from talmts.progress import progress_bar
 
 if TYPE_CHECKING:
-    from talmts.engine.train import TrainLoop
+    from talmts.engine.training.loop import TrainLoop
 
 
 class LossLog(Hook):
@@ -87,3 +90,56 @@ class ProgressBar(Hook):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def write_loss_log(history: Sequence[Mapping[str, float]], out_dir: str | Path, stem: str = "losses") -> Path:
+    """Per-step losses as ``<stem>.json`` (a list of dicts) and ``<stem>.csv`` (one row a step)."""
+    out_dir = Path(out_dir)
+    atomic_write_json(out_dir / f"{stem}.json", list(history))
+    keys: list[str] = []
+    for row in history:
+        keys += [k for k in row if k not in keys]
+    with atomic_open(out_dir / f"{stem}.csv", "w") as f:
+        w = csv.DictWriter(f, fieldnames=keys, lineterminator="\n")
+        w.writeheader()
+        w.writerows(history)
+    return out_dir / f"{stem}.json"
+
+
+class ScalarLogger:
+    """TensorBoard scalars when tensorboard is installed; a silent no-op (with one warning) otherwise.
+
+    Best-effort: when its files cannot be written (a full disk), one warning names the folder and the scalars stop;
+    training goes on (its checkpoints and loss logs are written through talmts.fileio and stop it there)."""
+
+    def __init__(self, log_dir: str | Path | None):
+        self.writer = None
+        self.log_dir = log_dir
+        if log_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is a declared dependency, but a stripped install may lack it
+            warnings.warn("tensorboard is not installed: no TensorBoard scalars are written", stacklevel=2)
+            return
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+
+    def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
+        if self.writer is not None:
+            try:
+                for k, v in values.items():
+                    self.writer.add_scalar(f"{prefix}/{k}", v, step)
+            except OSError as e:  # raised here for a failure of TensorBoard's writer thread
+                self._give_up(e)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._give_up(e)
+
+    def _give_up(self, e: OSError) -> None:
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        warnings.warn(f"TensorBoard scalars stop: cannot write {self.log_dir}: {reason}", stacklevel=3)
+        self.writer = None

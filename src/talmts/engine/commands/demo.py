@@ -19,8 +19,8 @@ from talmts.fileio import atomic_write_text
 
 if TYPE_CHECKING:
     from talmts.data.synth import SynthConfig
-    from talmts.engine.train import TrainResult
-    from talmts.engine.view import ViewOutputs
+    from talmts.engine.site import ViewOutputs
+    from talmts.engine.training.loop import TrainResult
     from talmts.evaluation import EvalResult
 
 # Three motions that differ in kind: vertical, horizontal, rotation. "pulse" (a square growing in place) is left
@@ -102,9 +102,9 @@ def demo_config(settings: DemoSettings, modality: str) -> Config:
 def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> DemoResult:
     from talmts.data.prepare import PrepareOptions, prepare_dataset
     from talmts.data.synth import generate_dataset
-    from talmts.engine.detect import run_detect
-    from talmts.engine.evaluate import evaluate_streams, split_videos
-    from talmts.engine.predictor import load_stream
+    from talmts.engine.inference.detect import run_detect
+    from talmts.engine.inference.eval_checkpoints import evaluate_streams, split_videos
+    from talmts.engine.inference.predictor import load_stream
     from talmts.evaluation import format_table
     from talmts.formats import write_detections
     from talmts.viz import plot_loss_curves
@@ -166,7 +166,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Demo
 
     # 5. the results site of the test split, with DETAD's diagnosis
     from talmts.data.prepare import find_videos
-    from talmts.engine.view import build_view
+    from talmts.engine.site import build_view
 
     view = build_view(
         detections,
@@ -189,7 +189,7 @@ def run_demo(settings: DemoSettings, log: Callable[[str], None] = print) -> Demo
 
 def train_streams(cfgs: list[Config], settings: DemoSettings, log: Callable[[str], None]) -> dict[str, TrainResult]:
     """Train each config; in parallel processes (one thread each) when settings.parallel and cores allow."""
-    from talmts.engine.train import train
+    from talmts.engine.training.loop import train
 
     for cfg in cfgs:
         log(f"training the {cfg.data.modality} stream ({cfg.train.epochs} epochs) into {cfg.train.out_dir}")
@@ -211,7 +211,7 @@ def _train_worker(raw: dict, threads: int, progress: bool) -> TrainResult:
     import torch
 
     from talmts.config import config_from_dict
-    from talmts.engine.train import train
+    from talmts.engine.training.loop import train
 
     torch.set_num_threads(threads)
     return train(config_from_dict(raw, source="demo"), progress=progress)

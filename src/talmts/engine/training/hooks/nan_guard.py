@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from talmts.engine.hooks.base import Hook
+from talmts.engine.training.hooks.base import Hook
 from talmts.errors import TalmtsError
 
 if TYPE_CHECKING:
-    from talmts.engine.train import TrainLoop
+    from talmts.engine.training.loop import TrainLoop
 
 
 class NonFiniteLossError(TalmtsError, RuntimeError):
@@ -23,7 +23,7 @@ class NaNGuard(Hook):
         # every process learns whether any one saw a bad value, so all stop together and none hangs in DDP
         if loop.ctx.all_true(not bad):
             return
-        from talmts.engine.hooks.checkpoints import newest_checkpoint
+        from talmts.engine.training.resume import newest_checkpoint
 
         done = newest_checkpoint(loop.out, loop.steps_per_epoch)
         where = f"the last good checkpoint {done} is intact" if done else "no checkpoint had been written yet"

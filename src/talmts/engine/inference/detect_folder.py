@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 from talmts.data.prepare import find_videos
 from talmts.data.video import VideoDecodeError
-from talmts.engine.detect import DetectedVideo, detect_and_write
-from talmts.engine.predictor import Predictor
+from talmts.engine.inference.detect import DetectedVideo, detect_and_write
+from talmts.engine.inference.predictor import Predictor
 from talmts.schema import AnnotationSet
 from talmts.viz.view import write_page
 
@@ -37,8 +37,8 @@ def detect_folder(
     progress: bool = False,
 ) -> FolderOutputs:
     """Run ``predictor`` on every video directly in ``folder`` (ids = file names without extension)."""
-    from talmts.engine.report import write_detections_csv
     from talmts.formats import write_detections
+    from talmts.formats.detections import write_detections_csv
 
     videos = find_videos(folder)
     if not videos:

@@ -31,7 +31,7 @@ from talmts.data.feature_cache import (
 )
 from talmts.data.transforms import make_clip
 from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
-from talmts.engine.train import TrainResult, train
+from talmts.engine.training.loop import TrainResult, train
 from talmts.errors import InputError
 from talmts.models import build_detector
 from talmts.models.detector import TALMTS
@@ -175,8 +175,8 @@ class _FullNetworkValidator:
         self.detector = frozen_detector(cfg, num_classes, in_channels)
 
     def __call__(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:
-        from talmts.engine.evaluate import evaluate_streams
-        from talmts.engine.predictor import Stream
+        from talmts.engine.inference.eval_checkpoints import evaluate_streams
+        from talmts.engine.inference.predictor import Stream
 
         head_into_detector(self.detector, model.state_dict())
         self.detector.eval()

@@ -1,5 +1,5 @@
 """``talmts evaluate GT PRED [PRED ...]``: score detection files against ground truth with the ActivityNet mAP
-(:mod:`talmts.engine.score_detections`).
+(:mod:`talmts.engine.commands.evaluate`).
 
 Several files (runs of one experiment with different seeds) give a row each, then their mean and standard deviation.
 """
@@ -44,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.score_detections import (
+    from talmts.engine.commands.evaluate import (
         diagnose_file,
         read_ground_truth,
         score_files,

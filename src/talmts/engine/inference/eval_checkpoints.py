@@ -9,7 +9,7 @@ import torch
 
 from talmts.config import Config, InferConfig
 from talmts.data.dataset import load_annotations
-from talmts.engine.predictor import Predictor, Stream
+from talmts.engine.inference.predictor import Predictor, Stream
 from talmts.errors import InputError
 from talmts.evaluation import EvalResult, evaluate_detections
 from talmts.postprocess import VideoScores, load_video_scores

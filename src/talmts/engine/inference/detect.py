@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from talmts.data.video import DecodeInfo
-from talmts.engine.predictor import Predictor, load_predictor
+from talmts.engine.inference.predictor import Predictor, load_predictor
 from talmts.schema import AnnotationSet, Detection
 
 
@@ -39,9 +39,10 @@ def detect_and_write(
     when ``ground_truth`` holds the video). ``nav``: (label, href) links in the page's header."""
     import time
 
-    from talmts.engine.report import write_detections_csv, write_detections_srt, write_detections_vtt
-    from talmts.engine.view import relative_link, write_video_view
+    from talmts.engine.site import relative_link, write_video_view
     from talmts.formats import write_detections
+    from talmts.formats.detections import write_detections_csv
+    from talmts.formats.subtitles import write_detections_srt, write_detections_vtt
     from talmts.viz import plot_timeline
 
     start = time.perf_counter()

@@ -22,7 +22,7 @@ from talmts.config import MODALITY_CHANNELS, Config
 from talmts.data.dataset import load_video_array
 from talmts.data.transforms import make_clip
 from talmts.errors import InputError
-from talmts.fileio import atomic_open, atomic_write_text
+from talmts.fileio import atomic_open, atomic_write_json
 from talmts.formats.video_info import read_video_info
 
 META_FILE = "features.json"
@@ -111,7 +111,7 @@ def extract_snippet_features(
             np.save(f, feats)
         meta["feature_dim"] = int(feats.shape[1])
         meta["videos"][video] = {"fps": rate, "num_snippets": int(feats.shape[0]), "num_frames": int(len(frames))}
-        atomic_write_text(meta_path, json.dumps(meta, indent=1) + "\n")  # after each video: resumable
+        atomic_write_json(meta_path, meta)  # after each video: resumable
         summary.done.append(video)
         summary.snippets += int(feats.shape[0])
     summary.seconds = time.perf_counter() - start

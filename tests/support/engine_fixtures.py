@@ -124,7 +124,7 @@ def ddp_worker(rank: int, world: int, port: int, out_dir: str, steps: int, batch
     """One torchrun-like process (env:// rendezvous on localhost) training the tiny net with gloo."""
     import os
 
-    from talmts.engine.train import train
+    from talmts.engine.training.loop import train
 
     torch.set_num_threads(1)
     os.environ.update(

@@ -1,6 +1,6 @@
 """What a training hook is: a part of training the step loop calls at fixed points, with state of its own.
 
-The loop (engine/train.py) calls, in the order the hooks were given:
+The loop (engine/training/loop.py) calls, in the order the hooks were given:
   start(loop)                  once, after a resume and before the first step
   before_update(loop, losses)  every step, after the forward pass and before any weight changes
   after_step(loop, row)        every step, after the update and the step counters (``row``: the logged values)
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from talmts.engine.train import TrainLoop
+    from talmts.engine.training.loop import TrainLoop
 
 
 class Hook:

@@ -1,8 +1,9 @@
-"""Small writers of engine.report: detections as CSV and as SubRip subtitles, by hand-written expected text."""
+"""Detections as CSV (formats.detections) and as subtitles (formats.subtitles), by hand-written expected text."""
 
 from __future__ import annotations
 
-from talmts.engine.report import srt_time, write_detections_csv, write_detections_srt, write_detections_vtt
+from talmts.formats.detections import write_detections_csv
+from talmts.formats.subtitles import srt_time, write_detections_srt, write_detections_vtt
 from talmts.schema import Detection
 
 

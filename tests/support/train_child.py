@@ -1,6 +1,6 @@
 """A tiny training run as its own process, for the stop/resume and torchrun fault tests and bench/bench_resume.py.
 
-    python tests/train_child.py OUT_DIR [--resume X] [--signal-at STEP --signal TERM|USR1]
+    python tests/support/train_child.py OUT_DIR [--resume X] [--signal-at STEP --signal TERM|USR1]
                                         [--kill-at STEP --kill-rank R] [--announce] [train.key=value ...]
 
 Trains engine_fixtures.TinyNet on RandomClips (dropout and random flips draw from the global RNGs, so an exact
@@ -15,12 +15,15 @@ import argparse
 import os
 import signal
 import sys
+from pathlib import Path
 
 import torch
 
-from engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
-from talmts.engine.hooks import Hook
-from talmts.engine.train import EXIT_STOPPED, TrainingStopped, train
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script: tests/ holds the support package
+
+from support.engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from talmts.engine.training.hooks import Hook
+from talmts.engine.training.loop import EXIT_STOPPED, TrainingStopped, train
 
 
 class Faults(Hook):

@@ -1,11 +1,18 @@
-"""Exponential moving average of a model's weights (evaluated instead of the raw weights when enabled)."""
+"""Exponential moving average of the weights (evaluated instead of the raw weights when enabled), as a hook: updated
+after every optimiser step, saved and resumed with the checkpoint."""
 
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
+
+from talmts.engine.training.hooks.base import Hook
+
+if TYPE_CHECKING:
+    from talmts.engine.training.loop import TrainLoop
 
 
 class ModelEMA:
@@ -47,3 +54,22 @@ class ModelEMA:
         self.decay = state["decay"]
         self.updates = state["updates"]
         self.module.load_state_dict(state["weights"])
+
+
+class EMAHook(Hook):
+    def __init__(self, model: nn.Module, decay: float):
+        self.ema = ModelEMA(model, decay)
+
+    @property
+    def module(self) -> nn.Module:
+        return self.ema.module
+
+    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+        self.ema.update(loop.model)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ema": self.ema.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("ema"):
+            self.ema.load_state_dict(state["ema"])

@@ -1,0 +1,50 @@
+"""The config: one typed tree (sections.py), how each field declares its default, source and range (fields.py),
+reading YAML files and dotted overrides into the tree (loading.py), and the bundled YAML files (bundled/)."""
+
+from talmts.config.loading import (
+    BUNDLED_DIR,
+    bundled_configs,
+    config_from_dict,
+    load_config,
+    resolve_config_path,
+    validate,
+)
+from talmts.config.sections import (
+    MODALITY_CHANNELS,
+    BackboneConfig,
+    Config,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    FSAConfig,
+    InferConfig,
+    LossConfig,
+    Modality,
+    ModelConfig,
+    RFPConfig,
+    STTConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "BUNDLED_DIR",
+    "MODALITY_CHANNELS",
+    "BackboneConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "FSAConfig",
+    "InferConfig",
+    "LossConfig",
+    "Modality",
+    "ModelConfig",
+    "RFPConfig",
+    "STTConfig",
+    "TrainConfig",
+    "bundled_configs",
+    "config_from_dict",
+    "load_config",
+    "resolve_config_path",
+    "validate",
+]

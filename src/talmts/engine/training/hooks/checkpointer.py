@@ -1,0 +1,74 @@
+"""When the run folder's checkpoints are written (which one a run resumes from: training/resume.py).
+
+Written by process 0:
+  checkpoint-<epoch>.pt  at every epoch end (after validation)
+  step-<step>.pt         every ``train.checkpoint_every_steps`` steps and when a stop signal arrives; only the
+                         two newest are kept (the newest, and one to fall back on)
+  last.pt                when the run is done (the step files are then removed)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from talmts.engine.checkpoint import save_checkpoint
+from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.preemption import StopSignals, TrainingStopped
+from talmts.engine.training.resume import step_files
+
+if TYPE_CHECKING:
+    from talmts.engine.training.loop import TrainLoop
+
+KEEP_STEP_FILES = 2
+
+
+class Checkpointer(Hook):
+    def __init__(self, every_steps: int | None = None, signals: StopSignals | None = None):
+        self.every_steps, self.signals = every_steps, signals
+        self.last: Path | None = None
+
+    def start(self, loop: TrainLoop) -> None:
+        if self.signals is not None:
+            self.signals.install()
+
+    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+        stop = self.signals is not None and loop.ctx.any_true(self.signals.received is not None)
+        periodic = (
+            self.every_steps is not None
+            and loop.step % self.every_steps == 0
+            and loop.step < loop.total_steps  # last.pt follows
+            and loop.epoch_step < loop.steps_per_epoch  # checkpoint-<epoch>.pt follows
+        )
+        if stop or periodic:
+            path = self._save_step(loop)
+            if stop:
+                loop.ctx.barrier()  # the file is complete before any process exits
+                name = (self.signals.received if self.signals else None) or "a signal on another process"
+                raise TrainingStopped(name, loop.step, loop.epoch, path)
+
+    def after_epoch(self, loop: TrainLoop) -> None:
+        self.last = self._save(loop, f"checkpoint-{loop.epoch}.pt")
+
+    def after_run(self, loop: TrainLoop) -> None:
+        self.last = self._save(loop, "last.pt")
+        if loop.ctx.is_main:
+            for path, _ in step_files(loop.out):
+                path.unlink(missing_ok=True)
+
+    def close(self, loop: TrainLoop) -> None:
+        if self.signals is not None:
+            self.signals.restore()
+
+    def _save(self, loop: TrainLoop, name: str) -> Path:
+        path = loop.out / name
+        if loop.ctx.is_main:
+            save_checkpoint(loop.state(), path)
+        return path
+
+    def _save_step(self, loop: TrainLoop) -> Path:
+        path = self._save(loop, f"step-{loop.step}.pt")
+        if loop.ctx.is_main:
+            for old, _ in step_files(loop.out)[KEEP_STEP_FILES:]:
+                old.unlink(missing_ok=True)
+        return path

@@ -20,7 +20,7 @@ import time
 import torch
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.commands.bench import compare_scores, count_flops, matmul_peak_tflops, prepare_model
+from talmts.engine.commands.bench.network import compare_scores, count_flops, matmul_peak_tflops, prepare_model
 from talmts.models.levers import EXACT, INFERENCE, Levers
 
 VARIANTS = {

@@ -51,9 +51,12 @@ def differences(a: object, b: object, where: str = "") -> list[str]:
 
 def compare(run: Path, reference: dict) -> list[str]:
     state = load_checkpoint(run / "last.pt")
-    parts = ("model", "ema", "optimizer", "scheduler", "rng", "epoch", "step", "epoch_step")
+    parts = ("model", "optimizer", "scheduler", "rng", "epoch", "step", "epoch_step")
     found = [d for p in parts for d in differences(state[p], reference[p], p)]
-    if [r["total"] for r in state["history"]] != [r["total"] for r in reference["history"]]:
+    found += differences(state["hooks"].get("ema"), reference["hooks"].get("ema"), "hooks.ema")
+    if [r["total"] for r in state["hooks"]["loss_log"]["history"]] != [
+        r["total"] for r in reference["hooks"]["loss_log"]["history"]
+    ]:
         found.append("history")
     return found
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.commands.bench import compare_scores, synchronize
+from talmts.engine.commands.bench.network import compare_scores, synchronize
 from talmts.models import build_detector
 from talmts.models.levers import FAST, LeverRunner
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.commands.bench import prepare_model
+from talmts.engine.commands.bench.network import prepare_model
 from talmts.models.levers import Levers
 
 VARIANTS = {  # name: extra levers on top of bf16 + channels-last + folded BN

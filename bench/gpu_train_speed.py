@@ -22,7 +22,7 @@ import torch
 from talmts.config import load_config, resolve_config_path
 from talmts.data.device_transforms import clips_from_windows, raw_window
 from talmts.data.transforms import draw_clip_params, make_clip
-from talmts.engine.commands.bench_train import (
+from talmts.engine.commands.bench.training import (
     AFSD_MODULES_OFF,
     TRAIN_VARIANTS,
     failed_variant,

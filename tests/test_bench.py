@@ -19,7 +19,7 @@ import torch
 from talmts.cli import bench as cli_bench
 from talmts.cli import main
 from talmts.config import load_config, resolve_config_path
-from talmts.engine.commands import bench
+from talmts.engine.commands.bench import network as bench
 from talmts.models.i3d import InceptionModule
 from talmts.models.i3d_rewrites import PointwiseMatmul, StemSpaceToDepth
 from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, FAST, Levers
@@ -173,7 +173,7 @@ def test_cli_train_step_rows_per_lever_for_both_networks(tmp_path: Path) -> None
 
 
 def test_train_variants_change_only_their_fields() -> None:
-    from talmts.engine.commands.bench_train import PLAIN, TRAIN_VARIANTS, with_changes
+    from talmts.engine.commands.bench.training import PLAIN, TRAIN_VARIANTS, with_changes
 
     cfg = _cfg()
     for name, changes in TRAIN_VARIANTS.items():
@@ -188,13 +188,13 @@ def test_train_variants_change_only_their_fields() -> None:
 
 
 def bench_train_variant_unknown() -> None:
-    from talmts.engine.commands.bench_train import measure_train_variant
+    from talmts.engine.commands.bench.training import measure_train_variant
 
     measure_train_variant(_cfg(), "fastest", device=torch.device("cpu"), batch=1)
 
 
 def test_a_failing_lever_is_a_row_not_the_end_of_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from talmts.engine.commands import bench_train
+    from talmts.engine.commands.bench import training as bench_train
 
     def broken(cfg, variant, **kw):  # noqa: ANN001, ANN003, ANN202
         raise RuntimeError(f"codegen failed for {variant}\nlong traceback text")

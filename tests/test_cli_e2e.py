@@ -183,8 +183,9 @@ def test_held_out_evaluation_during_training(dataset, capsys):
     assert [h["epoch"] for h in history] == [1, 2]
     assert all(0.0 <= h["average_mAP"] <= 1.0 and len(h["mAP"]) == 7 for h in history)
     best = load_checkpoint(run_dir / "best.pt")
-    assert best["best"] == max(h["average_mAP"] for h in history)
-    assert best["epoch"] == 1 + [h["average_mAP"] for h in history].index(best["best"])
+    best_score = best["hooks"]["validation"]["best"]
+    assert best_score == max(h["average_mAP"] for h in history)
+    assert best["epoch"] == 1 + [h["average_mAP"] for h in history].index(best_score)
     assert "held-out (validation) average mAP after epoch 2" in capsys.readouterr().out
 
 

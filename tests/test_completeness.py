@@ -4,6 +4,7 @@ failed under --strict), recorded by prepare, and ground truth beyond the decoded
 from __future__ import annotations
 
 import json
+import logging
 import warnings
 
 import av
@@ -94,7 +95,9 @@ def test_flow_computed_apart_keeps_the_decode_record(cut_dataset, tmp_path, caps
     assert read_decode_check(tmp_path / "p", "cut")["short"] and (tmp_path / "p" / "flow" / "cut.npy").is_file()
 
 
-def test_dataset_stats_and_training_data_report_ground_truth_beyond_the_decoded_end(cut_dataset, tmp_path, capsys):
+def test_dataset_stats_and_training_data_report_ground_truth_beyond_the_decoded_end(
+    cut_dataset, tmp_path, capsys, caplog
+):
     from talmts.engine.commands.dataset_stats import dataset_stats
 
     prepared = tmp_path / "prepared"
@@ -103,9 +106,10 @@ def test_dataset_stats_and_training_data_report_ground_truth_beyond_the_decoded_
     overrides = [f"data.root={prepared}", f"data.annotations={cut_dataset / 'gt.json'}", "data.clip_frames=32"]
     overrides += ["data.frame_size=32", "data.stored_size=32", "model.levels=3", "model.fsa.patch=16"]
     cfg = load_config(None, overrides)
-    stats = dataset_stats(cfg, cut_dataset / "gt.json", prepared / "video_info.csv")
+    with caplog.at_level(logging.WARNING, logger="talmts"):
+        stats = dataset_stats(cfg, cut_dataset / "gt.json", prepared / "video_info.csv")
     assert stats["test_instances_beyond_decoded_end"] == 1  # cut's [4.0, 5.5]; whole's [3, 5] is reachable
-    assert "cut: 1 ground-truth instance(s) end after the decoded end" in capsys.readouterr().err
+    assert "cut: 1 ground-truth instance(s) end after the decoded end" in caplog.text
     with pytest.warns(UserWarning, match="lie beyond what was decoded"):
         ds = ClipDataset(cfg, "test", train=False)
     assert [b.video for b in ds.beyond_end] == ["cut"]

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from support.prepared import FakeVideo, write_ground_truth, write_prepared
 from talmts.config import load_config
 from talmts.data.dataset import ClipDataset, collate_clips
 from talmts.data.transforms import PAD_VALUE, center_crop_box, flip_horizontal, normalize
@@ -31,22 +32,12 @@ def _frames(n: int, channels: int, seed: int) -> np.ndarray:
 
 @pytest.fixture()
 def prepared(tmp_path: Path) -> Path:
-    root = tmp_path / "prepared"
-    (root / "frames").mkdir(parents=True)
-    (root / "flow").mkdir()
-    rows = ["video,fps,sample_fps,count,sample_count"]
-    db = {}
-    for i, (vid, (subset, n, anns)) in enumerate(VIDEOS.items()):
-        np.save(root / "frames" / f"{vid}.npy", _frames(n, 3, i))
-        np.save(root / "flow" / f"{vid}.npy", _frames(n, 2, i))
-        rows.append(f"{vid},30.0,2.0,{n * 15},{n}")  # sampled at 2 fps: rate = 30 * n / (15 n) = 2
-        db[vid] = {
-            "subset": subset,
-            "duration": n / 2,
-            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in anns],
-        }
-    (root / "video_info.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "gt.json").write_text(json.dumps({"version": "test", "database": db}))
+    videos = {  # sampled at 2 fps from 30 fps videos: rate = 30 * n / (15 n) = 2
+        vid: FakeVideo(subset, _frames(n, 3, i), _frames(n, 2, i), fps=30.0, sample_fps=2.0, annotations=anns)
+        for i, (vid, (subset, n, anns)) in enumerate(VIDEOS.items())
+    }
+    write_prepared(tmp_path / "prepared", videos)
+    write_ground_truth(tmp_path / "gt.json", videos)
     return tmp_path
 
 
@@ -215,14 +206,12 @@ def test_unprepared_videos_are_skipped_with_a_warning(prepared):
 def test_bundled_thumos_config_reads_a_fake_prepared_thumos_layout(tmp_path):
     """configs/thumos14_rgb.yaml against tiny arrays with THUMOS names and subsets (paths and sizes overridden)."""
     root = tmp_path / "prepared"
-    (root / "frames").mkdir(parents=True)
-    db, rows = {}, ["video,fps,sample_fps,count,sample_count"]
-    for vid, subset, n in (("video_validation_0000051", "Validation", 300), ("video_test_0000004", "Test", 260)):
-        np.save(root / "frames" / f"{vid}.npy", np.zeros((n, 112, 112, 3), np.uint8))
-        rows.append(f"{vid},30.0,10.0,{n * 3}.0,{n}")
-        db[vid] = {"subset": subset, "duration": n / 10, "annotations": [{"segment": [2.0, 6.0], "label": "Diving"}]}
-    (root / "video_info.csv").write_text("\n".join(rows) + "\n")
-    (tmp_path / "thumos14.json").write_text(json.dumps({"database": db}))
+    videos = {
+        vid: FakeVideo(subset, np.zeros((n, 112, 112, 3), np.uint8), fps=30.0, annotations=[(2.0, 6.0, "Diving")])
+        for vid, subset, n in (("video_validation_0000051", "Validation", 300), ("video_test_0000004", "Test", 260))
+    }
+    write_prepared(root, videos)
+    write_ground_truth(tmp_path / "thumos14.json", videos)
     cfg = load_config(
         Path(__file__).resolve().parents[1] / "configs" / "thumos14_rgb.yaml",
         [f"data.root={root}", f"data.annotations={tmp_path / 'thumos14.json'}"],

@@ -35,7 +35,9 @@ def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
     torch.manual_seed(0)
     init = TinyNet(dropout=0.0).state_dict()
     assert max(float((init[k] - b["model"][k]).abs().max()) for k in init) > 1e-2
-    assert [round(r["total"], 4) for r in a["history"]] == [round(r["total"], 4) for r in b["history"]]
+    assert [round(r["total"], 4) for r in a["hooks"]["loss_log"]["history"]] == [
+        round(r["total"], 4) for r in b["hooks"]["loss_log"]["history"]
+    ]
 
 
 def test_sampler_shards_cover_the_single_process_batches():
@@ -116,7 +118,7 @@ def test_torchrun_trains_the_real_network(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.count("trained 2 steps") == 1, done.stdout + done.stderr[-2000:]
     ck = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ck["step"] == 2 and len(ck["history"]) == 2
+    assert ck["step"] == 2 and len(ck["hooks"]["loss_log"]["history"]) == 2
 
 
 def _torchrun(out, *args: str, restarts: int = 0) -> subprocess.CompletedProcess:  # noqa: ANN001

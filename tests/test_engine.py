@@ -10,7 +10,8 @@ import torch
 
 from support.engine_fixtures import RandomClips, TinyNet, assert_same_training_state, collate, tiny_config, tiny_loss
 from talmts.config import load_config
-from talmts.engine.checkpoint import load_checkpoint
+from talmts.engine.checkpoint import averaged_weights, load_checkpoint, save_checkpoint
+from talmts.engine.training.hooks import Hook
 from talmts.engine.training.hooks.ema import ModelEMA
 from talmts.engine.training.loop import NonFiniteLossError, lr_factor, per_sample_losses, train
 
@@ -160,3 +161,48 @@ def test_grad_clip_bounds_the_update(tmp_path):
     assert float(clipped.max()) < 1e-3 * lr and float(clipped.max()) > 0
     loose = _first_step_moves(tmp_path / "loose", grad_clip=1e-3)  # still far above eps: about lr again
     assert lr * 0.5 < float(loose.max()) <= lr * 1.001
+
+
+class _Keeper(Hook):
+    """A hook whose state uses the loop's own key names: it must not overwrite the weights or the step."""
+
+    name = "model"
+
+    def state_dict(self) -> dict:
+        return {"model": {"weight": torch.zeros(1)}, "step": -1}
+
+
+def test_hook_state_has_its_own_namespace(tmp_path):
+    res = train(
+        tiny_config(tmp_path, epochs=1, batch_size=2, ema=0.9),
+        model=TinyNet(),
+        dataset=RandomClips(4),
+        collate=collate,
+        loss_fn=tiny_loss,
+        hooks=[_Keeper()],
+        progress=False,
+    )
+    state = load_checkpoint(res.out_dir / "last.pt")
+    assert state["step"] == 2 and "backbone.weight" in state["model"]  # the loop's entries, untouched
+    assert state["hooks"]["model"]["step"] == -1  # the hook's, under its name
+    assert set(state["hooks"]) == {"ema", "loss_log", "validation", "model"}
+    assert averaged_weights(state) is state["hooks"]["ema"]["weights"]
+
+
+def _flattened(state: dict) -> dict:
+    """A checkpoint in talmts 0.1's layout: the hooks' entries flat beside the loop's."""
+    hooks = state.pop("hooks")
+    return state | {"ema": hooks["ema"], "history": hooks["loss_log"]["history"]} | hooks["validation"]
+
+
+def test_checkpoints_of_the_flat_layout_still_resume_exactly(tmp_path):
+    """A run resumed from a 0.1-layout checkpoint (EMA and loss log flat) ends bit for bit as one never stopped."""
+    opts = {"batch_size": 2, "ema": 0.9, "warmup_steps": 3}
+    full = _train(tiny_config(tmp_path / "full", epochs=2, **opts))
+    _train(tiny_config(tmp_path / "half", epochs=1, **opts))
+    old = tmp_path / "old.pt"
+    legacy = _flattened(load_checkpoint(tmp_path / "half" / "checkpoint-1.pt"))
+    save_checkpoint(legacy, old)
+    assert torch.equal(next(iter(averaged_weights(legacy).values())), next(iter(legacy["ema"]["weights"].values())))
+    resumed = _train(tiny_config(tmp_path / "half", epochs=2, **opts), resume=old)
+    assert_same_training_state(load_checkpoint(full.out_dir / "last.pt"), load_checkpoint(resumed.out_dir / "last.pt"))

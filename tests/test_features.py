@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from support.prepared import FakeVideo, write_ground_truth, write_prepared
 from talmts.cli import main
 from talmts.config import load_config
 from talmts.data.feature_cache import CachedFeatureDataset, CachedInput, collate_cached
@@ -50,20 +51,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: a second th
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("features")
-    root = base / "prepared"
-    (root / "frames").mkdir(parents=True)
     rng = np.random.default_rng(0)
-    rows, db = ["video,fps,sample_fps,count,sample_count"], {}
-    for vid, (subset, n, anns) in VIDEOS.items():
-        np.save(root / "frames" / f"{vid}.npy", rng.integers(0, 256, (n, S, S, 3), dtype=np.uint8))
-        rows.append(f"{vid},10.0,10.0,{n},{n}")
-        db[vid] = {
-            "subset": subset,
-            "duration": n / 10,
-            "annotations": [{"segment": [s, e], "label": lab} for s, e, lab in anns],
-        }
-    (root / "video_info.csv").write_text("\n".join(rows) + "\n")
-    (base / "gt.json").write_text(json.dumps({"version": "test", "database": db}))
+    videos = {
+        vid: FakeVideo(subset, rng.integers(0, 256, (n, S, S, 3), dtype=np.uint8), annotations=anns)
+        for vid, (subset, n, anns) in VIDEOS.items()
+    }
+    write_prepared(base / "prepared", videos)
+    write_ground_truth(base / "gt.json", videos)
     return base
 
 

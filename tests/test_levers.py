@@ -11,7 +11,7 @@ import torch
 
 from talmts.config import load_config, resolve_config_path
 from talmts.data.windows import cut_windows, frames_of
-from talmts.engine.commands.bench import compare_scores
+from talmts.engine.commands.bench.network import compare_scores
 from talmts.engine.inference.predictor import Stream, network_outputs, use_fast_path
 from talmts.models import build_detector
 from talmts.models.i3d_rewrites import StemSpaceToDepth

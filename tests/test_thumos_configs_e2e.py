@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import yaml
 
+from support.prepared import FakeVideo, write_prepared
 from talmts.cli import main
 from talmts.config import load_config
 from talmts.engine.checkpoint import load_checkpoint
@@ -85,20 +86,18 @@ def _write_prepared(root: Path, videos: dict[str, tuple], max_frames: int | None
     """frames/<id>.npy uint8 [T, S, S, 3], flow/<id>.npy uint8 [T, S, S, 2] and video_info.csv, as `talmts prepare`
     writes them (10 fps for THUMOS14; dynamic fps, at most ``max_frames`` frames, for ActivityNet)."""
     rng = np.random.default_rng(0)
-    (root / "frames").mkdir(parents=True)
-    (root / "flow").mkdir()
-    rows = ["video,fps,sample_fps,count,sample_count"]
-    for vid, (_, fps, count, _) in videos.items():
+    fake = {}
+    for vid, (subset, fps, count, _) in videos.items():
         if max_frames is None:
             sample_fps = 10.0
             n = round(count * sample_fps / fps)
         else:
             sample_fps = fps * min(max_frames / count, 1.0)
             n = min(count, max_frames)
-        np.save(root / "frames" / f"{vid}.npy", rng.integers(0, 256, (n, STORED, STORED, 3), dtype=np.uint8))
-        np.save(root / "flow" / f"{vid}.npy", rng.integers(108, 149, (n, STORED, STORED, 2), dtype=np.uint8))
-        rows.append(f"{vid},{fps},{sample_fps},{float(count)},{n}")
-    (root / "video_info.csv").write_text("\n".join(rows) + "\n")
+        frames = rng.integers(0, 256, (n, STORED, STORED, 3), dtype=np.uint8)
+        flow = rng.integers(108, 149, (n, STORED, STORED, 2), dtype=np.uint8)
+        fake[vid] = FakeVideo(subset, frames, flow, fps=fps, sample_fps=sample_fps, count=count)
+    write_prepared(root, fake)
 
 
 def _write_thumos(root: Path) -> dict[str, str]:

@@ -108,7 +108,7 @@ class LineProgress:
 
     def write(self, text: str) -> None:
         """A message of its own (tqdm.write's role); printed even when the bar is disabled."""
-        print(text, file=self.file, flush=True)
+        self._emit(text)
 
     def close(self) -> None:
         if self.closed:
@@ -131,5 +131,9 @@ class LineProgress:
         return (f"{self.desc}: " if self.desc else "") + ", ".join(parts)
 
     def _print(self, now: float) -> None:
-        print(self.line(now), file=self.file, flush=True)
+        self._emit(self.line(now))
         self._last, self._printed_at = now, self.n
+
+    def _emit(self, text: str) -> None:
+        self.file.write(text + "\n")
+        self.file.flush()

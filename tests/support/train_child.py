@@ -12,6 +12,7 @@ middle of that step, on torchrun's first attempt only; ``--announce`` prints "st
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -45,6 +46,7 @@ class Faults(Hook):
 
 
 def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)  # as `talmts train` shows it
     p = argparse.ArgumentParser()
     p.add_argument("out_dir")
     p.add_argument("overrides", nargs="*")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 import warnings
@@ -99,16 +100,56 @@ def main(argv: list[str] | None = None) -> int:
         print(f"talmts {args.command}: not available in this build", file=sys.stderr)
         return 2
     if debug:
-        return int(mod.run(args) or 0)
+        undo_log = show_library_log(f"talmts {args.command}")
+        try:
+            return int(mod.run(args) or 0)
+        finally:
+            undo_log()
     return run_reporting_errors(mod.run, args, f"talmts {args.command}")
+
+
+class CommandLog(logging.Handler):
+    """What the library logs, shown as a command's output: info on stdout as written, warnings and errors on
+    stderr as ``talmts CMD: warning: ...``. The streams are looked up at each record, so redirected or captured
+    output (tests) sees them."""
+
+    def __init__(self, name: str):
+        super().__init__(logging.INFO)
+        self.name = name
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            sys.stderr.write(f"{self.name}: warning: {text}\n")
+            sys.stderr.flush()
+        else:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+
+
+def show_library_log(name: str) -> Callable[[], None]:
+    """Show the ``talmts`` loggers' records as the output of command ``name``; returns the undo."""
+    logger, handler = logging.getLogger("talmts"), CommandLog(name)
+    before = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+    def undo() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(before[0])
+        logger.propagate = before[1]
+
+    return undo
 
 
 def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: argparse.Namespace, name: str) -> int:
     """``run(args)`` with talmts' errors and the system's (:data:`USER_ERRORS`) printed as one line on stderr
     (exit 2), anything else as a short line that points at ``--debug`` (exit 1), Ctrl-C as exit 130; warnings
-    print as one line each too."""
+    and the library's log print as one line each too."""
     previous = warnings.formatwarning  # formatwarning, not showwarning: warnings being recorded stay recorded
     warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {message}\n"
+    undo_log = show_library_log(name)
     try:
         return int(run(args) or 0)
     except USER_ERRORS as e:
@@ -126,6 +167,7 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
         return EXIT_UNEXPECTED
     finally:
         warnings.formatwarning = previous
+        undo_log()
 
 
 def _one_line(e: BaseException) -> str:

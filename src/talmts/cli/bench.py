@@ -4,20 +4,11 @@ decoding + Soft-NMS timed separately; optionally one training step."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
-import sys
-from collections.abc import Callable
 
-import torch
-
-from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
-from talmts.engine.commands.bench_train import TRAIN_VARIANTS
-from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES, FAST, LeverRunner, Levers
-
-FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
-    f.name for f in dataclasses.fields(FAST) if getattr(FAST, f.name) is True
-)
+from talmts.engine.commands.bench.plan import FAST_FLAGS, LEVER_SWITCHES
+from talmts.engine.commands.bench.training import TRAIN_VARIANTS
+from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -101,161 +92,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.commands.bench import (
-        load_compile_cache,
-        matmul_peak_tflops,
-        measure_network,
-        measure_postprocess,
-        save_compile_cache,
-    )
+    from talmts.engine.commands.bench.plan import format_row, plan_bench, run_bench
 
-    # argparse hands --batch every positional after it: the key=value ones are config overrides
-    args.overrides = [*args.overrides, *(b for b in args.batch if "=" in b)]
-    try:
-        batches = [int(b) for b in args.batch if "=" not in b]
-    except ValueError:
-        print(f"talmts bench: --batch takes integers (and key=value overrides), got {args.batch}", file=sys.stderr)
-        return 2
-    path = resolve_config_path(args.config or "thumos14_rgb")
-    overrides = ["model.backbone.weights=null", *args.overrides]  # speed does not depend on the weights' values
-    if args.preset == "afsd":
-        overrides += ["model.rfp.enabled=false", "model.stt.enabled=false", "model.fsa.enabled=false"]
-    cfg = load_config(path, overrides)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    warmup, iters, statistic = args.warmup, args.iters, "median"
-    if args.preset == "afsd":
-        warmup, iters, statistic = 2, 20, "mean"
-
-    if args.fast:  # the FAST preset's levers, set as if given
-        args.dtype = [FAST.dtype]
-        for flag in FAST_FLAGS:
-            setattr(args, flag, True)
-    part = "backbone" if args.backbone_only else "network"
-    try:  # bad combinations fail here, before any measurement
-        switches = {f.name: getattr(args, f.name) for f in dataclasses.fields(Levers) if f.name != "dtype"}
-        levers_of = {dtype: Levers(dtype=dtype, **switches) for dtype in args.dtype}
-    except ValueError as err:
-        print(f"talmts bench: {err}", file=sys.stderr)
-        return 2
-    if args.compile_cache and args.compile:
-        print(f"compile cache {args.compile_cache}: {'loaded' if load_compile_cache(args.compile_cache) else 'none'}")
-
-    peaks = {}
+    plan = plan_bench(
+        args.config, args.overrides, args.batch, device=args.device, dtypes=args.dtype,
+        switches={name: getattr(args, name) for name in LEVER_SWITCHES}, fast=args.fast, streams=args.streams,
+        preset=args.preset, backbone_only=args.backbone_only, warmup=args.warmup, iters=args.iters,
+        flops=not args.no_flops, check=args.check, postprocess=args.postprocess,
+        train_variants=args.train_variants if args.train_step else [], train_presets=args.train_presets,
+        inference=not (args.train_step and args.train_only), compile_cache=args.compile_cache,
+    )  # fmt: skip
 
     def emit(row: dict) -> None:  # each row as soon as it is measured: a step killed by a timeout keeps the rest
-        print(json.dumps(row) if args.json else _line(row), flush=True)
+        print(json.dumps(row) if args.json else format_row(row), flush=True)
         if args.save:
             with open(args.save, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    streams = {"rgb": ["rgb"], "flow": ["flow"], "both": ["rgb", "flow"]}[args.streams]
-    for dtype in [] if args.train_step and args.train_only else args.dtype:
-        levers = levers_of[dtype]
-        if not args.no_flops and dtype not in peaks:
-            peaks[dtype] = matmul_peak_tflops(device, levers.torch_dtype)
-        for batch in batches:
-            per_stream = [
-                measure_network(
-                    cfg,
-                    batch=batch,
-                    device=device,
-                    levers=levers,
-                    in_channels=MODALITY_CHANNELS[m],
-                    warmup=warmup,
-                    iters=iters,
-                    peak_tflops=peaks.get(dtype),
-                    flops=not args.no_flops,
-                    statistic=statistic,
-                    check_against=_reference(cfg, MODALITY_CHANNELS[m], device, part) if args.check else None,
-                    part=part,
-                )
-                for m in streams
-            ]
-            for m, r in zip(streams, per_stream):
-                row = {"stream": m, "preset": args.preset, **vars(r)}
-                row.pop("times_ms")
-                emit(row)
-            if args.compile_cache and args.compile:  # after every compile, in case a later one runs out of time
-                save_compile_cache(args.compile_cache)
-            if len(per_stream) == 2:  # two streams run one after the other on the same clips
-                fps = 1 / sum(1 / r.frames_per_s for r in per_stream)
-                emit({"stream": "both", "preset": args.preset, "part": part, "batch": batch, "frames_per_s": fps})
-    if args.postprocess:
-        emit({"postprocess": measure_postprocess(cfg)})
-    if args.train_step:
-        _train_steps(args, cfg, device, batches, streams, emit)
-    if peaks:
-        emit({"peak_tflops": peaks, "device": str(device)})
-    if args.compile_cache and args.compile:
-        emit({"compile_cache": args.compile_cache, "bytes": save_compile_cache(args.compile_cache)})
+    run_bench(plan, emit)
     return 0
-
-
-def _train_steps(
-    args: argparse.Namespace,
-    cfg: Config,
-    device: torch.device,
-    batches: list[int],
-    streams: list[str],
-    emit: Callable[[dict], None],
-) -> None:
-    """One row per (network, stream, batch, lever set); a lever set that fails is reported as a row, not fatal."""
-    from talmts.engine.commands.bench_train import AFSD_MODULES_OFF, failed_variant, measure_train_variant, with_changes
-
-    nets = {"talmts": cfg, "afsd": with_changes(cfg, AFSD_MODULES_OFF)}
-    for preset in args.train_presets:
-        for m in streams:
-            net_cfg = with_changes(nets[preset], {"data.modality": m})
-            for batch in batches:
-                for variant in args.train_variants:
-                    try:
-                        row = measure_train_variant(
-                            net_cfg, variant, device=device, batch=batch, steps=args.iters, warmup=args.warmup
-                        )
-                    except Exception as err:  # one lever failing (out of memory, a compile error) keeps the rest
-                        row = failed_variant(variant, batch, err)
-                    emit({"preset": preset, "stream": m, **row})
-
-
-def _reference(cfg: Config, in_channels: int, device: torch.device, part: str = "network") -> LeverRunner:
-    """The fp32 eager model (or backbone) with the same (seeded) weights as the measured one."""
-    from talmts.engine.commands.bench import prepare_model
-
-    return prepare_model(cfg, 20, in_channels, device, Levers(), part)[1]
-
-
-def _line(row: dict) -> str:
-    if "frames_per_s" in row and "median_ms" in row:
-        lev = row["levers"]
-        keys = ("channels_last", "fold_bn", "fuse_pointwise", "stem_s2d", "pointwise_matmul", "fused_pools")
-        on = [k for k in (*keys, "compile", "cuda_graph") if lev.get(k)]
-        if lev.get("compile"):
-            tag = "compile"
-            if lev.get("compile_backend", "inductor") != "inductor":
-                tag += f"[{lev['compile_backend']}]"
-            if lev.get("compile_mode", "default") != "default":
-                tag += f"={lev['compile_mode']}"
-            on[on.index("compile")] = tag
-        frac = f"  {row['peak_fraction'] * 100:.1f}% of peak" if row.get("peak_fraction") else ""
-        mem = f"  peak {row['peak_mem_mb']:.0f} MB" if row.get("peak_mem_mb") else ""
-        gf = f"  {row['gflop_per_clip']:.1f} GFLOP/clip" if row.get("gflop_per_clip") else ""
-        agree = row.get("agreement")
-        chk = ""
-        if agree and "max_score_diff" in agree:
-            chk = f"  [vs fp32: dscore {agree['max_score_diff']:.1e}, top-20 {agree['top_overlap']:.0%}]"
-        elif agree:
-            chk = f"  [vs fp32: max relative feature diff {agree['max_rel_feature_diff']:.1e}]"
-        return (
-            f"{row['preset']:7s} {row['stream']:4s} {row['part']:8s} b={row['batch']:<3d} {lev['dtype']} {'+'.join(on) or 'eager'}: "
-            f"{row['frames_per_s']:,.0f} frames/s ({row['median_ms']:.2f} ms median){gf}{frac}{mem}{chk}"
-        )
-    if "train_step" in row and "clips_per_s" in row:
-        mem = f"  peak {row['peak_mem_mb']:,.0f} MB ({row['peak_mem_kind']})" if row.get("peak_mem_mb") else ""
-        return (
-            f"{row['preset']:7s} {row['stream']:4s} train    b={row['batch']:<3d} {row['train_step']:16s}: "
-            f"{row['clips_per_s']:,.2f} clips/s, {row['frames_per_s']:,.0f} frames/s "
-            f"({row['seconds_per_step'] * 1e3:.1f} ms/step, first step {row['first_step_s']:.1f} s){mem}"
-        )
-    return json.dumps(row)

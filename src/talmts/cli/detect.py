@@ -10,12 +10,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from talmts.engine.inference.predictor import Predictor
-    from talmts.schema import AnnotationSet
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,45 +36,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from talmts.engine.inference.detect import run_detect
+    from talmts.engine.inference.detect_folder import FolderOutputs
 
-    from talmts.engine.inference.detect import detect_and_write
-    from talmts.engine.inference.predictor import load_predictor, use_fast_path
-    from talmts.errors import InputError
-    from talmts.formats import read_annotations
-
-    video = Path(args.video)
-    out = Path(args.out or f"detect-{video.stem if video.is_file() else video.resolve().name}")
     checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
-    if video.is_dir() and args.video_id:
-        raise InputError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
-    if not video.exists():
-        raise FileNotFoundError(f"{video}: no such video file or folder")
-    gt = read_annotations(args.annotations) if args.annotations else None
-    predictor = load_predictor(
-        checkpoints, device=args.device, overrides=args.overrides, video_scores=args.video_scores
-    )
-    if args.fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
-        print(f"talmts detect: {why_not}", file=sys.stderr)
-    if video.is_dir():
-        return _folder(predictor, video, out, gt, args)
-    res = detect_and_write(predictor, video, out, ground_truth=gt, min_score=args.min_score, video_id=args.video_id)
-    top = sorted(res.detections, key=lambda d: -d.score)[:10]
+    res = run_detect(
+        args.video, checkpoints, args.out, annotations=args.annotations, device=args.device, overrides=args.overrides,
+        min_score=args.min_score, video_scores=args.video_scores, video_id=args.video_id, fast=args.fast,
+        progress=not args.quiet,
+    )  # fmt: skip
+    if isinstance(res, FolderOutputs):
+        for r in res.results:
+            kept = sum(d.score >= args.min_score for d in r.detections)
+            print(f"  {r.video:<30} {kept:4d} detections >= {args.min_score:g}  ({r.seconds:.1f} s)")
+        for vid, why in res.failed.items():
+            print(f"talmts detect: {vid}: {why}", file=sys.stderr)
+        print(f"{len(res.results)} videos; wrote " + ", ".join(str(p) for p in res.files.values()))
+        return 1 if res.failed else 0
     print(f"{res.video}: {len(res.detections)} detections in {res.seconds:.1f} s; best:")
-    for d in top:
+    for d in sorted(res.detections, key=lambda d: -d.score)[:10]:
         print(f"  {d.label:<20} {d.start:8.2f} - {d.end:8.2f} s  score {d.score:.3f}")
     print("wrote " + ", ".join(str(p) for p in res.files.values()))
     return 0
-
-
-def _folder(predictor: Predictor, folder: Path, out: Path, gt: AnnotationSet | None, args: argparse.Namespace) -> int:
-    from talmts.engine.inference.detect_folder import detect_folder
-
-    res = detect_folder(predictor, folder, out, ground_truth=gt, min_score=args.min_score, progress=not args.quiet)
-    for r in res.results:
-        kept = sum(d.score >= args.min_score for d in r.detections)
-        print(f"  {r.video:<30} {kept:4d} detections >= {args.min_score:g}  ({r.seconds:.1f} s)")
-    for vid, why in res.failed.items():
-        print(f"talmts detect: {vid}: {why}", file=sys.stderr)
-    print(f"{len(res.results)} videos; wrote " + ", ".join(str(p) for p in res.files.values()))
-    return 1 if res.failed else 0

@@ -5,13 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from talmts.config import Config
-    from talmts.evaluation import EvalResult
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,55 +38,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
+    from talmts.engine.inference.eval_checkpoints import eval_checkpoints
+    from talmts.evaluation import format_per_class, format_table
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
     if args.video_scores:
         cfg.infer.video_scores = args.video_scores
-    flow_cfg = load_config(resolve_config_path(args.config_flow)) if args.config_flow else None
-    return evaluate(cfg, args, flow_cfg)
-
-
-def evaluate(cfg: Config, args: argparse.Namespace, flow_cfg: Config | None = None) -> int:
-    from talmts.engine.distributed import resolve_device
-    from talmts.engine.inference.eval_checkpoints import describe_streams, evaluate_streams, metric_name
-    from talmts.engine.inference.predictor import load_stream, use_fast_path
-    from talmts.evaluation import format_table
-    from talmts.fileio import atomic_write_json
-    from talmts.formats import write_detections
-
-    device = resolve_device(args.device)
-    streams = [load_stream(args.checkpoint, device)]
-    if args.flow_checkpoint:
-        streams.append(load_stream(args.flow_checkpoint, device))
-        if flow_cfg is not None:
-            streams[1].root = flow_cfg.data.root
-    if args.fast and (why_not := use_fast_path(streams, cfg.infer.batch_size, device)):
-        print(f"talmts eval: {why_not}", file=sys.stderr)
-    subset = args.subset or cfg.data.test_subset
-    result, detections = evaluate_streams(streams, cfg, subset, progress=not args.quiet)
-    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent / f"eval-{subset}"
-    out.mkdir(parents=True, exist_ok=True)
-    write_detections(detections, out / "detections.json")
-    metric, caution = metric_name(cfg)
-    metrics = {**result.to_json(), "subset": subset, "streams": describe_streams(streams), "metric": metric}
-    if cfg.infer.video_scores:
-        metrics["video_scores"] = str(cfg.infer.video_scores)
-    atomic_write_json(out / "metrics.json", metrics)
-    print(f"{describe_streams(streams)} on {subset!r} ({len(detections)} videos); results in {out}")
+    flow_root = load_config(resolve_config_path(args.config_flow)).data.root if args.config_flow else None
+    done = eval_checkpoints(
+        cfg, args.checkpoint, args.flow_checkpoint, flow_root=flow_root, subset=args.subset, out=args.out,
+        device=args.device, fast=args.fast, progress=not args.quiet,
+    )  # fmt: skip
+    result = done.result
+    print(f"{done.streams} on {done.subset!r} ({done.videos} videos); results in {done.out}")
     if args.per_class:
-        print(per_class_table(result))
-    if caution:
-        print(f"talmts eval: warning: {caution}", file=sys.stderr)
-    print(f"{metric} (%):")
+        print(format_per_class(result))
+    print(f"{done.metric} (%):")
     print(format_table(result, cfg.eval.table))
     if args.json:
         print(json.dumps({"tiou": result.tiou, "mAP": result.mAP, "average_mAP": result.average_mAP}))
     return 0
-
-
-def per_class_table(result: EvalResult) -> str:
-    head = "class".ljust(24) + " ".join(f"{t:>6.2f}" for t in result.tiou)
-    rows = [head]
-    for name, aps in sorted(result.per_class.items()):
-        rows.append(name[:23].ljust(24) + " ".join(f"{100 * a:6.1f}" for a in aps))
-    return "\n".join(rows)

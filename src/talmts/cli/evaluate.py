@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from talmts.engine.commands.evaluate import (
         diagnose_file,
-        read_ground_truth,
+        read_annotations_with_class_list,
         score_files,
         score_proposal_file,
         short_names,
@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from talmts.errors import InputError
     from talmts.evaluation import format_diagnosis, format_runs_table, format_table, summarize_runs
 
-    gt = read_ground_truth(
+    gt = read_annotations_with_class_list(
         args.gt, classes_file=args.classes, video_info=args.video_info, keep_ambiguous=args.keep_ambiguous
     )
     if args.proposals:

@@ -1,7 +1,5 @@
 """The config tree's sections: dataclasses whose fields say their default, its source (paper, AFSD, talmts), their
 range and meaning (how a field declares these: config/fields.py; reading YAML into the tree: config/loading.py).
-
-Longer than most modules because every field's declaration reads best in one place.
 """
 
 from __future__ import annotations

@@ -30,19 +30,20 @@ AGNOSTIC = ClassMap(("action",))  # data.class_agnostic: every label is class 1
 MAX_OPEN_ARRAYS = 32  # memory maps kept open per dataset (each holds a file descriptor)
 
 
-def _read_annotations(path: str | Path, classes: ClassMap | None, exclude_ambiguous: bool) -> AnnotationSet:
+def _read_file(path: str | Path, classes: ClassMap | None, exclude_ambiguous: bool) -> AnnotationSet:
     from talmts.formats import read_annotations  # imported here: formats is a lower layer, loaded on use
 
     return read_annotations(path, classes=classes, exclude_ambiguous=exclude_ambiguous)
 
 
-def load_annotations(data: DataConfig, *, for_eval: bool = False) -> AnnotationSet:
-    """The annotation file of the config (``data.eval_annotations`` first when ``for_eval`` and it is set)."""
+def read_config_annotations(data: DataConfig, *, for_eval: bool = False) -> AnnotationSet:
+    """``formats.read_annotations`` of the config's file (``data.eval_annotations`` first when ``for_eval`` and it is
+    set), in the config's class order."""
     path = data.eval_annotations if for_eval and data.eval_annotations else data.annotations
     if not path:
         raise InputError("data.annotations is empty: set it to the ground-truth file (e.g. data.annotations=gt.json)")
     classes = ClassMap(tuple(data.classes)) if data.classes and not data.class_agnostic else None
-    return _read_annotations(path, classes, data.exclude_ambiguous)
+    return _read_file(path, classes, data.exclude_ambiguous)
 
 
 def build_class_map(data: DataConfig, annotations: AnnotationSet) -> ClassMap:
@@ -91,7 +92,7 @@ class ClipDataset(Dataset):
         self.root = Path(d.root)
         self.array_dir = self.root / ("frames" if d.modality == "rgb" else "flow")
         self.infos: dict[str, VideoInfo] = read_video_info(self.root / "video_info.csv")
-        self.annotations = annotations if annotations is not None else load_annotations(d)
+        self.annotations = annotations if annotations is not None else read_config_annotations(d)
         self.classes = build_class_map(d, self.annotations)
         wanted = self.annotations.subset(self.subset).videos
         if not wanted:

@@ -10,9 +10,8 @@ With a ``device`` (tvl1-torch flow), the worker processes only decode; this proc
 flow on the device in large batches while the workers decode the next ones. ``shard`` takes a fixed part of the
 videos (data/shards.py); :func:`merge_shards` completes a split run.
 
-One module of about 400 lines on purpose: the per-video job, the folder's bookkeeping (temporary names, meta
-records, video_info.csv rebuilds, stale files) and the pool that runs the jobs form one resumable protocol whose
-invariants are checked together.
+The per-video job, the folder's bookkeeping (temporary names, meta records, video_info.csv rebuilds, stale files)
+and the pool that runs the jobs form one resumable protocol, so they share this module.
 
 A video that decodes far shorter than its container declares (data.completeness) is kept with a warning, recorded
 in its ``meta/<video>.json``, or fails under ``strict``. A write that fails for want of room

@@ -10,8 +10,8 @@ action starts and after it ends ("idle"): the ground truth covers the motion, no
 
 Ground truth: frames [start, end) of the written video, in seconds start / fps .. end / fps.
 
-One module of about 450 lines on purpose: the plan records, the motions, their drawing and the annotations they
-produce share the same constants, and a class's motion reads best beside the code that draws and labels it.
+The plan records, the motions, their drawing and the annotations they produce share the same constants, so a
+class's motion sits beside the code that draws and labels it.
 """
 
 from __future__ import annotations

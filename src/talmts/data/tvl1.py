@@ -17,8 +17,8 @@ with the numerical choices of OpenCV's ``cv2.optflow.DualTVL1OpticalFlow`` so th
 Each pair stops on its own (it leaves the working batch, or is frozen by a mask on a GPU), so a batch gives exactly
 what each pair gives alone. gamma (the illumination term) is not implemented: OpenCV's default is 0.
 
-One file of about 400 lines: the pieces (pyramid, warping, operators, median, solver) serve only this solver and
-each is tested against its OpenCV counterpart in tests/test_tvl1.py.
+The pieces (pyramid, warping, operators, median, solver) serve only this solver; each is tested against its OpenCV
+counterpart in tests/test_tvl1.py.
 """
 
 from __future__ import annotations

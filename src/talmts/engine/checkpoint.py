@@ -8,11 +8,12 @@ with ``torch.load(..., weights_only=True)``: no object of the file is ever const
   in_channels 3 (RGB) or 2 (flow)
   prepare     the options ``talmts prepare`` recorded for the training data, or None
   model       the network's state_dict (unwrapped from DDP)
-  ema         {"decay", "updates", "weights"} or None
   optimizer, scheduler   their state_dicts (training only)
   rng         python / numpy / torch (/ cuda) RNG states as lists, ints and tensors (see :func:`rng_state`)
   epoch       epochs completed; step: optimiser steps completed; epoch_step: steps done inside ``epoch``
-  history, validation, best   the per-step loss log, the held-out scores and the best score so far
+  hooks       each training hook's own state under its name: ema {"decay", "updates", "weights"},
+              loss_log {"history"}, validation {"validation", "best"} (talmts 0.1 kept these flat beside the
+              loop's entries as ema, history, validation, best; both layouts load: :func:`averaged_weights`)
 
 One more zip member, ``<archive>/talmts.json``, is appended after ``torch.save``: the sha256 of every other member
 (name, size and bytes, in file order) and the epoch and step, readable without unpickling anything. Loading
@@ -246,6 +247,12 @@ def convert_checkpoint(
 
 
 # ------------------------------------------------------------------------------------------------ RNG states
+def averaged_weights(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The EMA weights a checkpoint holds, if any, in either layout (hooks/ema, or the flat ``ema`` of 0.1)."""
+    ema = (state.get("hooks") or {}).get("ema") if "hooks" in state else state.get("ema")
+    return ema.get("weights") if ema else None
+
+
 def rng_state() -> dict[str, Any]:
     """Every global RNG state that training draws from (data augmentation, dropout, sampler seeds), as plain
     lists, ints and tensors so that the checkpoint loads with ``weights_only=True``."""

@@ -126,3 +126,11 @@ def thresholds_array(tiou: Sequence[float]) -> np.ndarray:
     if arr.ndim != 1 or arr.size == 0 or np.any(arr <= 0) or np.any(arr > 1):
         raise InputError(f"tIoU thresholds must be a non-empty list of numbers in (0, 1], got {list(tiou)}")
     return arr
+
+
+def format_per_class(result: EvalResult) -> str:
+    """The AP (%) of every class at every tIoU threshold, one class a row."""
+    rows = ["class".ljust(24) + " ".join(f"{t:>6.2f}" for t in result.tiou)]
+    for name, aps in sorted(result.per_class.items()):
+        rows.append(name[:23].ljust(24) + " ".join(f"{100 * a:6.1f}" for a in aps))
+    return "\n".join(rows)

@@ -13,7 +13,7 @@ For THUMOS14 with AFSD's ``val_Annotation_ours.csv`` present, ``afsd_reference``
 from __future__ import annotations
 
 import csv
-import sys
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ from talmts.data.dataset import build_class_map, class_index_fn
 from talmts.data.windows import plan_clips, train_windows
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.schema import AnnotationSet, normalize_subset
+
+log = logging.getLogger(__name__)
 
 KNOWN_ANNOTATIONS = {
     "sliding": ("thumos14.json", "thumos_gt.json", "annotations.json"),
@@ -76,7 +78,7 @@ def dataset_stats(cfg: Config, annotations: Path, video_info: Path | None = None
         late = ground_truth_beyond_end(ready, {k: i.duration for k, i in infos.items()})
         stats[f"{name}_instances_beyond_decoded_end"] = sum(b.instances for b in late)
         for b in late:  # a video file cut short or partly undecodable (see `talmts prepare`'s warnings)
-            print(f"warning: {b.describe()}", file=sys.stderr)
+            log.warning("%s", b.describe())
     stats = {**counts, **stats}
     reference = _afsd_reference(cfg, ann_dir, infos)
     if reference is not None:

@@ -33,14 +33,14 @@ class Scores:
     results: list[EvalResult]
 
 
-def read_ground_truth(
+def read_annotations_with_class_list(
     path: str | Path,
     *,
     classes_file: str | Path | None = None,
     video_info: str | Path | None = None,
     keep_ambiguous: bool = False,
 ) -> AnnotationSet:
-    """Any ground-truth layout talmts reads, with an optional class list file fixing the class order."""
+    """``formats.read_annotations``, with an optional class list file fixing the class order."""
     classes = read_class_list(classes_file) if classes_file else None
     return read_annotations(path, classes=classes, video_info=video_info, exclude_ambiguous=not keep_ambiguous)
 

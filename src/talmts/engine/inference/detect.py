@@ -1,106 +1,29 @@
-"""``talmts detect`` on one raw video: the predictor's detections written as JSON, CSV, subtitles (SRT, WebVTT), a
-timeline picture and the view's page for the video."""
+"""``talmts detect``: actions in one raw video, or in every video of a folder (the network loaded once)."""
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from talmts.data.video import DecodeInfo
-from talmts.engine.inference.predictor import Predictor, load_predictor
-from talmts.schema import AnnotationSet, Detection
+from talmts.engine.inference.detect_folder import FolderOutputs, detect_folder
+from talmts.engine.inference.detect_video import DetectedVideo, detect_and_write
+from talmts.engine.inference.predictor import load_predictor, use_fast_path
+from talmts.errors import InputError
+
+log = logging.getLogger(__name__)
 
 
-@dataclass
-class DetectedVideo:
-    """A video's detections, what decoding found, the files written and the seconds it took."""
-
-    video: str
-    detections: list[Detection]
-    info: DecodeInfo
-    files: dict[str, Path]
-    seconds: float
-
-
-def detect_and_write(
-    predictor: Predictor,
-    video: str | Path,
-    out_dir: str | Path,
-    *,
-    ground_truth: AnnotationSet | None = None,
-    min_score: float = 0.1,
-    video_id: str | None = None,
-    nav: Sequence[tuple[str, str | None]] = (),
-) -> DetectedVideo:
-    """Detections in one raw video written as JSON, CSV, subtitles (SRT, WebVTT), a timeline PNG and the view's
-    page for the video (index.html: player, interactive timeline, score slider; judged against the ground truth
-    when ``ground_truth`` holds the video). ``nav``: (label, href) links in the page's header."""
-    import time
-
-    from talmts.engine.site import relative_link, write_video_view
-    from talmts.formats import write_detections
-    from talmts.formats.detections import write_detections_csv
-    from talmts.formats.subtitles import write_detections_srt, write_detections_vtt
-    from talmts.viz import plot_timeline
-
-    start = time.perf_counter()
-    video, out = Path(video), Path(out_dir)
-    vid = video_id or video.stem
-    dets, info = predictor.raw_video(video, vid)
-    short = info.check.problem() if info.check is not None and info.check.short else ""
-    if short:  # a cut-short file decodes to its end without an error: say so, the detections stop there
-        print(f"warning: {video}: {short}", file=sys.stderr)
-    files = {
-        "json": out / "detections.json",
-        "csv": out / "detections.csv",
-        "srt": out / "detections.srt",
-        "vtt": out / "detections.vtt",
-        "timeline": out / "timeline.png",
-        "html": out / "index.html",
-    }
-    write_detections({vid: dets}, files["json"])
-    write_detections_csv({vid: dets}, files["csv"])
-    write_detections_srt(dets, files["srt"], min_score=min_score)
-    write_detections_vtt(dets, files["vtt"], min_score=min_score)
-    duration = info.count / info.fps if info.fps else None
-    gt = None
-    if ground_truth is not None:
-        if vid in ground_truth.videos:
-            gt = ground_truth.videos[vid].annotations
-        else:
-            print(f"note: {vid!r} is not in {ground_truth.source}; the timeline shows detections only")
-    title = f"{vid} ({predictor.names})"
-    plot_timeline(dets, files["timeline"], duration=duration, ground_truth=gt, title=title, min_score=min_score)
-    scored = f"{Path(predictor.scores.source).name} (video {vid!r})" if predictor.scores else None
-    write_video_view(
-        files["html"],
-        vid,
-        [d for d in dets if d.score >= min_score * 0.1],  # the slider starts at min_score and can go lower
-        ground_truth=gt,
-        duration=duration,
-        video_src=relative_link(video, out),
-        captions_src=files["vtt"].name,
-        min_score=min_score,
-        nav=nav,
-        notes={  # file names only: the page shows nothing of the machine that wrote it
-            "video": video.name,
-            "checkpoints": ", ".join(Path(s.source).name for s in predictor.streams),
-            "streams": predictor.names,
-            "decoded": f"{info.count} frames at {info.fps:g} fps, {info.sample_count} sampled at {info.sample_fps:g} fps",
-            "files": ", ".join(f.name for k, f in files.items() if k != "html"),
-            **({"video-level scores": scored} if scored else {}),
-            **({"WARNING": short} if short else {}),
-        },
-    )
-    return DetectedVideo(vid, dets, info, files, time.perf_counter() - start)
+def default_out(video: str | Path) -> Path:
+    """detect-<video name>, or detect-<folder name> for a folder."""
+    video = Path(video)
+    return Path(f"detect-{video.stem if video.is_file() else video.resolve().name}")
 
 
 def run_detect(
     video: str | Path,
     checkpoints: Sequence[str | Path],
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     annotations: str | Path | None = None,
     device: str = "auto",
@@ -108,15 +31,28 @@ def run_detect(
     min_score: float = 0.1,
     video_scores: str | Path | None = None,
     video_id: str | None = None,
-) -> DetectedVideo:
-    """``talmts detect`` on one video: :func:`load_detector`, then :func:`detect_and_write`.
+    fast: bool = False,
+    progress: bool = False,
+) -> DetectedVideo | FolderOutputs:
+    """Load the checkpoints (one stream, or two fused) and detect actions in ``video``, a file or a folder; the
+    files of :func:`detect_and_write` (per video) and, for a folder, :func:`detect_folder`'s index.
 
-    ``annotations``: a ground-truth file whose entry for this video is drawn beside the detections.
+    ``annotations``: a ground-truth file whose entries are drawn beside the detections.
     ``video_scores``: video-level classifier scores (CUHK layout, as ``talmts eval --video-scores``) that label a
     class-agnostic checkpoint's detections; the video is looked up as ``video_id`` (default: the file's stem).
     """
     from talmts.formats import read_annotations
 
-    predictor = load_predictor(checkpoints, device=device, overrides=overrides, video_scores=video_scores)
+    video = Path(video)
+    if video.is_dir() and video_id:
+        raise InputError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
+    if not video.exists():
+        raise FileNotFoundError(f"{video}: no such video file or folder")
+    out = Path(out_dir) if out_dir is not None else default_out(video)
     gt = read_annotations(annotations) if annotations is not None else None
-    return detect_and_write(predictor, video, out_dir, ground_truth=gt, min_score=min_score, video_id=video_id)
+    predictor = load_predictor(checkpoints, device=device, overrides=overrides, video_scores=video_scores)
+    if fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
+        log.warning("%s", why_not)
+    if video.is_dir():
+        return detect_folder(predictor, video, out, ground_truth=gt, min_score=min_score, progress=progress)
+    return detect_and_write(predictor, video, out, ground_truth=gt, min_score=min_score, video_id=video_id)

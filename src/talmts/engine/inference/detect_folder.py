@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from talmts.data.prepare import find_videos
 from talmts.data.video import VideoDecodeError
-from talmts.engine.inference.detect import DetectedVideo, detect_and_write
+from talmts.engine.inference.detect_video import DetectedVideo, detect_and_write
 from talmts.engine.inference.predictor import Predictor
 from talmts.schema import AnnotationSet
 from talmts.viz.view import write_page

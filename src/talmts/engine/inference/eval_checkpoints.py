@@ -1,26 +1,33 @@
-"""Evaluation of trained streams on a split of a prepared dataset: detections, mAP, the paper's table."""
+"""``talmts eval``: trained streams run on a split of a prepared dataset; detections, mAP, the paper's table."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from talmts.config import Config, InferConfig
-from talmts.data.dataset import load_annotations
-from talmts.engine.inference.predictor import Predictor, Stream
+from talmts.data.dataset import read_config_annotations
+from talmts.engine.distributed import resolve_device
+from talmts.engine.inference.predictor import Predictor, Stream, load_stream, use_fast_path
 from talmts.errors import InputError
 from talmts.evaluation import EvalResult, evaluate_detections
+from talmts.fileio import atomic_write_json
+from talmts.formats import write_detections
 from talmts.postprocess import VideoScores, load_video_scores
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video, normalize_subset
 
+log = logging.getLogger(__name__)
 
-def load_ground_truth(cfg: Config, classes: ClassMap) -> AnnotationSet:
+
+def scored_ground_truth(cfg: Config, classes: ClassMap) -> AnnotationSet:
     """The ground truth scored by mAP (data.eval_annotations, else data.annotations); for a class-agnostic
     model every label becomes its one class, so the detector is scored on localisation alone, unless
     infer.video_scores labels the detections (then the real labels are kept)."""
-    gt = load_annotations(cfg.data, for_eval=True)
+    gt = read_config_annotations(cfg.data, for_eval=True)
     if cfg.data.class_agnostic and not cfg.infer.video_scores:
         (name,) = classes.names
         videos = {
@@ -73,7 +80,7 @@ def evaluate_streams(
     network geometry comes from each stream's own config.
     """
     subset = normalize_subset(subset or cfg.data.test_subset, file="subset", record=str(subset))
-    gt = load_ground_truth(cfg, streams[0].classes)
+    gt = scored_ground_truth(cfg, streams[0].classes)
     videos = split_videos(gt, subset)
     # read before inference, which takes long on ActivityNet, so that a bad score file fails at once
     video_scores = _video_scores(cfg.infer, gt, videos) if cfg.infer.video_scores else None
@@ -105,3 +112,54 @@ def _device_of(model: torch.nn.Module) -> torch.device:
 def describe_streams(streams: Sequence[Stream]) -> str:
     names = [f"{s.modality} ({Path(s.source).name})" for s in streams]
     return " + ".join(names) + (" fused" if len(names) > 1 else "")
+
+
+@dataclass
+class EvalRun:
+    """What ``talmts eval`` found and wrote: the scores, the folder (detections.json, metrics.json), the split."""
+
+    result: EvalResult
+    out: Path
+    subset: str
+    videos: int
+    streams: str  # the streams, described
+    metric: str  # what the mAP measures (detection, or class-agnostic proposal mAP)
+
+
+def eval_checkpoints(
+    cfg: Config,
+    checkpoint: str | Path,
+    flow_checkpoint: str | Path | None = None,
+    *,
+    flow_root: str | None = None,
+    subset: str | None = None,
+    out: str | Path | None = None,
+    device: str = "auto",
+    fast: bool = False,
+    progress: bool = True,
+) -> EvalRun:
+    """Run one stream, or two fused, on ``subset`` (default data.test_subset) of the config's prepared dataset;
+    write detections.json and metrics.json into ``out`` (default: <checkpoint folder>/eval-<subset>).
+    ``flow_root``: the second stream's prepared data when it differs from data.root."""
+    dev = resolve_device(device)
+    streams = [load_stream(checkpoint, dev)]
+    if flow_checkpoint:
+        streams.append(load_stream(flow_checkpoint, dev))
+        if flow_root is not None:
+            streams[1].root = flow_root
+    if fast and (why_not := use_fast_path(streams, cfg.infer.batch_size, dev)):
+        log.warning("%s", why_not)
+    subset = subset or cfg.data.test_subset
+    result, detections = evaluate_streams(streams, cfg, subset, progress=progress)
+    folder = Path(out) if out else Path(checkpoint).resolve().parent / f"eval-{subset}"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_detections(detections, folder / "detections.json")
+    metric, caution = metric_name(cfg)
+    if caution:
+        log.warning("%s", caution)
+    described = describe_streams(streams)
+    metrics = {**result.to_json(), "subset": subset, "streams": described, "metric": metric}
+    if cfg.infer.video_scores:
+        metrics["video_scores"] = str(cfg.infer.video_scores)
+    atomic_write_json(folder / "metrics.json", metrics)
+    return EvalRun(result, folder, subset, len(detections), described, metric)

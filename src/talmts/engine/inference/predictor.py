@@ -27,7 +27,7 @@ from talmts.data.record import PrepareOptions, check_same_preparation, flow_fami
 from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, sampled_frames
 from talmts.data.windows import cut_windows, frames_of
-from talmts.engine.checkpoint import load_checkpoint
+from talmts.engine.checkpoint import averaged_weights, load_checkpoint
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.models import build_detector
 from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
@@ -62,8 +62,8 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
     classes = ClassMap(tuple(state["classes"]))
     cfg.model.backbone.weights = None  # the checkpoint holds the fine-tuned weights; do not load I3D's again
     model = build_detector(cfg, len(classes), state["in_channels"])
-    ema = state.get("ema")
-    model.load_state_dict(ema["weights"] if use_ema and ema else state["model"])
+    ema = averaged_weights(state)
+    model.load_state_dict(ema if use_ema and ema is not None else state["model"])
     model = apply_levers(model, INFERENCE).to(device)  # an eval copy, BatchNorm folded
     prepare = PrepareOptions.from_dict(state["prepare"]) if state.get("prepare") else None
     return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=prepare)

@@ -155,8 +155,9 @@ def export_detector(checkpoint: Path, detector: TALMTS) -> None:
     if any(k.startswith("backbone.") for k in state["model"]):
         return  # already full
     state["model"] = _full_state(detector, state["model"])
-    if state.get("ema"):
-        state["ema"] = {**state["ema"], "weights": _full_state(detector, state["ema"]["weights"])}
+    for ema in ((state.get("hooks") or {}).get("ema"), state.get("ema")):  # this layout, or talmts 0.1's
+        if ema:
+            ema["weights"] = _full_state(detector, ema["weights"])
     state["stage"] = "cached_head"
     for key in ("optimizer", "scheduler"):  # they belong to the head-only run; resume reads checkpoint-<epoch>.pt
         state.pop(key, None)

@@ -1,13 +1,14 @@
 """Training one stream: the step loop, with checkpoints, resume, validation, logs, EMA and the NaN guard as hooks.
 
 Run as one process or under torchrun (see engine/distributed.py). Every process builds the same model from
-the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/training/hooks/, the training
-levers (channels-last, compile, the Adam implementation) in engine/training/speedups.py; what stays here (the trainer's
-state, resume and one step) is one object's life cycle, about 360 lines.
+the same seed; DDP averages gradients; only process 0 writes files. The hooks live in engine/training/hooks/, the
+training levers (channels-last, compile, the Adam implementation) in engine/training/speedups.py, the choice of the
+checkpoint to resume from in engine/training/resume.py.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import time
@@ -43,6 +44,8 @@ from talmts.engine.training.speedups import adam_options, amp_context, amp_enabl
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
+
+log = logging.getLogger(__name__)
 
 LossFn = Callable[[DetectorOutput, list[torch.Tensor], LossConfig], dict[str, torch.Tensor]]
 
@@ -232,7 +235,14 @@ class TrainLoop:
             self.total_steps = min(self.total_steps, t.max_steps)
         self.lr = distributed.scaled_lr(t.lr, t.batch_size * ctx.world_size, t.lr_batch, t.lr_scaling)
         if ctx.is_main and self.lr != t.lr:  # the lr rule changed train.lr: say what runs
-            print(f"effective learning rate {self.lr:.4g}: train.lr={t.lr:g} scaled ({t.lr_scaling}) from train.lr_batch={t.lr_batch} to a global batch of {t.batch_size * ctx.world_size}", flush=True)  # fmt: skip
+            log.info(
+                "effective learning rate %.4g: train.lr=%g scaled (%s) from train.lr_batch=%d to a global batch of %d",
+                self.lr,
+                t.lr,
+                t.lr_scaling,
+                t.lr_batch,
+                t.batch_size * ctx.world_size,
+            )
         self.optimizer = build_optimizer(self.model, cfg, self.lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda s: lr_factor(s, self.total_steps, cfg)
@@ -249,7 +259,6 @@ class TrainLoop:
             "in_channels": self.in_channels,
             "prepare": self.prepare,
             "model": self.model.state_dict(),
-            "ema": None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
@@ -257,8 +266,10 @@ class TrainLoop:
             "step": self.step,
             "epoch_step": self.epoch_step,
         }
-        for hook in self.hooks:
-            state.update(hook.state_dict())
+        names = [h.name for h in self.hooks if h.name]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two training hooks keep their state under one name: {sorted(names)}")
+        state["hooks"] = {h.name: h.state_dict() for h in self.hooks if h.name}
         return state
 
     def load_state(self, path: Path, state: dict[str, Any]) -> None:
@@ -269,10 +280,13 @@ class TrainLoop:
         self.scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         self.epoch, self.step, self.epoch_step = state["epoch"], state["step"], state["epoch_step"]
+        namespaces = state.get("hooks")
         for hook in self.hooks:
-            hook.load_state_dict(state)
+            if hook.name:
+                own = namespaces.get(hook.name, {}) if namespaces is not None else hook.legacy_state(state)
+                hook.load_state_dict(own)
         if self.ctx.is_main:
-            print(f"resumed from {path}: epoch {self.epoch}, step {self.step}", flush=True)
+            log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.step)
 
     def _call(self, event: str, *args: Any) -> None:
         for hook in self.hooks:

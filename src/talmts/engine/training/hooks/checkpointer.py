@@ -10,15 +10,11 @@ Written by process 0:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from talmts.engine.checkpoint import save_checkpoint
-from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.engine.training.hooks.preemption import StopSignals, TrainingStopped
 from talmts.engine.training.resume import step_files
-
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
 
 KEEP_STEP_FILES = 2
 
@@ -28,11 +24,11 @@ class Checkpointer(Hook):
         self.every_steps, self.signals = every_steps, signals
         self.last: Path | None = None
 
-    def start(self, loop: TrainLoop) -> None:
+    def start(self, loop: TrainingLoop) -> None:
         if self.signals is not None:
             self.signals.install()
 
-    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+    def after_step(self, loop: TrainingLoop, row: dict[str, float]) -> None:
         stop = self.signals is not None and loop.ctx.any_true(self.signals.received is not None)
         periodic = (
             self.every_steps is not None
@@ -47,26 +43,26 @@ class Checkpointer(Hook):
                 name = (self.signals.received if self.signals else None) or "a signal on another process"
                 raise TrainingStopped(name, loop.step, loop.epoch, path)
 
-    def after_epoch(self, loop: TrainLoop) -> None:
+    def after_epoch(self, loop: TrainingLoop) -> None:
         self.last = self._save(loop, f"checkpoint-{loop.epoch}.pt")
 
-    def after_run(self, loop: TrainLoop) -> None:
+    def after_run(self, loop: TrainingLoop) -> None:
         self.last = self._save(loop, "last.pt")
         if loop.ctx.is_main:
             for path, _ in step_files(loop.out):
                 path.unlink(missing_ok=True)
 
-    def close(self, loop: TrainLoop) -> None:
+    def close(self, loop: TrainingLoop) -> None:
         if self.signals is not None:
             self.signals.restore()
 
-    def _save(self, loop: TrainLoop, name: str) -> Path:
+    def _save(self, loop: TrainingLoop, name: str) -> Path:
         path = loop.out / name
         if loop.ctx.is_main:
             save_checkpoint(loop.state(), path)
         return path
 
-    def _save_step(self, loop: TrainLoop) -> Path:
+    def _save_step(self, loop: TrainingLoop) -> Path:
         path = self._save(loop, f"step-{loop.step}.pt")
         if loop.ctx.is_main:
             for old, _ in step_files(loop.out)[KEEP_STEP_FILES:]:

@@ -4,15 +4,12 @@ after every optimiser step, saved and resumed with the checkpoint."""
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
-from talmts.engine.training.hooks.base import Hook
-
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 
 
 class ModelEMA:
@@ -57,6 +54,8 @@ class ModelEMA:
 
 
 class EMAHook(Hook):
+    name = "ema"
+
     def __init__(self, model: nn.Module, decay: float):
         self.ema = ModelEMA(model, decay)
 
@@ -64,12 +63,15 @@ class EMAHook(Hook):
     def module(self) -> nn.Module:
         return self.ema.module
 
-    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+    def after_step(self, loop: TrainingLoop, row: dict[str, float]) -> None:
         self.ema.update(loop.model)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"ema": self.ema.state_dict()}
+        return self.ema.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("ema"):
-            self.ema.load_state_dict(state["ema"])
+        if state:
+            self.ema.load_state_dict(state)
+
+    def legacy_state(self, flat: dict[str, Any]) -> dict[str, Any]:
+        return flat.get("ema") or {}

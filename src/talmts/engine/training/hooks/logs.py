@@ -8,14 +8,11 @@ import sys
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.fileio import atomic_open, atomic_write_json
 from talmts.progress import progress_bar
-
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
 
 
 class LossLog(Hook):
@@ -25,28 +22,30 @@ class LossLog(Hook):
     loss_curves.png; TensorBoard gets the losses and lr every ``log_every`` steps (and at step 1).
     """
 
+    name, legacy_keys = "loss_log", ("history",)
+
     def __init__(self, out_dir: Path, modality: str, log_every: int, is_main: bool):
         self.out, self.modality, self.log_every, self.is_main = out_dir, modality, log_every, is_main
         self.history: list[dict[str, float]] = []
         self.tensorboard: ScalarLogger | None = None
 
-    def start(self, loop: TrainLoop) -> None:
+    def start(self, loop: TrainingLoop) -> None:
         self.tensorboard = ScalarLogger(self.out / "tensorboard" if self.is_main else None)
 
     def scalars(self, prefix: str, values: Mapping[str, float], step: int) -> None:
         if self.tensorboard is not None:
             self.tensorboard.scalars(prefix, values, step)
 
-    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+    def after_step(self, loop: TrainingLoop, row: dict[str, float]) -> None:
         self.history.append(row)
         if self.is_main and (loop.step % self.log_every == 0 or loop.step == 1):
             self.scalars("train", {k: v for k, v in row.items() if k not in ("step", "epoch", "seconds")}, loop.step)
 
-    def after_epoch(self, loop: TrainLoop) -> None:
+    def after_epoch(self, loop: TrainingLoop) -> None:
         if self.is_main:
             write_loss_log(self.history, self.out)
 
-    def close(self, loop: TrainLoop) -> None:
+    def close(self, loop: TrainingLoop) -> None:
         if self.tensorboard is not None:
             self.tensorboard.close()
         if self.is_main and self.history:
@@ -64,7 +63,7 @@ class LossLog(Hook):
         return {"history": self.history}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.history = list(state["history"])
+        self.history = list(state.get("history", []))
 
 
 class ProgressBar(Hook):
@@ -74,7 +73,7 @@ class ProgressBar(Hook):
         self.clips_per_step = clips_per_step
         self.bar: Any = None
 
-    def after_step(self, loop: TrainLoop, row: dict[str, float]) -> None:
+    def after_step(self, loop: TrainingLoop, row: dict[str, float]) -> None:
         if self.bar is None:
             left = min(loop.steps_per_epoch - loop.epoch_step, loop.total_steps - loop.step) + 1
             desc = f"epoch {loop.epoch + 1}/{loop.cfg.train.epochs}"
@@ -83,10 +82,10 @@ class ProgressBar(Hook):
         self.bar.set_postfix(loss=f"{row['total']:.3f}", clips_s=f"{clips:.2f}")
         self.bar.update(1)
 
-    def after_epoch(self, loop: TrainLoop) -> None:
+    def after_epoch(self, loop: TrainingLoop) -> None:
         self.close(loop)
 
-    def close(self, loop: TrainLoop) -> None:
+    def close(self, loop: TrainingLoop) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 
-from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.errors import TalmtsError
-
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
 
 
 class NonFiniteLossError(TalmtsError, RuntimeError):
@@ -18,7 +13,7 @@ class NonFiniteLossError(TalmtsError, RuntimeError):
 
 
 class NaNGuard(Hook):
-    def before_update(self, loop: TrainLoop, losses: dict[str, torch.Tensor]) -> None:
+    def before_update(self, loop: TrainingLoop, losses: dict[str, torch.Tensor]) -> None:
         bad = [k for k, v in losses.items() if not bool(torch.isfinite(v).all())]
         # every process learns whether any one saw a bad value, so all stop together and none hangs in DDP
         if loop.ctx.all_true(not bad):

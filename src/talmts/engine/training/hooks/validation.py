@@ -6,29 +6,31 @@ process 0; the scores go to validation.json and TensorBoard.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from talmts.engine.checkpoint import plain, save_checkpoint
-from talmts.engine.training.hooks.base import Hook
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.engine.training.hooks.logs import LossLog
 from talmts.fileio import atomic_write_json
 
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
+log = logging.getLogger(__name__)
 
 Validate = Callable[[nn.Module, Any, Any], dict[str, Any]]  # (model, Config, ClassMap) -> metrics
 
 
 class Validation(Hook):
+    name, legacy_keys = "validation", ("validation", "best")
+
     def __init__(self, validate: Validate, eval_model: Callable[[], nn.Module], log: LossLog | None = None):
         self.validate, self.eval_model, self.log = validate, eval_model, log
         self.scores: list[dict[str, Any]] = []
         self.best: float | None = None
 
-    def after_epoch(self, loop: TrainLoop) -> None:
+    def after_epoch(self, loop: TrainingLoop) -> None:
         cfg = loop.cfg
         if cfg.data.val_subset is None or loop.epoch % max(cfg.train.eval_every, 1):
             return
@@ -43,7 +45,7 @@ class Validation(Hook):
             atomic_write_json(loop.out / "validation.json", self.scores)
             if self.log is not None:
                 self.log.scalars("val", {"average_mAP": metrics["average_mAP"]}, loop.step)
-            print(f"epoch {loop.epoch}: {cfg.data.val_subset} average mAP {metrics['average_mAP']:.4f}", flush=True)
+            log.info("epoch %d: %s average mAP %.4f", loop.epoch, cfg.data.val_subset, metrics["average_mAP"])
             if self.best is None or metrics["average_mAP"] > self.best:
                 self.best = metrics["average_mAP"]
                 save_checkpoint(loop.state(), loop.out / "best.pt")

@@ -21,7 +21,7 @@ import torch
 
 from talmts.config import MODALITY_CHANNELS, Config
 from talmts.data.device_transforms import batch_clips
-from talmts.engine.commands.bench import _cpu_peak_mb, _device_name, _time_calls, synchronize
+from talmts.engine.commands.bench.network import _cpu_peak_mb, _device_name, _time_calls, synchronize
 from talmts.engine.training.loop import build_optimizer, per_sample_losses
 from talmts.engine.training.speedups import amp_context, amp_enabled, for_training, network_call
 from talmts.models import build_detector

@@ -176,7 +176,7 @@ def train(
 
 
 class TrainLoop:
-    """The step loop: data, forward, losses, update; everything else is a hook (engine/hooks)."""
+    """The step loop: data, forward, losses, update; everything else is a hook (engine/training/hooks)."""
 
     def __init__(
         self,

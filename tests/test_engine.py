@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 
 import pytest
@@ -58,6 +59,27 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     b = load_checkpoint(resumed.out_dir / "last.pt")
     assert_same_training_state(a, b)
     assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
+
+
+def test_resume_with_loader_workers_is_exact_at_epoch_ends_only(tmp_path):
+    """data.workers=2 (not persistent): workers start reseeded every epoch, so a resume from checkpoint-1 ends like
+    the run never stopped; a resume mid-epoch does not (the workers' flip streams restart), which is what the
+    comment on data.persistent_workers says."""
+
+    def run(out, resume=None, **opts):
+        cfg = tiny_config(out, epochs=2, batch_size=2, **opts)
+        cfg.data.workers = 2
+        return _train(cfg, resume=resume)
+
+    full = run(tmp_path / "full")
+    run(tmp_path / "epoch_end", max_steps=9)  # 6 steps an epoch: checkpoint-1 at step 6, last.pt at step 9
+    shutil.copytree(tmp_path / "epoch_end", tmp_path / "mid_epoch")
+    run(tmp_path / "epoch_end", resume=tmp_path / "epoch_end" / "checkpoint-1.pt")
+    expected = load_checkpoint(full.out_dir / "last.pt")
+    assert_same_training_state(load_checkpoint(tmp_path / "epoch_end" / "last.pt"), expected)
+    mid = run(tmp_path / "mid_epoch", resume=tmp_path / "mid_epoch" / "last.pt")
+    assert [r["total"] for r in mid.history[:9]] == [r["total"] for r in full.history[:9]]
+    assert [r["total"] for r in mid.history[9:]] != [r["total"] for r in full.history[9:]]
 
 
 def test_resume_with_a_changed_lr_applies_it_and_warns(tmp_path):

@@ -78,7 +78,7 @@ class ViewOutputs:
     scored_videos: int = 0  # the ground-truth videos in it
 
 
-def scored_ground_truth(
+def view_scope(
     ground_truth: AnnotationSet, detections: Mapping[str, Sequence[Detection]], subset: str | None = None
 ) -> tuple[AnnotationSet, str]:
     """The ground truth a view scores, and its name for the headers: ``subset`` when given; else the subsets the
@@ -113,9 +113,9 @@ def build_view(
     title: str = "talmts view",
 ) -> ViewOutputs:
     """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players. ``subset``: the ground
-    truth's subset to score (default: the ones the detections cover, see :func:`scored_ground_truth`)."""
+    truth's subset to score (default: the ones the detections cover, see :func:`view_scope`)."""
     out = Path(out_dir)
-    scored, scope = scored_ground_truth(ground_truth, detections, subset)
+    scored, scope = view_scope(ground_truth, detections, subset)
     diag = diagnose(scored, detections, [tiou], bins=bins)
     m = diag.matches
     names = _page_names(m.videos)

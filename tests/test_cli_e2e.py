@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import matplotlib.image as mpimg
+import numpy as np
 import pytest
+import yaml
 
 from support.view_fixtures import page_data
 from talmts.cli import main
@@ -70,8 +73,12 @@ def test_train_writes_a_self_describing_run(dataset, checkpoints):
     assert ck["classes"] == sorted(SynthConfig().classes)
     assert ck["prepare"] == {"fps": 10.0, "size": 40, "max_frames": None, "flow": "dis"}
     run_dir = checkpoints["flow"].parent
-    for name in ("config.yaml", "checkpoint-1.pt", "losses.json", "losses.csv", "loss_curves.png"):
-        assert (run_dir / name).is_file(), name
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == ck["config"]
+    assert ck["step"] == 2 and load_checkpoint(run_dir / "checkpoint-1.pt")["epoch"] == 1  # train.max_steps=2
+    log = json.loads((run_dir / "losses.json").read_text())
+    assert [r["step"] for r in log] == [1, 2] and len((run_dir / "losses.csv").read_text().splitlines()) == 3
+    curves = mpimg.imread(run_dir / "loss_curves.png")
+    assert curves.shape == (462, 1320, 4) and (curves[..., :3] < 0.5).mean() > 0.005  # drawn, not blank
 
 
 def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
@@ -121,8 +128,10 @@ def test_eval_fused_and_detect_agree(dataset, checkpoints, capsys):
         ]
     )
     assert code == 0
-    for name in ("detections.json", "detections.csv", "detections.srt", "timeline.png", "index.html"):
-        assert (det_dir / name).is_file(), name
+    timeline = mpimg.imread(det_dir / "timeline.png")  # the annotations' bars in grey, one row per class at most
+    truth = gt.videos[video].annotations
+    assert timeline.shape[1] == 1320 and timeline.shape[0] <= round((1.2 + 0.6 * len(gt.classes.names)) * 110)
+    assert (np.abs(timeline[..., :3] - 0.35).max(axis=-1) < 0.02).sum() > 100 * len(truth)
     # decoding, flow and windows streamed from the raw video give exactly what eval finds on prepared arrays
     detected = read_detections(det_dir / "detections.json")[video]
     assert len(detected) == len(evaluated[video]) > 0
@@ -181,12 +190,18 @@ def test_held_out_evaluation_during_training(dataset, capsys):
     assert code == 0
     history = json.loads((run_dir / "validation.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
-    assert all(0.0 <= h["average_mAP"] <= 1.0 and len(h["mAP"]) == 7 for h in history)
+    assert "held-out (validation) average mAP after epoch 2" in capsys.readouterr().out
+    # each epoch's score is what `talmts eval` of that epoch's checkpoint gives on the validation split
+    for h in history:
+        argv = ["eval", "demo", *_common(dataset), "--checkpoint", str(run_dir / f"checkpoint-{h['epoch']}.pt")]
+        assert main([*argv, "--subset", "validation", "--out", str(run_dir / f"eval-{h['epoch']}"), "--quiet"]) == 0
+        scored = json.loads((run_dir / f"eval-{h['epoch']}" / "metrics.json").read_text())
+        assert scored["subset"] == "validation" and h["mAP"] == pytest.approx(scored["mAP"], abs=1e-9)
+    capsys.readouterr()
     best = load_checkpoint(run_dir / "best.pt")
     best_score = best["hooks"]["validation"]["best"]
     assert best_score == max(h["average_mAP"] for h in history)
     assert best["epoch"] == 1 + [h["average_mAP"] for h in history].index(best_score)
-    assert "held-out (validation) average mAP after epoch 2" in capsys.readouterr().out
 
 
 def test_detect_a_folder_equals_one_video_at_a_time(dataset, checkpoints, capsys):
@@ -209,7 +224,9 @@ def test_detect_a_folder_equals_one_video_at_a_time(dataset, checkpoints, capsys
     page = page_data(out / "index.html")
     assert [r["href"] for r in page["rows"]] == [f"{v.stem}/index.html" for v in videos]
     for v in videos:
-        assert (out / v.stem / "index.html").is_file()
+        video_page = page_data(out / v.stem / "index.html")
+        assert video_page["video"] == v.stem
+        assert len(video_page["detections"]) == sum(d.score >= 0.01 for d in combined[v.stem])
         assert main(["detect", str(v), *ckpt[:4], "--out", str(dataset / f"det-{v.stem}")]) == 0
         alone = read_detections(dataset / f"det-{v.stem}" / "detections.json")[v.stem]
         assert [(d.label, d.start, d.end) for d in alone] == [(d.label, d.start, d.end) for d in combined[v.stem]]

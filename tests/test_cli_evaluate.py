@@ -71,6 +71,24 @@ def test_proposals_mode(files, capsys) -> None:
     assert main(["evaluate", str(gt), str(pred), "--proposals", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert {"AR@1", "AR@100", "AUC", "average_recall"} <= set(out)
+    # THUMOS-like ground truth: the test subset by default, as for detection scoring (its validation subset is
+    # THUMOS's training data). pred holds 3 proposals on the one test video: 0-10 (score 0.9) and 20-25 (0.7,
+    # tIoU 0.5 with 20-30, recalled only at 0.5 of the ten thresholds 0.5:0.95); AN_max = 100 keeps all three.
+    # AR@100 = (2 at 0.5 + 1 at the nine others) / 2 ground truths / 10 thresholds = 11 / 20.
+    assert out["AR@100"] == pytest.approx(11 / 20)
+    assert main(["evaluate", str(gt), str(pred), "--proposals"]) == 0
+    assert capsys.readouterr().out.startswith("proposals on test of")
+
+
+def test_proposals_of_a_perfect_file_score_full_recall_on_thumos(files, tmp_path, capsys) -> None:
+    gt, _ = files
+    perfect = tmp_path / "perfect.json"
+    write_detections({"video_test_1": [Detection(0, 10, "Diving", 0.9), Detection(20, 30, "Diving", 0.8)]}, perfect)
+    assert main(["evaluate", str(gt), str(perfect), "--proposals", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["AR@100"] == 1.0
+    # an explicit --dataset anet picks ActivityNet's default subset (validation), where the file has nothing
+    assert main(["evaluate", str(gt), str(perfect), "--proposals", "--json", "--dataset", "anet"]) == 0
+    assert json.loads(capsys.readouterr().out)["AR@100"] == 0.0
 
 
 def test_several_runs_mean_and_std(files, tmp_path, capsys) -> None:

@@ -3,6 +3,8 @@ the sensitivity bins, the per-video rows; and the per-class AP against the offic
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -125,7 +127,10 @@ def test_sensitivity_normalized_ap_per_bin_by_hand():
     assert s["instances"]["average_mAP_N"] == pytest.approx([None, 5 / 6, None, None])  # 2 A's in the video: S
 
 
-def test_per_class_ap_equals_the_official_style_evaluator_on_random_sets():
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_per_class_ap_equals_the_official_style_evaluator_on_random_sets(degenerate):
+    """Positive-length segments, and (degenerate) with point ground truths, point detections and inverted detections
+    (end before start) among them, where the official tIoU's zero and negative unions decide the matches."""
     rng = np.random.default_rng(0)
     labels = ["a", "b", "c"]
     videos, dets = {}, {}
@@ -136,15 +141,51 @@ def test_per_class_ap_equals_the_official_style_evaluator_on_random_sets():
         dets[f"v{v}"] = [
             Detection(s, s + rng.uniform(1, 10), labels[rng.integers(3)], float(rng.uniform())) for s in starts
         ]
+        if degenerate:
+            points = [Segment(s, s, labels[rng.integers(3)]) for s in rng.uniform(0, 90, 2)]
+            videos[f"v{v}"] += points
+            for g in [*points, *videos[f"v{v}"][:3]]:
+                label = g.label if rng.uniform() < 0.7 else labels[rng.integers(3)]
+                dets[f"v{v}"] += [
+                    Detection(g.start, g.start, label, float(rng.uniform())),  # a point at the start
+                    Detection(g.end, g.start, label, float(rng.uniform())),  # inverted, exactly as long: 0/0
+                    Detection(g.end + 1, g.start, label, float(rng.uniform())),  # inverted, longer: union < 0
+                ]
     dets["unknown"] = [Detection(1, 2, "a", 0.99)]
     gt = _gt(videos)
     tiou = [0.1, 0.3, 0.5, 0.7]
-    official = evaluate_detections(gt, dets, tiou)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the evaluator's count of inverted segments
+        official = evaluate_detections(gt, dets, tiou)
     d = diagnose(gt, dets, tiou)
     assert d.mAP == pytest.approx(official.mAP, abs=1e-12)
+    assert d.per_class.keys() == official.per_class.keys()
     for c in labels:
         assert d.per_class[c] == pytest.approx(official.per_class[c], abs=1e-12)
     # every detection has exactly one type, and the true positives are the matched ones
     m = d.matches
     assert ((m.error == TRUE_POSITIVE) == (m.matched >= 0)).all()
     assert sum(sum(c) for c in d.error_counts.values()) == len(tiou) * len(m.det_score)
+
+
+def test_degenerate_segments_by_hand():
+    """A point ground truth found by the same point, and an inverted detection exactly as long as a ground truth:
+    the official tIoU is 0/0, a match at every threshold, ahead of real overlaps. So d0 takes the point, d1 takes
+    20-30 before d2 (tIoU 1) can; d2 is then a double detection; d3 (inverted, longer: a negative union) overlaps
+    nothing. AP = 1 (two true positives first), as evaluate_detections scores it; a guarded tIoU (0 for both) gave
+    d2 alone as a true positive at rank 3: AP 1/6."""
+    gt = _gt({"v": [Segment(10, 10, "A"), Segment(20, 30, "A")]})
+    dets = {
+        "v": [
+            Detection(10, 10, "A", 0.9),
+            Detection(30, 20, "A", 0.8),
+            Detection(20, 30, "A", 0.7),
+            Detection(45, 30, "A", 0.6),
+        ]
+    }
+    d = diagnose(gt, dets, [0.5, 0.95])
+    assert d.mAP == pytest.approx([1.0, 1.0])
+    with pytest.warns(UserWarning, match="end before"):
+        assert evaluate_detections(gt, dets, [0.5, 0.95]).mAP == pytest.approx([1.0, 1.0])
+    assert d.matches.error.tolist() == [[TRUE_POSITIVE, TRUE_POSITIVE, DOUBLE, BACKGROUND]] * 2
+    assert d.matches.best_tiou.tolist() == [1.0, 1.0, 1.0, 0.0]  # a zero union counts as 1 where a tIoU is shown

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import warnings
 
 import pytest
 import torch
@@ -14,6 +16,7 @@ from talmts.engine.checkpoint import averaged_weights, load_checkpoint, save_che
 from talmts.engine.training.hooks import Hook
 from talmts.engine.training.hooks.ema import ModelEMA
 from talmts.engine.training.loop import NonFiniteLossError, lr_factor, per_sample_losses, train
+from talmts.engine.training.resume import ResumeSettingsWarning
 
 
 def _train(cfg, resume=None, loss_fn=tiny_loss, n=12):
@@ -35,7 +38,10 @@ def test_resume_is_exact(tmp_path):
     full = _train(tiny_config(tmp_path / "full", epochs=2, **opts))
     _train(tiny_config(tmp_path / "half", epochs=1, **opts))
     cfg2 = tiny_config(tmp_path / "half", epochs=2, **opts)
-    resumed = _train(cfg2, resume=tmp_path / "half" / "checkpoint-1.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeSettingsWarning)  # more epochs of a constant schedule: nothing changed
+        resumed = _train(cfg2, resume=tmp_path / "half" / "checkpoint-1.pt")
+    assert full.resumed_from is None and resumed.resumed_from == tmp_path / "half" / "checkpoint-1.pt"
     a = load_checkpoint(full.out_dir / "checkpoint-2.pt")
     b = load_checkpoint(resumed.out_dir / "checkpoint-2.pt")
     assert_same_training_state(a, b)
@@ -48,10 +54,54 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     full = _train(tiny_config(tmp_path / "full", epochs=2, batch_size=2))
     _train(tiny_config(tmp_path / "part", epochs=2, batch_size=2, max_steps=4))
     resumed = _train(tiny_config(tmp_path / "part", epochs=2, batch_size=2), resume=tmp_path / "part" / "last.pt")
+    assert resumed.resumed_from == tmp_path / "part" / "last.pt"
     a = load_checkpoint(full.out_dir / "last.pt")
     b = load_checkpoint(resumed.out_dir / "last.pt")
     assert_same_training_state(a, b)
     assert [r["total"] for r in full.history] == [r["total"] for r in resumed.history]
+
+
+def test_resume_with_loader_workers_is_exact_at_epoch_ends_only(tmp_path):
+    """data.workers=2 (not persistent): workers start reseeded every epoch, so a resume from checkpoint-1 ends like
+    the run never stopped; a resume mid-epoch does not (the workers' flip streams restart), which is what the
+    comment on data.persistent_workers says."""
+
+    def run(out, resume=None, **opts):
+        cfg = tiny_config(out, epochs=2, batch_size=2, **opts)
+        cfg.data.workers = 2
+        return _train(cfg, resume=resume)
+
+    full = run(tmp_path / "full")
+    run(tmp_path / "epoch_end", max_steps=9)  # 6 steps an epoch: checkpoint-1 at step 6, last.pt at step 9
+    shutil.copytree(tmp_path / "epoch_end", tmp_path / "mid_epoch")
+    run(tmp_path / "epoch_end", resume=tmp_path / "epoch_end" / "checkpoint-1.pt")
+    expected = load_checkpoint(full.out_dir / "last.pt")
+    assert_same_training_state(load_checkpoint(tmp_path / "epoch_end" / "last.pt"), expected)
+    mid = run(tmp_path / "mid_epoch", resume=tmp_path / "mid_epoch" / "last.pt")
+    assert [r["total"] for r in mid.history[:9]] == [r["total"] for r in full.history[:9]]
+    assert [r["total"] for r in mid.history[9:]] != [r["total"] for r in full.history[9:]]
+
+
+def test_resume_with_a_changed_lr_applies_it_and_warns(tmp_path):
+    """train.lr and train.weight_decay changed on resume: the checkpoint's optimiser keeps its moments but runs at the
+    new values (it used to keep its own lr while config.yaml and the log said the new one), with one warning naming
+    each key."""
+    opts = {"batch_size": 2, "warmup_steps": 3}
+    _train(tiny_config(tmp_path, epochs=1, **opts))
+    cfg = tiny_config(tmp_path, epochs=2, lr=0.001, weight_decay=0.5, **opts)
+    with pytest.warns(ResumeSettingsWarning, match=r"train\.lr 0\.01 -> 0\.001; train\.weight_decay 0\.001 -> 0\.5"):
+        resumed = _train(cfg, resume=tmp_path / "checkpoint-1.pt")
+    assert resumed.resumed_from == tmp_path / "checkpoint-1.pt"
+    # 12 clips, batch 2: 6 steps an epoch; the warm-up (3 steps) is over by step 6. The sqrt rule scales train.lr
+    # (tuned for train.lr_batch 1) to the global batch of 2: the first epoch ran at 0.01 * sqrt(2), the second at
+    # 0.001 * sqrt(2).
+    lrs = {r["step"]: r["lr"] for r in resumed.history}
+    assert [lrs[s] for s in range(3, 7)] == pytest.approx([0.01 * 2**0.5] * 4)
+    assert [lrs[s] for s in range(7, 13)] == pytest.approx([0.001 * 2**0.5] * 6)
+    groups = load_checkpoint(tmp_path / "last.pt")["optimizer"]["param_groups"]
+    assert [g["lr"] for g in groups] == pytest.approx([0.001 * 2**0.5] * 2)
+    assert [g["weight_decay"] for g in groups] == [0.5, 0.5]
+    assert load_config(tmp_path / "config.yaml").train.lr == 0.001
 
 
 def test_run_folder_outputs(tmp_path):

@@ -22,6 +22,8 @@ from talmts.engine.inference.predictor import load_stream
 from talmts.engine.training.cached_features import extract_window_features, frozen_detector
 from talmts.engine.training.loop import per_sample_losses
 from talmts.errors import InputError
+from talmts.evaluation import evaluate_detections
+from talmts.formats import read_annotations, read_detections
 from talmts.models.head_only import build_head, head_into_detector
 
 S = 40  # stored frame size
@@ -51,9 +53,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: a second th
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
     base = tmp_path_factory.mktemp("features")
-    rng = np.random.default_rng(0)
+    rng, flow_rng = np.random.default_rng(0), np.random.default_rng(1)
     videos = {
-        vid: FakeVideo(subset, rng.integers(0, 256, (n, S, S, 3), dtype=np.uint8), annotations=anns)
+        vid: FakeVideo(
+            subset,
+            rng.integers(0, 256, (n, S, S, 3), dtype=np.uint8),
+            flow=flow_rng.integers(0, 256, (n, S, S, 2), dtype=np.uint8),
+            annotations=anns,
+        )
         for vid, (subset, n, anns) in VIDEOS.items()
     }
     write_prepared(base / "prepared", videos)
@@ -71,16 +78,20 @@ def _cfg(base: Path, *extra: str):
     return load_config(resolve_config_path("demo"), _overrides(base, *extra))
 
 
-@pytest.mark.parametrize("stt_tokens", ["features", "frames"])
-def test_head_on_cached_features_equals_the_full_network(prepared, tmp_path, stt_tokens):
+@pytest.mark.parametrize(("modality", "stt_tokens"), [("rgb", "features"), ("rgb", "frames"), ("flow", "features")])
+def test_head_on_cached_features_equals_the_full_network(prepared, tmp_path, modality, stt_tokens):
     dtype = "float32"  # exactly the backbone's output (float16 is checked against it below)
-    cfg = _cfg(prepared, f"model.stt.tokens={stt_tokens}", "model.stt.patch=16", "model.backbone.freeze_bn=true")
+    channels = {"rgb": 3, "flow": 2}[modality]
+    cfg = _cfg(
+        prepared, f"data.modality={modality}", f"model.stt.tokens={stt_tokens}", "model.stt.patch=16",
+        "model.backbone.freeze_bn=true",
+    )  # fmt: skip
     summary = extract_window_features(cfg, tmp_path / "cache", dtype=dtype)
     torch.manual_seed(0)
-    head = build_head(cfg, 2, 3)
+    head = build_head(cfg, 2, channels)
     data = CachedFeatureDataset(cfg, tmp_path / "cache", "train", train=True, endpoints=head.endpoints)
     assert summary.windows == len(data) > 2 and sorted(summary.done) == ["train/v_a", "train/v_b"]
-    full = frozen_detector(cfg, 2, 3)
+    full = frozen_detector(cfg, 2, channels)
     head_into_detector(full, head.state_dict())
     head.train()
     full.train()  # the head in training mode; the frozen backbone stays in eval mode
@@ -92,8 +103,11 @@ def test_head_on_cached_features_equals_the_full_network(prepared, tmp_path, stt
         plan = data.clips.plans[index]
         frames = data.clips.array(plan.window.video)
         clip = make_clip(frames, plan.window.offset, 32, 32, train=False)
+        assert clip.shape[0] == channels
         if item["flip"]:
-            clip = torch.flip(clip, dims=[-1])  # RGB: a mirror image, written another way
+            clip = torch.flip(clip, dims=[-1])  # a mirror image, written another way
+            if modality == "flow":
+                clip[0] = -clip[0]  # mirroring reverses horizontal motion: flow's x changes sign, y does not
         assert torch.equal(item["frames"], clip)
         with torch.no_grad():
             ref_feats = full.backbone.extract_features(clip[None], full.endpoints)
@@ -166,7 +180,12 @@ def test_cached_training_run_evaluates_through_talmts_eval(prepared, tmp_path, c
     capsys.readouterr()
     assert main(["eval", "demo", *_overrides(prepared), "--checkpoint", str(out / "last.pt"), "--json", "--quiet"]) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert 0.0 <= metrics["average_mAP"] <= 1.0
+    # the printed numbers are the evaluator's score of the detections eval wrote for the test video
+    detections = read_detections(out / "eval-test" / "detections.json")
+    assert set(detections) == {"v_c"} and detections["v_c"]
+    rescored = evaluate_detections(read_annotations(prepared / "gt.json"), detections, metrics["tiou"], subset="test")
+    assert metrics["mAP"] == pytest.approx(rescored.mAP, abs=1e-12)
+    assert metrics["average_mAP"] == pytest.approx(rescored.average_mAP, abs=1e-12)
 
 
 @pytest.mark.slow

@@ -29,6 +29,7 @@ def _loop(out: Path, steps_per_epoch: int = 5, total_steps: int = 20) -> SimpleN
     """What hooks read from the loop: counters, the run folder, the process context and state()."""
     loop = SimpleNamespace(out=out, ctx=DistContext(), steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     loop.epoch = loop.step = loop.epoch_step = 0
+    loop.resumed_from = None
     loop.model = torch.nn.Linear(2, 1)
     loop.state = lambda: {"model": loop.model.state_dict(), "config": {}, "step": loop.step, "epoch": loop.epoch}
     return loop
@@ -59,6 +60,27 @@ def test_checkpointer_schedule_and_retention(tmp_path):
     saver.after_run(loop)
     assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["checkpoint-1.pt", "checkpoint-2.pt", "last.pt"]
     assert saver.last == tmp_path / "last.pt"
+
+
+def test_a_resumed_run_owns_the_folder_beyond_its_start(tmp_path):
+    """A crash at step 13 left step-8 and step-10 (beyond it checkpoint-2, and a last.pt and best.pt of a finished
+    run). Resumed from checkpoint-1 (step 5), the run removes the newer step files and moves the later checkpoints
+    aside when it starts; best.pt of step 5 stays. Its step-6 and step-7 are then the two files kept, and
+    ``--resume auto`` takes its own step-7, not the stale step-10."""
+    for name, step in [("checkpoint-1.pt", 5), ("checkpoint-2.pt", 10), ("step-8.pt", 8), ("step-10.pt", 10)]:
+        save_checkpoint({"model": {}, "config": {}, "step": step, "epoch": step // 5}, tmp_path / name)
+    save_checkpoint({"model": {}, "config": {}, "step": 20, "epoch": 4}, tmp_path / "last.pt")
+    save_checkpoint({"model": {}, "config": {}, "step": 5, "epoch": 1}, tmp_path / "best.pt")
+    loop, saver = _loop(tmp_path), Checkpointer(every_steps=1)
+    loop.step, loop.epoch, loop.resumed_from = 5, 1, tmp_path / "checkpoint-1.pt"
+    saver.start(loop)
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["best.pt", "checkpoint-1.pt"]
+    aside = tmp_path / "superseded-at-step-5"
+    assert sorted(p.name for p in aside.iterdir()) == ["checkpoint-2.pt", "last.pt"]  # moved, not lost
+    _advance(loop, saver, 2)
+    assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == ["step-6.pt", "step-7.pt"]
+    path, state = open_resume("auto", tmp_path, 5)
+    assert path.name == "step-7.pt" and state["step"] == 7
 
 
 def test_resume_candidates_order_by_step_not_by_name(tmp_path):

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import yaml
@@ -230,10 +231,12 @@ def thumos(tmp_path_factory) -> dict[str, Any]:
 def test_thumos_train_uses_the_config_files_settings(thumos, stream):
     config = CONFIGS / f"thumos14_{stream}.yaml"
     run_dir = thumos["runs"][stream]
-    for name in ("config.yaml", "last.pt", "losses.json", "losses.csv", "loss_curves.png"):
-        assert (run_dir / name).is_file(), name
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     ck = load_checkpoint(run_dir / "last.pt")
+    log = json.loads((run_dir / "losses.json").read_text())  # 2 steps (the small settings), each logged once
+    assert [r["step"] for r in log] == [1, 2] and len((run_dir / "losses.csv").read_text().splitlines()) == 3
+    curves = mpimg.imread(run_dir / "loss_curves.png")
+    assert curves.shape == (462, 1320, 4) and (curves[..., :3] < 0.5).mean() > 0.005  # drawn, not blank
     assert ck["config"] == resolved  # the checkpoint carries the config it was trained with
     # nothing but the sizes and paths differ from the file
     small = {o.split("=")[0] for o in THUMOS_SMALL} | set(thumos["paths"]) | {"train.out_dir"}
@@ -343,7 +346,8 @@ def test_anet_train_uses_the_config_files_settings(anet, stream):
     assert (resolved["data"]["protocol"], resolved["model"]["variant"]) == ("whole", "single_endpoint")
     ck = load_checkpoint(run_dir / "last.pt")
     assert ck["classes"] == ["action"] and ck["in_channels"] == (3 if stream == "rgb" else 2)  # class-agnostic
-    assert (run_dir / "checkpoint-1.pt").is_file()  # 2 training videos = 2 steps = one whole epoch
+    epoch = load_checkpoint(run_dir / "checkpoint-1.pt")  # 2 training videos = 2 steps = one whole epoch
+    assert (epoch["epoch"], epoch["step"]) == (1, 2)
     _check_paper_optimiser(ck)
 
 

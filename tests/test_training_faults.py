@@ -3,12 +3,14 @@ bit where a run never interrupted ends (weights, EMA, optimiser, scheduler, RNGs
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from talmts.config import ConfigError, load_config
 from talmts.engine.checkpoint import CheckpointError, load_checkpoint
 from talmts.engine.training.hooks import CheckpointFallbackWarning, Hook, TrainingStopped
 from talmts.engine.training.loop import EXIT_STOPPED, train
+from talmts.engine.training.resume import ResumeSettingsWarning
 
 HERE = Path(__file__).parent
 # 12 clips, batch 2: 6 steps an epoch, 18 in all; EMA, warm-up and a cosine schedule all carry state
@@ -43,6 +46,10 @@ class Crash(RuntimeError):
 
 def _crash(loop) -> None:
     raise Crash(f"crash after step {loop.step}")
+
+
+def _sigusr1(loop) -> None:
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 def _train(out: Path, resume=None, hooks=(), **opts):
@@ -87,7 +94,8 @@ def test_stop_signal_checkpoints_at_the_step_and_resumes_exactly(tmp_path, refer
     assert signal.getsignal(signal.SIGUSR1) is previous  # the handler is put back
     assert load_checkpoint(tmp_path / "step-8.pt")["epoch_step"] == 2
     assert not (tmp_path / "last.pt").exists()
-    _train(tmp_path, resume=tmp_path)
+    result = _train(tmp_path, resume=tmp_path)
+    assert result.resumed_from == tmp_path / "step-8.pt"
     assert_same_training_state(load_checkpoint(tmp_path / "last.pt"), reference)
     assert not list(tmp_path.glob("step-*.pt"))  # a finished run keeps only the epoch checkpoints and last.pt
 
@@ -99,8 +107,37 @@ def test_periodic_step_checkpoints_resume_exactly(tmp_path, reference):
         _train(tmp_path, hooks=[AtStep(9, _crash)], checkpoint_every_steps=2)
     names = sorted(p.name for p in tmp_path.glob("*.pt"))
     assert names == ["checkpoint-1.pt", "step-4.pt", "step-8.pt"]
-    _train(tmp_path, resume="auto", checkpoint_every_steps=2)
+    result = _train(tmp_path, resume="auto", checkpoint_every_steps=2)
+    assert result.resumed_from == tmp_path / "step-8.pt"  # any checkpoint resumes exactly: say which one was taken
     assert_same_training_state(load_checkpoint(tmp_path / "last.pt"), reference)
+
+
+def test_resume_from_an_earlier_checkpoint_with_a_lower_lr(tmp_path):
+    """A crash after step 13 left step-8 and step-10 (every 2 steps; steps 6 and 12 end epochs, checkpoint-1 and -2).
+    Resumed from checkpoint-1.pt with train.lr lowered to 0.001 and stopped at step 7: step-7.pt is written, kept and
+    named; the crashed run's step files are gone and its checkpoint-2.pt moved aside; --resume auto then starts from
+    step-7.pt and trains at the new lr to the end."""
+    with pytest.raises(Crash):
+        _train(tmp_path, hooks=[AtStep(13, _crash)], checkpoint_every_steps=2)
+    names = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert names == ["checkpoint-1.pt", "checkpoint-2.pt", "step-10.pt", "step-8.pt"]
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(TrainingStopped) as stopped:
+        warnings.simplefilter("always")
+        _train(tmp_path, resume=tmp_path / "checkpoint-1.pt", hooks=[AtStep(7, _sigusr1)], checkpoint_every_steps=2, lr=0.001)  # fmt: skip
+    assert [str(w.message) for w in caught if w.category is ResumeSettingsWarning and "train.lr 0.01 -> 0.001" in str(w.message)]  # fmt: skip
+    assert stopped.value.checkpoint == tmp_path / "step-7.pt" and stopped.value.checkpoint.is_file()
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["checkpoint-1.pt", "step-7.pt"]
+    assert (tmp_path / "superseded-at-step-6" / "checkpoint-2.pt").is_file()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResumeSettingsWarning)  # step-7.pt already holds lr 0.001
+        result = _train(tmp_path, resume="auto", checkpoint_every_steps=2, lr=0.001)
+    assert result.resumed_from == tmp_path / "step-7.pt"
+    # the lr each step ran with: warm-up 2 steps, then cosine over the 16 others, times the sqrt rule's sqrt(2)
+    # (global batch 2, train.lr_batch 1); the log row of step s holds the lr after s scheduler steps
+    for row in result.history[2:]:
+        s = row["step"]
+        base = 0.01 if s <= 6 else 0.001
+        assert row["lr"] == pytest.approx(base * 2**0.5 * 0.5 * (1 + math.cos(math.pi * (s - 2) / 16)), abs=1e-12), s
 
 
 def test_corrupted_newest_checkpoint_falls_back(tmp_path, reference):
@@ -121,9 +158,10 @@ def test_corrupted_newest_checkpoint_falls_back(tmp_path, reference):
             newest.write_bytes(bytes(data))
         (run / "step-4.pt").unlink()
         with pytest.warns(CheckpointFallbackWarning) as caught:
-            _train(run, resume=run, checkpoint_every_steps=4)
+            result = _train(run, resume=run, checkpoint_every_steps=4)
         message = str(caught[0].message)
         assert "step-8.pt" in message and "checkpoint-1.pt" in message, message
+        assert result.resumed_from == run / "checkpoint-1.pt"
         assert_same_training_state(load_checkpoint(run / "last.pt"), reference)
 
 

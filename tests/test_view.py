@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from support.view_fixtures import page_data, view_site, write_result_set
+from support.view_fixtures import DETECTIONS, ground_truth, page_data, view_site, write_result_set
 from talmts.cli import main
 from talmts.engine.site import _page_names, write_video_view
-from talmts.schema import Detection, Segment
+from talmts.evaluation import evaluate_detections
+from talmts.formats import write_ground_truth
+from talmts.schema import AnnotationSet, Detection, Segment, Video
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +32,36 @@ def test_the_index_counts_each_video_at_the_chosen_tiou(site):
     assert rows["long"]["types"] == {"wrong label": 1, "localization": 1, "background": 1}
     assert rows["clip"]["href"] == "videos/clip.html" and (site / "videos" / "clip.html").is_file()
     assert [3, "true positives"] in data["stats"] and data["tiou"] == 0.5
+
+
+def test_the_view_scores_the_subset_the_detections_cover_and_says_so(tmp_path, capsys):
+    """The result set's 3 test videos plus 2 training videos in the ground truth; the detections cover the test
+    videos only (as a file `talmts eval` wrote). By default the view scores the test subset, as evaluate with
+    --subset test does, and its headers and the command say so; it used to score every video (the training videos
+    all missed) and report a lower mAP over 5 videos."""
+    f = write_result_set(tmp_path)
+    gt = ground_truth()
+    train = {f"train{i}": Video(f"train{i}", "train", 10.0, annotations=[Segment(1, 3, "spin")]) for i in range(2)}
+    gt = AnnotationSet(gt.videos | train, gt.classes)
+    write_ground_truth(gt, tmp_path / "gt_splits.json")
+    args = ["view", str(f["detections"]), "--ground-truth", str(tmp_path / "gt_splits.json")]
+    assert main([*args, "--out", str(tmp_path / "site")]) == 0
+    expected = evaluate_detections(gt, DETECTIONS, [0.5], subset="test").mAP[0]
+    assert expected == pytest.approx(evaluate_detections(ground_truth(), DETECTIONS, [0.5]).mAP[0])
+    assert capsys.readouterr().out.startswith(f"mAP at tIoU 0.5: {100 * expected:.1f} % on the test subset (3 videos)")
+    index = tmp_path / "site" / "index.html"
+    data = page_data(index)
+    assert {r["video"] for r in data["rows"]} == {"clip", "long", "quiet"}
+    assert data["stats"][:2] == [[f"{100 * expected:.1f} %", "mAP at tIoU 0.5"], [3, "videos scored (the test subset)"]]
+    header = f"scored on the test subset: 3 videos, mAP {100 * expected:.1f} % at tIoU 0.5"
+    assert header in index.read_text() and header in (tmp_path / "site" / "diagnosis.html").read_text()
+    # a subset named on the command line wins: the training videos, all missed; a subset the file lacks is an error
+    assert main([*args, "--out", str(tmp_path / "train_site"), "--subset", "training"]) == 0
+    assert "0.0 % on the train subset (2 videos)" in capsys.readouterr().out
+    rows = {r["video"]: r for r in page_data(tmp_path / "train_site" / "index.html")["rows"]}
+    assert (rows["train0"]["missed"], rows["train1"]["missed"]) == (1, 1)
+    assert main([*args, "--out", str(tmp_path / "x"), "--subset", "validation"]) == 2
+    assert "no video in subset 'validation'" in capsys.readouterr().err
 
 
 def test_a_video_page_embeds_each_detection_with_its_type_and_match(site):

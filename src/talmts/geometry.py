@@ -1,4 +1,5 @@
-"""Segment geometry used by losses, post-processing and evaluation alike: one definition of tIoU.
+"""Segment geometry used by losses, post-processing and evaluation alike: one definition of tIoU, and the official
+evaluator's variant that scoring and its diagnosis both use (``official_tiou``).
 
 Two encodings appear in the project:
 - boundary form: ``[..., 2]`` arrays of ``(start, end)``;
@@ -48,6 +49,36 @@ def pairwise_tiou(a: Array, b: Array) -> Array:
     inter = _clip_min(_minimum(a_e, b_e) - _maximum(a_s, b_s), 0.0)
     union = (a_e - a_s) + (b_e - b_s) - inter
     return _safe_div(inter, union)
+
+
+def official_tiou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """``[D, 2]`` x ``[G, 2]`` -> ``[D, G]`` tIoU as ActivityNet's ``segment_iou`` computes it, for scoring: the
+    intersection clipped at 0 over the sum of the two (signed) lengths minus the intersection, with no guard.
+
+    Only degenerate segments differ from :func:`pairwise_tiou`. A zero union gives 0/0 there; the NaN sorts first in
+    the official descending-tIoU loop and fails every ``tIoU < threshold`` test, so the pair matches at every
+    threshold, ahead of any real overlap: +inf here reproduces that (a point against the same point, or a detection
+    with its end before its start exactly as long as the ground truth). A negative union (an inverted detection
+    longer than the ground truth) gives -0.0 there, which matches nothing: 0 here.
+    """
+    inter = np.clip(np.minimum(det[:, None, 1], gt[None, :, 1]) - np.maximum(det[:, None, 0], gt[None, :, 0]), 0, None)
+    union = (det[:, None, 1] - det[:, None, 0]) + (gt[None, :, 1] - gt[None, :, 0]) - inter
+    return _official_ratio(inter, union)
+
+
+def official_tiou_rows(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Row-wise :func:`official_tiou`: ``[N, 2]`` with ``[N, 2]`` -> ``[N]``."""
+    inter = np.clip(np.minimum(det[:, 1], gt[:, 1]) - np.maximum(det[:, 0], gt[:, 0]), 0, None)
+    union = (det[:, 1] - det[:, 0]) + (gt[:, 1] - gt[:, 0]) - inter
+    return _official_ratio(inter, union)
+
+
+def _official_ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tiou = inter / union
+    tiou[np.isnan(tiou)] = np.inf  # 0/0: a match at every threshold, as the official NaN
+    tiou[union < 0] = 0.0  # 0 / negative: the official -0.0, which matches nothing
+    return tiou
 
 
 def elementwise_tiou(a: Array, b: Array) -> Array:

@@ -60,7 +60,9 @@ def run(args: argparse.Namespace) -> int:
     if args.proposals:
         if len(args.pred) > 1:
             raise InputError("--proposals scores one detection file at a time")
-        result, summary, subset = score_proposal_file(gt, args.pred[0], tiou=args.tiou, subset=args.subset)
+        result, summary, subset = score_proposal_file(
+            gt, args.pred[0], tiou=args.tiou, subset=args.subset, dataset=args.dataset
+        )
         if args.json:
             print(json.dumps(result.to_json() | summary))
         else:

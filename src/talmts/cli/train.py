@@ -13,7 +13,9 @@ stop and resume:
   SIGTERM or SIGUSR1 makes training write OUT_DIR/step-<step>.pt at the next step boundary and exit with 75;
   the same command with --resume OUT_DIR (or --resume auto) continues exactly where it stopped.
   train.checkpoint_every_steps=N also writes step-<step>.pt every N steps. Under torchrun --max-restarts, the
-  restarted workers resume from OUT_DIR by themselves.
+  restarted workers resume from OUT_DIR by themselves. A run started from an earlier point (or afresh) in a used
+  OUT_DIR removes the step files beyond that point and moves later checkpoints into OUT_DIR/superseded-at-step-S/;
+  optimisation settings changed since the checkpoint (train.lr, ...) apply from the resume on, with a warning.
 
 exit codes:
   0 done; 2 bad input (config, data, checkpoint) or a loss that became NaN/Inf (nothing written after the last

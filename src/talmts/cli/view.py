@@ -12,7 +12,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--videos", help="folder of the videos (file name = video id): a player on each video page")
     parser.add_argument("--out", default="view", help="output folder (default: view)")
     parser.add_argument("--tiou", type=float, default=0.5, help="tIoU threshold of the counts and the diagnosis (0.5)")
-    parser.add_argument("--subset", help="subset of the ground truth (default: all videos)")
+    parser.add_argument(
+        "--subset",
+        help="subset of the ground truth (default: the subsets the detection file's videos belong to, else all videos)",
+    )
     parser.add_argument(
         "--bins", choices=["auto", "anet", "thumos"], default="auto", help="DETAD's sensitivity bins (auto: by length)"
     )
@@ -44,6 +47,6 @@ def run(args: argparse.Namespace) -> int:
         title=args.title,
     )
     d = res.diagnosis
-    print(f"mAP at tIoU {args.tiou:g}: {100 * d.mAP[0]:.1f} % over {len(d.videos)} videos")
+    print(f"mAP at tIoU {args.tiou:g}: {100 * d.mAP[0]:.1f} % on {res.scope} ({res.scored_videos} videos)")
     print(f"wrote {res.index} (open it in a browser), {res.diagnosis_page} and {len(res.videos)} video pages")
     return 0

@@ -52,8 +52,10 @@ class DataConfig:
     exclude_ambiguous: bool = opt(True, "talmts")
     workers: int = opt(0, "talmts", ">= 0")  # loader processes; 0 loads in the training process
     prefetch: int = opt(2, "talmts", ">= 1")  # batches each worker prepares ahead (DataLoader's prefetch_factor)
-    # Workers kept alive between epochs. Off by default: a resumed run then draws the same augmentation as one never
-    # stopped (workers are reseeded each epoch); the start-up it saves is seconds per epoch.
+    # Workers kept alive between epochs. Off by default: workers then start afresh, reseeded, every epoch, so a run
+    # resumed at an epoch end draws the same augmentation as one never stopped; resumed mid-epoch, the workers'
+    # streams restart and the crops and flips differ (with data.workers=0 any step resumes exactly). Kept alive,
+    # their streams run on across epochs and even an epoch-end resume differs. It saves seconds per epoch.
     persistent_workers: bool = opt(False, "talmts")
     # Where training clips are cut, mirrored, normalised and padded: "loader" (float32 clips from the workers) or
     # "device" (uint8 windows from the workers, the arithmetic on the training device; same values, see DESIGN.md)

@@ -1,6 +1,8 @@
 """``talmts view``: a static results site from detections, ground truth and (optionally) the videos.
 
-OUT/index.html lists the videos (AP, true and false positives at one tIoU, sortable); OUT/videos/<id>.html shows
+OUT/index.html lists the videos (AP, true and false positives at one tIoU, sortable) of the subset scored (by
+default the subsets the detection file's videos belong to, what ``talmts eval`` scored when it wrote the file; the
+headers name it and its number of videos); OUT/videos/<id>.html shows
 one video: the player, a timeline of ground truth and detections per class drawn in the page, a score slider and
 the table of detections; OUT/diagnosis.html and OUT/diagnosis/*.png hold DETAD's error diagnosis. The pages show
 paths relative to themselves and nothing else of the machine that wrote them. ``talmts detect`` writes the video
@@ -18,8 +20,10 @@ from typing import Any
 
 import numpy as np
 
+from talmts.errors import InputError
 from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, Matches, diagnose, match_detections, per_video
-from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
+from talmts.geometry import official_tiou
+from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video, normalize_subset
 from talmts.viz.diagnosis_plots import plot_diagnosis
 from talmts.viz.view import write_page
 
@@ -70,6 +74,30 @@ class ViewOutputs:
     videos: dict[str, Path] = field(default_factory=dict)
     pictures: dict[str, Path] = field(default_factory=dict)
     diagnosis: Diagnosis | None = None
+    scope: str = "all videos"  # what was scored: "the test subset", "the test and validation subsets", "all videos"
+    scored_videos: int = 0  # the ground-truth videos in it
+
+
+def view_scope(
+    ground_truth: AnnotationSet, detections: Mapping[str, Sequence[Detection]], subset: str | None = None
+) -> tuple[AnnotationSet, str]:
+    """The ground truth a view scores, and its name for the headers: ``subset`` when given; else the subsets the
+    detection file's videos belong to (a file ``talmts eval`` wrote covers the split it scored, and the other
+    splits' videos would only count as missed); else, when none of its videos has ground truth, every video."""
+    if subset is not None:
+        name = normalize_subset(subset, file="--subset", record=subset)
+        if not ground_truth.subset(name).videos:
+            present = sorted({v.subset for v in ground_truth.videos.values()})
+            raise InputError(f"{ground_truth.source}: no video in subset {name!r} (subsets present: {present})")
+        return ground_truth.subset(name), f"the {name} subset"
+    covered = sorted({ground_truth.videos[v].subset for v in detections if v in ground_truth.videos})
+    if not covered:
+        return ground_truth, "all videos"
+    videos = {k: v for k, v in ground_truth.videos.items() if v.subset in covered}
+    names = " and ".join(covered)
+    return AnnotationSet(
+        videos, ground_truth.classes, ground_truth.source
+    ), f"the {names} subset{'s' * (len(covered) > 1)}"
 
 
 def build_view(
@@ -84,12 +112,16 @@ def build_view(
     min_score: float = 0.1,
     title: str = "talmts view",
 ) -> ViewOutputs:
-    """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players."""
+    """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players. ``subset``: the ground
+    truth's subset to score (default: the ones the detections cover, see :func:`view_scope`)."""
     out = Path(out_dir)
-    diag = diagnose(ground_truth, detections, [tiou], subset=subset, bins=bins)
+    scored, scope = view_scope(ground_truth, detections, subset)
+    diag = diagnose(scored, detections, [tiou], bins=bins)
     m = diag.matches
     names = _page_names(m.videos)
-    res = ViewOutputs(out / "index.html", out / "diagnosis.html", diagnosis=diag)
+    res = ViewOutputs(out / "index.html", out / "diagnosis.html", diagnosis=diag, scope=scope)
+    res.scored_videos = len(scored.videos)
+    header = f"scored on {scope}: {res.scored_videos} videos, mAP {100 * diag.mAP[0]:.1f} % at tIoU {tiou:g}"
     for v, row in enumerate(diag.videos):
         vid = row["video"]
         page = out / "videos" / f"{names[vid]}.html"
@@ -103,6 +135,7 @@ def build_view(
         res.diagnosis_page,
         kind="diagnosis",
         title=f"{title}: diagnosis",
+        subtitle=header,
         nav=[("index", "index.html"), ("diagnosis", None)],
         data={
             "diagnosis": diag_json,
@@ -121,14 +154,17 @@ def build_view(
         res.index,
         kind="index",
         title=title,
+        subtitle=header,
         nav=[("index", None), ("diagnosis", "diagnosis.html")],
         data={
             "tiou": tiou,
             "rows": rows,
             "columns": INDEX_COLUMNS,
+            "scope": scope,
+            "scored_videos": res.scored_videos,
             "stats": [
                 [f"{100 * diag.mAP[0]:.1f} %", f"mAP at tIoU {tiou:g}"],
-                [len(rows), "videos"],
+                [res.scored_videos, f"videos scored ({scope})"],
                 *[[total[k], label] for k, label in INDEX_TOTALS],
             ],
             "note": f"Counts at tIoU {tiou:g} over all detections. A video's AP is the mean, over the classes with "
@@ -232,9 +268,8 @@ def _types_per_video(m: Matches, t: int = 0) -> list[dict[str, int]]:
 
 
 def _tiou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
-    union = max(a[1], b[1]) - min(a[0], b[0])
-    return float(inter / union) if union > 0 else 0.0
+    """The scoring tIoU of two segments, a zero union (a match at every threshold) shown as 1."""
+    return float(min(official_tiou(a[None], b[None])[0, 0], 1.0))
 
 
 def _page_names(videos: Sequence[str]) -> dict[str, str]:

@@ -16,7 +16,7 @@ Where talmts decides what the official code leaves to chance:
 - segments are scored as written, as there: a start before 0 or an end past the video changes nothing but the
   tIoU; a detection whose end is before its start overlaps nothing (tIoU 0), except that a zero union (a point
   against a point, or an inverted detection exactly as long as the ground truth) is 0/0 there, which matches at
-  every threshold (see ``_official_tiou``). Such segments are counted and reported in one warning;
+  every threshold (see :func:`talmts.geometry.official_tiou`, which the diagnosis uses too). Such segments are counted and reported in one warning;
 - THUMOS14 "Ambiguous" ground truth (only present when the reader kept it) is never a class; as in the THUMOS14
   devkit, a detection that matches nothing and overlaps an Ambiguous segment is dropped from the false positives.
 """
@@ -34,6 +34,7 @@ from talmts.errors import InputError
 from talmts.evaluation.matching import first_match_per_block, greedy_match, interpolated_ap
 from talmts.evaluation.result import EvalResult, thresholds_array
 from talmts.formats import AMBIGUOUS
+from talmts.geometry import official_tiou, official_tiou_rows
 from talmts.schema import AnnotationSet, Detection, SchemaError, normalize_subset
 
 
@@ -93,11 +94,11 @@ def evaluate_detections(
         rows = np.repeat(lo[single] - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
         d_idx = det_sorted[rows]
         g_idx = gt_sorted[gt_starts[single]][block]
-        tp[:, d_idx] = first_match_per_block(_official_tiou_rows(det_seg[d_idx], gt_seg[g_idx]), block, thr)
+        tp[:, d_idx] = first_match_per_block(official_tiou_rows(det_seg[d_idx], gt_seg[g_idx]), block, thr)
     for k in blocks[gt_ends[blocks] - gt_starts[blocks] > 1]:
         d_idx = det_sorted[lo[k] : hi[k]]
         g_idx = gt_sorted[gt_starts[k] : gt_ends[k]]
-        tp[:, d_idx] = greedy_match(_official_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
+        tp[:, d_idx] = greedy_match(official_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
 
     fp = ~tp
     if amb:  # an unmatched detection that overlaps Ambiguous ground truth is neither TP nor FP
@@ -130,36 +131,6 @@ def evaluate_detections(
         average_mAP=float(mAP.mean()),
         per_class={c: [float(a) for a in ap[:, i]] for i, c in enumerate(classes)},
     )
-
-
-def _official_tiou(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """``[D, 2]`` x ``[G, 2]`` -> ``[D, G]`` tIoU computed as the official ``segment_iou``: intersection clipped at 0
-    over the sum of the two (signed) lengths minus the intersection, with no guard for a zero union.
-
-    A zero union gives 0/0 there; the NaN sorts first in its descending-tIoU loop and fails every ``tIoU < threshold``
-    test, so the pair matches at every threshold, ahead of any real overlap. +inf reproduces exactly that (a point
-    against a point: the derived ActivityNet validation GT has 3 zero-length segments; or a detection with its end
-    before its start exactly as long as the ground truth). A negative union (an inverted detection longer than the
-    ground truth) gives -0.0 there, which matches nothing, as 0 does here.
-    """
-    inter = np.clip(np.minimum(det[:, None, 1], gt[None, :, 1]) - np.maximum(det[:, None, 0], gt[None, :, 0]), 0, None)
-    union = (det[:, None, 1] - det[:, None, 0]) + (gt[None, :, 1] - gt[None, :, 0]) - inter
-    return _ratio(inter, union)
-
-
-def _official_tiou_rows(det: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """Row-wise version of :func:`_official_tiou`: ``[N, 2]`` with ``[N, 2]`` -> ``[N]``."""
-    inter = np.clip(np.minimum(det[:, 1], gt[:, 1]) - np.maximum(det[:, 0], gt[:, 0]), 0, None)
-    union = (det[:, 1] - det[:, 0]) + (gt[:, 1] - gt[:, 0]) - inter
-    return _ratio(inter, union)
-
-
-def _ratio(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tiou = inter / union
-    tiou[np.isnan(tiou)] = np.inf  # 0/0: a match at every threshold, as the official NaN
-    tiou[union < 0] = 0.0  # 0 / negative: the official -0.0, which matches nothing
-    return tiou
 
 
 def unusual_segments(ground_truth: AnnotationSet, detections: dict[str, list[Detection]]) -> dict[str, int]:

@@ -1,7 +1,8 @@
 """Error diagnosis of a detector with the definitions of DETAD (Alwassel, Caba Heilbron, Escorcia, Ghanem: "Diagnosing
 Error in Temporal Action Detectors", ECCV 2018).
 
-Matching is the official one (see :mod:`talmts.evaluation.detection`): per class, detections in descending score
+Matching is the official one (see :mod:`talmts.evaluation.detection`), with its tIoU
+(:func:`talmts.geometry.official_tiou`, also for the types below, so degenerate segments score as there): per class, detections in descending score
 order each take the unmatched ground truth of the same class and video with the highest tIoU >= alpha. A detection
 left unmatched at threshold alpha is a false positive of exactly one type, decided by the ground truth ``g`` of its
 video (any class) with the highest tIoU with it (the first listed on ties):
@@ -37,7 +38,7 @@ from talmts.evaluation.matching import greedy_assign, ranked_ap
 from talmts.evaluation.result import thresholds_array
 from talmts.evaluation.sensitivity import sensitivity
 from talmts.formats import AMBIGUOUS
-from talmts.geometry import pairwise_tiou
+from talmts.geometry import official_tiou
 from talmts.schema import AnnotationSet, Detection, normalize_subset
 
 ERROR_TYPES = ("true positive", "double detection", "wrong label", "localization", "confusion", "background")
@@ -135,7 +136,7 @@ def _greedy(m: Matches) -> np.ndarray:
     for key, rows in _groups((m.det_class * num_v + m.det_video)[det_rank], det_rank).items():
         g = gt_blocks.get(key)
         if g is not None and key >= 0:
-            hit = greedy_assign(pairwise_tiou(m.det_seg[rows], m.gt_seg[g]), m.tiou)  # [T, rows]
+            hit = greedy_assign(official_tiou(m.det_seg[rows], m.gt_seg[g]), m.tiou)  # [T, rows]
             matched[:, rows] = np.where(hit >= 0, g[np.maximum(hit, 0)], -1)
     return matched
 
@@ -147,9 +148,9 @@ def _best_ground_truth(m: Matches) -> tuple[np.ndarray, np.ndarray]:
     for v, d in _groups(m.det_video, np.arange(len(m.det_score))).items():
         g = gt_by_video.get(v)
         if g is not None:
-            t = pairwise_tiou(m.det_seg[d], m.gt_seg[g])  # [d, g]
+            t = official_tiou(m.det_seg[d], m.gt_seg[g])  # [d, g]
             best[d] = g[t.argmax(axis=1)]  # first listed on ties, as DETAD's argmax
-            best_tiou[d] = t.max(axis=1)
+            best_tiou[d] = np.minimum(t.max(axis=1), 1.0)  # a zero union (+inf: matches at every threshold) as 1
     return best, best_tiou
 
 

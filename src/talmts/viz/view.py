@@ -40,8 +40,10 @@ def write_page(
     title: str,
     data: dict[str, Any],
     nav: Sequence[tuple[str, str | None]] = (),
+    subtitle: str | None = None,
 ) -> Path:
-    """One page of the site. ``nav``: (label, relative href) links in the header; href None marks this page."""
+    """One page of the site. ``nav``: (label, relative href) links in the header; href None marks this page;
+    ``subtitle``: a line beside the title (what the page scored), in the HTML itself so it shows without the script."""
     if kind not in PAGE_KINDS:
         raise ValueError(f"unknown page kind {kind!r}: use one of {PAGE_KINDS}")
     links = "".join(
@@ -50,11 +52,12 @@ def write_page(
         else f"<a href='{html.escape(href, quote=True)}'>{html.escape(label)}</a>"
         for label, href in nav
     )
+    sub = f"<p class='subtitle'>{html.escape(subtitle)}</p>" if subtitle else ""
     page = (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{html.escape(title)}</title><style>{_asset('view.css')}</style></head><body>"
-        f"<header><h1>{html.escape(title)}</h1><nav>{links}</nav></header>"
+        f"<header><h1>{html.escape(title)}</h1>{sub}<nav>{links}</nav></header>"
         "<main id='app'><noscript>This page draws itself with JavaScript; please enable it.</noscript></main>"
         f"<script type='application/json' id='talmts-data'>{embed_json({'page': kind, **data})}</script>"
         f"<script>{_asset('view.js')}</script></body></html>\n"

@@ -100,11 +100,18 @@ def diagnose_file(
 
 
 def score_proposal_file(
-    gt: AnnotationSet, file: str | Path, *, tiou: Sequence[float] | None = None, subset: str | None = None
+    gt: AnnotationSet,
+    file: str | Path,
+    *,
+    tiou: Sequence[float] | None = None,
+    subset: str | None = None,
+    dataset: str | None = None,
 ) -> tuple[ProposalResult, dict[str, float], str | None]:
     """AR@AN of one file taken as class-agnostic proposals (AN up to 100): the result, AR@1/5/10/100 and the
-    area under the AR-AN curve, and the subset scored."""
-    subset = _subset(gt, subset, "anet")
+    area under the AR-AN curve, and the subset scored. The default subset follows the dataset as for detection
+    scoring (test for THUMOS14, validation for ActivityNet); the thresholds are ActivityNet's proposal task's
+    (0.5:0.05:0.95) for either."""
+    subset = _subset(gt, subset, dataset or guess_dataset(gt))
     result = evaluate_proposals(
         gt, read_detections(file), tiou or DEFAULT_TIOU["anet"], subset=subset, max_avg_proposals=100
     )

@@ -12,6 +12,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from talmts.engine.training.hooks import (
     Validation,
 )
 from talmts.engine.training.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
-from talmts.engine.training.resume import open_resume, resume_target
+from talmts.engine.training.resume import ResumeSettingsWarning, changed_settings, open_resume, resume_target
 from talmts.engine.training.speedups import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
@@ -62,6 +63,7 @@ class TrainResult:
     seconds: float = 0.0
     steps: int = 0
     rank: int = 0  # the process that returns this (only rank 0 writes files)
+    resumed_from: Path | None = None  # the checkpoint the run started from (None: a fresh start)
 
 
 def per_sample_losses(
@@ -170,7 +172,9 @@ def train(
         # order matters: the EMA and the log are up to date before a checkpoint is written
         loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, *hooks, saver]
         seconds = loop.run(resume_target(resume))
-        return TrainResult(loop.out, saver.last, log.history, val.scores, seconds, loop.step, ctx.rank)
+        return TrainResult(
+            loop.out, saver.last, log.history, val.scores, seconds, loop.step, ctx.rank, loop.resumed_from
+        )
     finally:
         distributed.cleanup(ctx)
 
@@ -249,6 +253,7 @@ class TrainLoop:
         )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.epoch = self.step = self.epoch_step = 0
+        self.resumed_from: Path | None = None
 
     # ------------------------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -276,8 +281,7 @@ class TrainLoop:
         if list(state["classes"]) != list(self.classes.names):
             raise CheckpointError(f"--resume {path}: its classes {state['classes']} differ from this dataset's")
         self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
+        self._load_optimisation(path, state)
         set_rng_state(state["rng"])
         self.epoch, self.step, self.epoch_step = state["epoch"], state["step"], state["epoch_step"]
         namespaces = state.get("hooks")
@@ -285,8 +289,37 @@ class TrainLoop:
             if hook.name:
                 own = namespaces.get(hook.name, {}) if namespaces is not None else hook.legacy_state(state)
                 hook.load_state_dict(own)
+        self.resumed_from = Path(path)
         if self.ctx.is_main:
             log.info("resumed from %s: epoch %d, step %d", path, self.epoch, self.step)
+
+    def _load_optimisation(self, path: Path, state: dict[str, Any]) -> None:
+        """The optimiser's moments and the scheduler's step from the checkpoint; the lr and weight decay from this
+        run's config (docs/DESIGN.md, "Checkpoints"), with a warning naming each setting that changed. With the
+        settings unchanged this is the checkpoint's state bit for bit."""
+        fresh = [{k: g[k] for k in ("initial_lr", "weight_decay")} for g in self.optimizer.param_groups]
+        saved_lr = [g.get("initial_lr") for g in state["optimizer"]["param_groups"]]
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for group, values in zip(self.optimizer.param_groups, fresh):
+            group.update(values)
+        self.scheduler.base_lrs = [v["initial_lr"] for v in fresh]
+        at = self.scheduler.last_epoch
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs, self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(at)
+        self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        changes = changed_settings(state.get("config", {}).get("train", {}), self.cfg.to_dict()["train"])
+        if saved_lr[0] != self.lr and not changes:  # same config, another number of processes (the lr rule)
+            global_batch = self.cfg.train.batch_size * self.ctx.world_size
+            changes = [f"the global batch, now {global_batch} (processes x train.batch_size)"]
+        if changes and self.ctx.is_main:
+            warnings.warn(
+                ResumeSettingsWarning(
+                    f"--resume {path}: optimisation settings differ from the checkpoint's ({'; '.join(changes)}); "
+                    f"this run's apply from step {state['step']} on (effective lr {saved_lr[0]:.4g} -> {self.lr:.4g})"
+                ),
+                stacklevel=2,
+            )
 
     def _call(self, event: str, *args: Any) -> None:
         for hook in self.hooks:

@@ -1,4 +1,5 @@
-"""Which checkpoint a run resumes from: a named file, the newest good one of a run folder, or "auto".
+"""Which checkpoint a run resumes from: a named file, the newest good one of a run folder, or "auto"; what a run
+owns in its folder once it starts; and which optimisation settings changed since the checkpoint was written.
 
 A run folder holds checkpoint-<epoch>.pt (written at step epoch * steps_per_epoch) and step-<step>.pt files (see
 hooks/checkpointer.py). Resuming from a folder takes the newest whose checksum holds; a newer one that fails is
@@ -12,11 +13,19 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from talmts.engine.checkpoint import CheckpointError, CheckpointMissing, load_checkpoint
+from talmts.engine.checkpoint import CheckpointError, CheckpointMissing, load_checkpoint, read_record
+
+# The train.* settings that shape the update a resumed run makes (with the number of processes, through the lr rule).
+OPTIMISATION_KEYS = ("lr", "lr_batch", "lr_scaling", "batch_size", "weight_decay", "backbone_lr_mult", "schedule")
+SCHEDULE_KEYS = ("warmup_steps", "epochs", "max_steps")  # where the schedule's shape depends on them
 
 
 class CheckpointFallbackWarning(UserWarning):
     """The newest checkpoint of a run folder is unusable; an earlier one is used."""
+
+
+class ResumeSettingsWarning(UserWarning):
+    """A run resumes with optimisation settings other than its checkpoint's; the new ones apply."""
 
 
 def step_files(out_dir: Path) -> list[tuple[Path, int]]:
@@ -86,3 +95,55 @@ def open_resume(resume: str | Path, out_dir: Path, steps_per_epoch: int) -> tupl
     if required:
         raise CheckpointMissing(f"--resume {folder}: no checkpoint-<epoch>.pt or step-<step>.pt in that folder")
     return None
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """``train.KEY OLD -> NEW`` for each optimisation setting of ``now`` (a config's ``train`` section as a dict)
+    that differs from ``saved`` (the checkpoint's); the schedule's length and warm-up count where they change the lr
+    (a cosine schedule, a warm-up still running)."""
+    keys = list(OPTIMISATION_KEYS)
+    if "cosine" in (saved.get("schedule"), now.get("schedule")):
+        keys += SCHEDULE_KEYS
+    elif saved.get("warmup_steps") != now.get("warmup_steps"):
+        keys.append("warmup_steps")
+    return [f"train.{k} {saved[k]!r} -> {now[k]!r}" for k in keys if k in saved and k in now and saved[k] != now[k]]
+
+
+def supersede_newer(out_dir: Path, step: int, epoch: int, source: Path | None) -> list[str]:
+    """Clear what a run folder holds from beyond the point a run starts at (``step``, ``epoch``), so that a later
+    ``--resume auto`` cannot take a checkpoint of an abandoned run: step-<S>.pt with S > step are removed (they are
+    transient by design); checkpoint-<E>.pt with E > epoch, and last.pt or best.pt written after ``step`` (by their
+    record), move into ``superseded-at-step-<step>/``. ``source``, the file resumed from, stays. Returns what it did,
+    one phrase per file."""
+    done: list[str] = []
+    for path, s in step_files(out_dir):
+        if s > step:
+            path.unlink(missing_ok=True)
+            done.append(f"removed {path.name}")
+    later = [p for p in out_dir.glob("checkpoint-*.pt") if _number(p, "checkpoint-", epoch) > epoch]
+    for name in ("last.pt", "best.pt"):
+        path = out_dir / name
+        if path.is_file() and (source is None or path.resolve() != source.resolve()) and _written_at(path) > step:
+            later.append(path)
+    if later:
+        aside = out_dir / f"superseded-at-step-{step}"
+        aside.mkdir(exist_ok=True)
+        for path in sorted(later):
+            path.replace(aside / path.name)
+            done.append(f"moved {path.name} to {aside.name}/")
+    return done
+
+
+def _number(path: Path, prefix: str, default: int) -> int:
+    tail = path.stem.removeprefix(prefix)
+    return int(tail) if tail.isdigit() else default
+
+
+def _written_at(path: Path) -> int:
+    """The step a checkpoint was written at, by its record; -1 (never newer) when it has none or cannot be read."""
+    try:
+        record = read_record(path)
+    except CheckpointError:
+        return -1
+    step = record.get("step") if record else None
+    return step if isinstance(step, int) else -1

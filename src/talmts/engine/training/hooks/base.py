@@ -40,6 +40,7 @@ class TrainingLoop(Protocol):
     epoch_step: int  # steps done inside the current epoch
     steps_per_epoch: int
     total_steps: int
+    resumed_from: Path | None  # the checkpoint the run started from (None: a fresh start)
 
     def state(self) -> dict[str, Any]:
         """Everything a checkpoint holds (the loop's entries and every hook's)."""

@@ -3,18 +3,24 @@
 Written by process 0:
   checkpoint-<epoch>.pt  at every epoch end (after validation)
   step-<step>.pt         every ``train.checkpoint_every_steps`` steps and when a stop signal arrives; only the
-                         two newest are kept (the newest, and one to fall back on)
+                         two newest are kept (the one just written, and one to fall back on)
   last.pt                when the run is done (the step files are then removed)
+A run owns its folder from the point it starts at: when it starts (fresh or resumed), step files beyond that point
+are removed and later epoch checkpoints, last.pt and best.pt are moved aside (resume.supersede_newer), so the two
+step files kept are always this run's newest and ``--resume auto`` never takes a file of an abandoned run.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from talmts.engine.checkpoint import save_checkpoint
 from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.engine.training.hooks.preemption import StopSignals, TrainingStopped
-from talmts.engine.training.resume import step_files
+from talmts.engine.training.resume import step_files, supersede_newer
+
+logger = logging.getLogger(__name__)
 
 KEEP_STEP_FILES = 2
 
@@ -27,6 +33,16 @@ class Checkpointer(Hook):
     def start(self, loop: TrainingLoop) -> None:
         if self.signals is not None:
             self.signals.install()
+        loop.ctx.barrier()  # every process has read its checkpoint before process 0 clears what lies beyond it
+        if loop.ctx.is_main:
+            done = supersede_newer(loop.out, loop.step, loop.epoch, loop.resumed_from)
+            if done:
+                logger.warning(
+                    "%s: this run starts at step %d, so what was written beyond it belongs to another run: %s",
+                    loop.out,
+                    loop.step,
+                    ", ".join(done),
+                )
 
     def after_step(self, loop: TrainingLoop, row: dict[str, float]) -> None:
         stop = self.signals is not None and loop.ctx.any_true(self.signals.received is not None)
@@ -65,6 +81,7 @@ class Checkpointer(Hook):
     def _save_step(self, loop: TrainingLoop) -> Path:
         path = self._save(loop, f"step-{loop.step}.pt")
         if loop.ctx.is_main:
-            for old, _ in step_files(loop.out)[KEEP_STEP_FILES:]:
+            older = [p for p, _ in step_files(loop.out) if p != path]
+            for old in older[KEEP_STEP_FILES - 1 :]:
                 old.unlink(missing_ok=True)
         return path

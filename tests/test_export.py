@@ -24,7 +24,7 @@ from talmts.models.export import (
     output_shapes,
 )
 from talmts.models.levers import FAST, INFERENCE, apply_levers
-from tiny_model import TINY, _demo
+from support.tiny_model import TINY, _demo
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

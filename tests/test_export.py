@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from support.tiny_model import TINY, _demo
 from talmts.config import load_config
 from talmts.models import build_detector
 from talmts.models.export import (
@@ -24,7 +25,6 @@ from talmts.models.export import (
     output_shapes,
 )
 from talmts.models.levers import FAST, INFERENCE, apply_levers
-from support.tiny_model import TINY, _demo
 
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")

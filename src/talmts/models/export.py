@@ -141,9 +141,9 @@ def example_clip(model: TALMTS, batch: int = 2, seed: int = 0) -> Tensor:
 
 
 @contextlib.contextmanager
-def _quiet_exporter() -> Iterator[None]:
+def _quiet_exporter(*more: str) -> Iterator[None]:
     """The exporters' progress lines and tracer warnings are noise to a user: keep them out of the output."""
-    names = ["torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript"]
+    names = ["torch.onnx", "torch.onnx._internal.exporter._registration", "onnxscript", *more]
     levels = {n: logging.getLogger(n).level for n in names}
     for n in names:
         logging.getLogger(n).setLevel(logging.ERROR)
@@ -206,7 +206,7 @@ def quantize_onnx(src: str | Path, dst: str | Path) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise RuntimeMissing(f"quantisation needs onnxruntime ({e.name} is missing): {ONNX_EXTRA}") from None
-    with _quiet_exporter():
+    with _quiet_exporter(""):  # "": the root logger, where quantize_dynamic advises pre-processing
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul", "Gemm"], weight_type=QuantType.QInt8)
 
 

@@ -80,18 +80,21 @@ def runners(model: torch.nn.Module, files: dict[str, Path], device: str) -> dict
 
 
 def peak_memory(config: str, runtime: str, files: dict[str, Path], device: str, batch: int) -> float:
-    """MB of peak RSS above the post-import RSS for one runtime, measured in a child process."""
+    """MB of peak RSS above the RSS after the imports, for one runtime loading the network and running it twice,
+    measured in a child process (Linux: /proc/self/clear_refs resets the peak, VmHWM reads it)."""
     code = (
-        "import sys, json, resource, torch; sys.path.insert(0, sys.argv[1]); import bench_export as b\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "import sys, json, torch; sys.path.insert(0, sys.argv[1]); import bench_export as b\n"
+        "status = lambda key: int(next(l for l in open('/proc/self/status') if l.startswith(key)).split()[1])\n"
+        "open('/proc/self/clear_refs', 'w').write('5'); base = status('VmRSS')\n"
         "files = {k: b.Path(v) for k, v in json.loads(sys.argv[4]).items()}\n"
-        "m = b.build(sys.argv[2]); x = b.clip_for(m, int(sys.argv[6])); r = b.runners(m, files, sys.argv[5])[sys.argv[3]]\n"
-        "[r(x) for _ in range(2)]\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)\n"
+        "m = b.build(sys.argv[2]); x = b.clip_for(m, int(sys.argv[6]))\n"
+        "r = b.runners(m, files, sys.argv[5])[sys.argv[3]]; [r(x) for _ in range(2)]\n"
+        "print((status('VmHWM') - base) / 1024)\n"
     )
     argv = [str(Path(__file__).parent), config, runtime, json.dumps({k: str(v) for k, v in files.items()}), device]
     proc = subprocess.run([sys.executable, "-c", code, *argv, str(batch)], capture_output=True, text=True)
     if proc.returncode:
+        print(f"# peak memory of {runtime} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return float("nan")
     return float(proc.stdout.strip().splitlines()[-1])
 
@@ -122,8 +125,6 @@ def bench(config: str, args: argparse.Namespace, folder: Path) -> list[dict]:
             times[name].append(time.perf_counter() - t)
     size = {"pytorch eager": None, "torchscript": files["torchscript"], "onnxruntime fp32": files["onnx fp32"]}
     size["onnxruntime int8"] = files.get("onnx int8")
-    key = {"pytorch eager": "pytorch eager", "torchscript": "torchscript", "onnxruntime fp32": "onnx fp32"}
-    key["onnxruntime int8"] = "onnx int8"
     eager = statistics.median(times["pytorch eager"])
     rows = []
     for name, ts in times.items():
@@ -136,7 +137,7 @@ def bench(config: str, args: argparse.Namespace, folder: Path) -> list[dict]:
                 "vs_eager": round(eager / med, 3),
                 "median_s": round(med, 4),
                 "file_mb": round(size[name].stat().st_size / 1e6, 1) if size.get(name) else None,
-                "peak_mb": round(peak_memory(config, key[name], files, args.device, args.batch), 0),
+                "peak_mb": round(peak_memory(config, name, files, args.device, args.batch), 0),
                 "max_abs_diff": diffs[name],
                 "export_s": round(export_seconds, 1) if name == "onnxruntime fp32" else None,
             }

@@ -69,7 +69,7 @@ def random_clips(batch: int, seed: int) -> torch.Tensor:
 
 def real_clips(shared: Path, batch: int) -> torch.Tensor:
     """Windows of the I3D authors' cricket clip (79 frames at 224 px), shrunk to the tiny network's 32 px."""
-    from talmts.engine.backbone_check import read_clip
+    from talmts.engine.commands.backbone_check import read_clip
 
     gif = shared / "kinetics" / "v_CricketShot_g04_c01_rgb.gif"
 

@@ -143,6 +143,9 @@ def test_eval_with_the_model_folder_gives_the_checkpoints_map_row(work, tmp_path
     assert m1["mAP"] == pytest.approx(m2["mAP"], abs=1e-9) and max(m1["mAP"]) > 0  # not a row of zeros
     table = lambda text: text.split("(%):", 1)[1].strip().splitlines()[:-1]  # noqa: E731  (the printed table)
     assert table(by_ckpt) == table(by_model)
+    for video in ("v0", "v1"):  # and the detections behind the row
+        got = json.loads((tmp_path / "e2" / "detections.json").read_text())["results"][video]
+        assert_same_detections(got, json.loads((tmp_path / "e1" / "detections.json").read_text())["results"][video])
 
 
 def test_the_deploy_example_reproduces_detect_with_numpy_and_onnxruntime(work, tmp_path):

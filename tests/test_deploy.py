@@ -129,6 +129,7 @@ def _prepared_dataset(work: dict[str, Path], root: Path) -> tuple[Path, Path]:
     return root / "prepared", root / "gt.json"
 
 
+@pytest.mark.slow  # prepares a dataset, then runs both paths
 def test_eval_with_the_model_folder_gives_the_checkpoints_map_row(work, tmp_path, capsys):
     prepared, gt = _prepared_dataset(work, tmp_path)
     base = ["eval", "demo", *TINY, f"data.root={prepared}", f"data.annotations={gt}", "--quiet", "--json"]
@@ -148,6 +149,7 @@ def test_eval_with_the_model_folder_gives_the_checkpoints_map_row(work, tmp_path
         assert_same_detections(got, json.loads((tmp_path / "e1" / "detections.json").read_text())["results"][video])
 
 
+@pytest.mark.slow  # prepares a dataset, then runs both paths
 def test_the_deploy_example_reproduces_detect_with_numpy_and_onnxruntime(work, tmp_path):
     example = REPO / "docs" / "deploy_example.py"
     doc = (REPO / "docs" / "DEPLOY.md").read_text()

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from talmts.engine.inference.detect import run_detect
     from talmts.engine.inference.detect_folder import FolderOutputs
 
-    checkpoints = [c for c in (args.checkpoint, args.flow_checkpoint) if c]
+    checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
     res = run_detect(
         args.video, checkpoints, args.out, model=args.model, annotations=args.annotations, device=args.device,
         overrides=args.overrides, min_score=args.min_score, video_scores=args.video_scores, video_id=args.video_id,

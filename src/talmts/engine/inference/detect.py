@@ -22,7 +22,7 @@ def default_out(video: str | Path) -> Path:
 
 def run_detect(
     video: str | Path,
-    checkpoints: Sequence[str | Path],
+    checkpoints: Sequence[str | Path | None],
     out_dir: str | Path | None = None,
     *,
     model: str | Path | None = None,
@@ -49,6 +49,7 @@ def run_detect(
     check_model_or_checkpoint(
         checkpoints[0] if checkpoints else None, model, checkpoints[1] if len(checkpoints) > 1 else None
     )
+    checkpoints = [c for c in checkpoints if c]  # [None] when the CLI had --model only
     video = Path(video)
     if video.is_dir() and video_id:
         raise InputError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")

@@ -224,7 +224,9 @@ def load_model_streams(folder: str | Path, device: torch.device | str = "cpu") -
     return streams
 
 
-def check_model_or_checkpoint(checkpoint: str | None, model: str | None, flow_checkpoint: str | None = None) -> None:
+def check_model_or_checkpoint(
+    checkpoint: str | Path | None, model: str | Path | None, flow_checkpoint: str | Path | None = None
+) -> None:
     """Exactly one of ``--checkpoint`` and ``--model``; an exported folder holds its flow stream itself."""
     if bool(checkpoint) == bool(model):
         raise InputError("name the network once: --checkpoint CKPT (PyTorch) or --model DIR (an exported model)")

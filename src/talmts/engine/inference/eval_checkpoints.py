@@ -147,9 +147,7 @@ def eval_checkpoints(
     ``talmts export``, run instead of the checkpoints (ONNX Runtime or TorchScript, the same predictor)."""
     from talmts.engine.inference.runtime import check_model_or_checkpoint, load_model_streams
 
-    check_model_or_checkpoint(
-        str(checkpoint) if checkpoint else None, str(model) if model else None, str(flow_checkpoint or "") or None
-    )
+    check_model_or_checkpoint(checkpoint, model, flow_checkpoint)
     dev = resolve_device(device)
     if model is not None:
         streams = load_model_streams(model, dev)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract-features": ("extract_features", "cache the frozen I3D's features (head-only training, snippet files)"),
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
+    "export": ("export", "a trained network as an ONNX or TorchScript graph plus the JSON a runtime needs"),
     "evaluate": ("evaluate", "score a detection file against ground truth (ActivityNet mAP)"),
     "view": ("view", "a static results site: per-video timelines, player and DETAD's error diagnosis"),
     "bench": ("bench", "throughput, FLOPs and memory of the network"),

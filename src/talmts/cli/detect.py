@@ -2,7 +2,8 @@
 subtitles, a timeline and an HTML page.
 
 The checkpoint carries its config, class names and how its training data was sampled, so nothing else is
-needed. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window; a TV-L1
+needed; ``--model DIR`` (a folder written by ``talmts export``) runs the exported graphs instead, through the same
+predictor. Frames are decoded, sampled and (for a flow stream) turned into flow on the fly, window by window; a TV-L1
 flow stream's flow is computed on the chosen device (tvl1-torch, batched).
 """
 
@@ -15,7 +16,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("video", help="a video file (any format FFmpeg reads), or a folder: each video in it")
     parser.add_argument("overrides", nargs="*", help="inference overrides, e.g. infer.conf_thresh=0.05")
-    parser.add_argument("--checkpoint", required=True, help="a checkpoint written by `talmts train`")
+    parser.add_argument("--checkpoint", help="a checkpoint written by `talmts train`")
+    parser.add_argument(
+        "--model", help="instead of --checkpoint: a folder written by `talmts export` (ONNX Runtime or TorchScript)"
+    )
     parser.add_argument("--flow-checkpoint", help="the flow stream's checkpoint: the two streams are fused")
     parser.add_argument("--out", help="output folder (default: detect-<video or folder name>)")
     parser.add_argument("--annotations", help="ground truth (any layout talmts reads) drawn beside the detections")
@@ -41,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
     res = run_detect(
-        args.video, checkpoints, args.out, annotations=args.annotations, device=args.device, overrides=args.overrides,
-        min_score=args.min_score, video_scores=args.video_scores, video_id=args.video_id, fast=args.fast,
-        progress=not args.quiet,
+        args.video, checkpoints, args.out, model=args.model, annotations=args.annotations, device=args.device,
+        overrides=args.overrides, min_score=args.min_score, video_scores=args.video_scores, video_id=args.video_id,
+        fast=args.fast, progress=not args.quiet,
     )  # fmt: skip
     if isinstance(res, FolderOutputs):
         for r in res.results:

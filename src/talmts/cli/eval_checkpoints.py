@@ -10,7 +10,10 @@ import json
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="config naming the data (root, annotations, test split) and inference")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. infer.nms_sigma=0.5")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint of the first stream (RGB or flow)")
+    parser.add_argument("--checkpoint", help="checkpoint of the first stream (RGB or flow)")
+    parser.add_argument(
+        "--model", help="instead of --checkpoint: a folder written by `talmts export` (ONNX Runtime or TorchScript)"
+    )
     parser.add_argument("--flow-checkpoint", help="checkpoint of the second stream: outputs are averaged (fusion)")
     parser.add_argument(
         "--config-flow", help="config of the second stream's data (default: the same data.root as CONFIG)"
@@ -46,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
         cfg.infer.video_scores = args.video_scores
     flow_root = load_config(resolve_config_path(args.config_flow)).data.root if args.config_flow else None
     done = eval_checkpoints(
-        cfg, args.checkpoint, args.flow_checkpoint, flow_root=flow_root, subset=args.subset, out=args.out,
-        device=args.device, fast=args.fast, progress=not args.quiet,
+        cfg, args.checkpoint, args.flow_checkpoint, model=args.model, flow_root=flow_root, subset=args.subset,
+        out=args.out, device=args.device, fast=args.fast, progress=not args.quiet,
     )  # fmt: skip
     result = done.result
     print(f"{done.streams} on {done.subset!r} ({done.videos} videos); results in {done.out}")

@@ -61,9 +61,15 @@ class RangeArgmax:
     def argmax(self, left: Tensor, right: Tensor) -> Tensor:
         """Arg-max of ``x[b, c, left : right + 1]`` for int64 bounds ``[B, C, N]`` with 0 <= left <= right < L."""
         width = right - left + 1
-        k = torch.floor(torch.log2(width.double())).long()  # exact for integer widths below 2**50
+        # k = floor(log2(width)) and 2**k by integer comparisons, one per table level: exact, and ordinary ops in
+        # an exported graph (a float log2 there is computed as ln(w) / ln(2), which can land below an integer)
+        k, span = torch.zeros_like(width), torch.ones_like(width)
+        for level in range(1, self.levels):
+            wide = width >= 2**level
+            k = torch.where(wide, level, k)
+            span = torch.where(wide, 2**level, span)
         pos_a = k * self.length + left
-        pos_b = k * self.length + right - 2**k + 1  # the window of width 2**k that ends at ``right``
+        pos_b = k * self.length + right - span + 1  # the window of width 2**k that ends at ``right``
         v_a, v_b = self.values.gather(2, pos_a), self.values.gather(2, pos_b)
         i_a, i_b = self.index.gather(2, pos_a), self.index.gather(2, pos_b)
         return torch.where(v_a >= v_b, i_a, i_b).long()

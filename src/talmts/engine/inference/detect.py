@@ -22,9 +22,10 @@ def default_out(video: str | Path) -> Path:
 
 def run_detect(
     video: str | Path,
-    checkpoints: Sequence[str | Path],
+    checkpoints: Sequence[str | Path | None],
     out_dir: str | Path | None = None,
     *,
+    model: str | Path | None = None,
     annotations: str | Path | None = None,
     device: str = "auto",
     overrides: Sequence[str] = (),
@@ -40,9 +41,15 @@ def run_detect(
     ``annotations``: a ground-truth file whose entries are drawn beside the detections.
     ``video_scores``: video-level classifier scores (CUHK layout, as ``talmts eval --video-scores``) that label a
     class-agnostic checkpoint's detections; the video is looked up as ``video_id`` (default: the file's stem).
+    ``model``: a folder written by ``talmts export``, run instead of ``checkpoints`` (which must then be empty).
     """
+    from talmts.engine.inference.runtime import check_model_or_checkpoint
     from talmts.formats import read_annotations
 
+    check_model_or_checkpoint(
+        checkpoints[0] if checkpoints else None, model, checkpoints[1] if len(checkpoints) > 1 else None
+    )
+    checkpoints = [c for c in checkpoints if c]  # [None] when the CLI had --model only
     video = Path(video)
     if video.is_dir() and video_id:
         raise InputError(f"{video} is a folder: --video-id names one video (ids in a folder are file names)")
@@ -50,7 +57,7 @@ def run_detect(
         raise FileNotFoundError(f"{video}: no such video file or folder")
     out = Path(out_dir) if out_dir is not None else default_out(video)
     gt = read_annotations(annotations) if annotations is not None else None
-    predictor = load_predictor(checkpoints, device=device, overrides=overrides, video_scores=video_scores)
+    predictor = load_predictor(checkpoints, model=model, device=device, overrides=overrides, video_scores=video_scores)
     if fast and (why_not := use_fast_path(predictor.streams, predictor.infer.batch_size, predictor.device)):
         log.warning("%s", why_not)
     if video.is_dir():

@@ -104,8 +104,10 @@ def _video_scores(infer: InferConfig, gt: AnnotationSet, videos: Sequence[str]) 
     return scores
 
 
-def _device_of(model: torch.nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
+def _device_of(model: torch.nn.Module | None) -> torch.device:
+    """Where a stream's network runs: its parameters' device; the CPU for an exported model (its runner takes CPU
+    tensors and places them itself)."""
+    p = next(model.parameters(), None) if model is not None else None
     return p.device if p is not None else torch.device("cpu")
 
 
@@ -128,9 +130,10 @@ class EvalRun:
 
 def eval_checkpoints(
     cfg: Config,
-    checkpoint: str | Path,
+    checkpoint: str | Path | None,
     flow_checkpoint: str | Path | None = None,
     *,
+    model: str | Path | None = None,
     flow_root: str | None = None,
     subset: str | None = None,
     out: str | Path | None = None,
@@ -140,18 +143,27 @@ def eval_checkpoints(
 ) -> EvalRun:
     """Run one stream, or two fused, on ``subset`` (default data.test_subset) of the config's prepared dataset;
     write detections.json and metrics.json into ``out`` (default: <checkpoint folder>/eval-<subset>).
-    ``flow_root``: the second stream's prepared data when it differs from data.root."""
+    ``flow_root``: the second stream's prepared data when it differs from data.root. ``model``: a folder written by
+    ``talmts export``, run instead of the checkpoints (ONNX Runtime or TorchScript, the same predictor)."""
+    from talmts.engine.inference.runtime import check_model_or_checkpoint, load_model_streams
+
+    check_model_or_checkpoint(checkpoint, model, flow_checkpoint)
     dev = resolve_device(device)
-    streams = [load_stream(checkpoint, dev)]
-    if flow_checkpoint:
-        streams.append(load_stream(flow_checkpoint, dev))
-        if flow_root is not None:
-            streams[1].root = flow_root
+    if model is not None:
+        streams = load_model_streams(model, dev)
+    else:
+        assert checkpoint is not None
+        streams = [load_stream(checkpoint, dev)]
+        if flow_checkpoint:
+            streams.append(load_stream(flow_checkpoint, dev))
+    if len(streams) > 1 and flow_root is not None:
+        streams[1].root = flow_root
     if fast and (why_not := use_fast_path(streams, cfg.infer.batch_size, dev)):
         log.warning("%s", why_not)
     subset = subset or cfg.data.test_subset
     result, detections = evaluate_streams(streams, cfg, subset, progress=progress)
-    folder = Path(out) if out else Path(checkpoint).resolve().parent / f"eval-{subset}"
+    network = Path(model if model is not None else checkpoint)  # type: ignore[arg-type]
+    folder = Path(out) if out else network.resolve().parent / f"eval-{subset}"
     folder.mkdir(parents=True, exist_ok=True)
     write_detections(detections, folder / "detections.json")
     metric, caution = metric_name(cfg)

@@ -40,15 +40,19 @@ ARRAY_DIRS = {"rgb": "frames", "flow": "flow"}
 
 @dataclass
 class Stream:
-    """A network ready for inference, with the config, classes and data preparation it was trained with."""
+    """A network ready for inference, with the config, classes and data preparation it was trained with.
 
-    model: nn.Module
+    ``model`` is the PyTorch network of a checkpoint; an exported model (engine/inference/runtime.py) has none and
+    sets ``forward`` to its ONNX Runtime or TorchScript runner instead: the rest of the path is the same.
+    """
+
+    model: nn.Module | None
     cfg: Config
     classes: ClassMap
     source: str = ""
     root: str | None = None  # prepared dataset of this stream; None: the evaluation config's data.root
     prepare: PrepareOptions | None = None  # how its training data was prepared, if recorded
-    forward: Callable[[torch.Tensor], DetectorOutput] | None = None  # set by use_fast_path; None: ``model``
+    forward: Callable[[torch.Tensor], DetectorOutput] | None = None  # use_fast_path, a runtime; None: ``model``
 
     @property
     def modality(self) -> str:
@@ -78,6 +82,8 @@ def use_fast_path(streams: Sequence[Stream], batch_size: int, device: torch.devi
             f"--fast applies on a CUDA device; on {device.type} the exact fp32 path (BN folded) is already the "
             "fastest measured, and is used"
         )
+    if any(s.model is None for s in streams):
+        return "--fast applies to checkpoints; an exported model runs as it was exported"
     for s in streams:
         s.forward = LeverRunner(s.model, FAST, batch_size)
     return None
@@ -128,6 +134,7 @@ def network_outputs(
         for k, stream in enumerate(streams):
             x = torch.stack([window_tensor(arrs[k], d.clip_frames, d.frame_size) for _, arrs in pending])
             run = stream.forward or stream.model
+            assert run is not None
             outs.append(run(x.to(device)).map(lambda t: t.float().cpu()))  # [B, C, T, F, F] -> DetectorOutput
         batches.append(WindowOutputs(outs, [o for o, _ in pending], [len(arrs[0]) for _, arrs in pending]))
         pending.clear()
@@ -281,19 +288,26 @@ def raw_video_flow_method(trained: str) -> str:
 
 
 def load_predictor(
-    checkpoints: Sequence[str | Path],
+    checkpoints: Sequence[str | Path] = (),
     *,
+    model: str | Path | None = None,
     device: str = "auto",
     overrides: Sequence[str] = (),
     video_scores: str | Path | None = None,
 ) -> Predictor:
-    """Streams from ``checkpoints`` (one, or RGB and flow: fused), with ``infer.*`` overrides on their stored configs;
-    windows placed as the first checkpoint's config says."""
+    """Streams from ``checkpoints`` (one, or RGB and flow: fused) or from an exported ``model`` folder (its graphs
+    run by ONNX Runtime or TorchScript), with ``infer.*`` overrides on their stored settings; windows placed as the
+    first stream's config says."""
     from talmts.engine.distributed import resolve_device
     from talmts.postprocess import load_video_scores
 
     dev = resolve_device(device)
-    streams = [load_stream(c, dev) for c in checkpoints]
+    if model is not None:
+        from talmts.engine.inference.runtime import load_model_streams
+
+        streams = load_model_streams(model, dev)
+    else:
+        streams = [load_stream(c, dev) for c in checkpoints]
     for s in streams:
         s.cfg = with_infer_overrides(s.cfg, overrides)
     cfg = streams[0].cfg
@@ -303,13 +317,18 @@ def load_predictor(
 
 
 def with_infer_overrides(cfg: Config, overrides: Sequence[str]) -> Config:
-    """``infer.<key>=<value>`` overrides (e.g. infer.conf_thresh=0.05) on a trained checkpoint's config."""
+    """``infer.<key>=<value>`` overrides (e.g. infer.conf_thresh=0.05) on a trained stream's config; only the infer
+    section is rebuilt and validated (an exported model's config has no model section to validate)."""
+    import dataclasses
+
     import yaml
 
-    raw = cfg.to_dict()
+    raw = dataclasses.asdict(cfg.infer)
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.startswith("infer."):
-            raise ConfigError(f"override {item!r}: only infer.<key>=<value> applies to a trained checkpoint")
-        raw["infer"][key.split(".", 1)[1]] = yaml.safe_load(value)
-    return config_from_dict(raw, source="inference overrides")
+            raise ConfigError(f"override {item!r}: only infer.<key>=<value> applies to a trained network")
+        raw[key.split(".", 1)[1]] = yaml.safe_load(value)
+    if not overrides:
+        return cfg
+    return dataclasses.replace(cfg, infer=config_from_dict({"infer": raw}, source="inference overrides").infer)

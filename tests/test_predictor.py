@@ -88,3 +88,125 @@ def test_test_data_prepared_unlike_the_training_data_is_an_error(tmp_path):
     with pytest.raises(PreparationMismatch, match=r"fps=5\.0, but rgb\.pt .* fps=10\.0"):
         check(False, "rgb.pt")
     check_same_preparation(None, read_record(tmp_path), flow=True, where="-", source="old.pt")  # no record: fine
+
+
+# ------------------------------------------------------------------------- the predictor against a slow reference
+CLIP, STRIDE = 32, 16  # tiny_model.TINY's data.clip_frames and data.test_stride
+
+
+def _tiny_streams() -> list:
+    """An RGB and a flow stream of the tiny network (random weights, eval mode), as a checkpoint would give them."""
+    from dataclasses import replace
+
+    from talmts.config import load_config
+    from talmts.engine.predictor import Stream
+    from talmts.models.detector import build_detector
+    from talmts.schema import ClassMap
+    from tiny_model import TINY, _demo
+
+    streams = []
+    for seed, (modality, channels) in enumerate((("rgb", 3), ("flow", 2))):
+        torch.manual_seed(seed)
+        cfg = load_config(_demo(), [*TINY, f"data.modality={modality}"])
+        # a per-class cap and a per-video cap that bite, so the reference has to apply them too
+        cfg.infer = replace(cfg.infer, batch_size=3, nms_top_k=40, max_per_video=60)
+        model = build_detector(cfg, 2, channels).eval()
+        streams.append(Stream(model=model, cfg=cfg, classes=ClassMap(("jump", "wave"))))
+    return streams
+
+
+def _reference_detections(streams: list, arrays: list[np.ndarray], offsets: list[int], fps: float, count: int):
+    """The predictor's job done another way: a loop over the given window starts, each window's tensor made by hand
+    (no crop at 32 px, x / 255 * 2 - 1, zeros past the end), each stream on it alone, the raw outputs averaged,
+    eq. 13 in the paper's boundary form in float64, Soft-NMS per class (``soft_nms``, checked against the textbook
+    loop in test_softnms.py), best first, capped, clipped to the video's duration."""
+    from talmts.postprocess import soft_nms
+
+    n = len(arrays[0])
+    rate = fps * n / count  # sample frames per second of video time (the sliding protocol)
+    infer = streams[0].cfg.infer
+    pool_seg, pool_score, pool_label = [], [], []
+    for offset in offsets:
+        real = min(CLIP, n - offset)
+        raw = []
+        for stream, arr in zip(streams, arrays):
+            x = np.zeros((CLIP, *arr.shape[1:]), np.float32)
+            x[:real] = arr[offset : offset + real] / 255.0 * 2.0 - 1.0
+            clip = torch.from_numpy(x).permute(3, 0, 1, 2)[None]  # [1, C, T, H, W]
+            with torch.no_grad():
+                raw.append(stream.model(clip))
+        mean = {k: np.mean([getattr(o, k)[0].double().numpy() for o in raw], axis=0) for k in ("loc", "conf")}
+        mean |= {
+            k: np.mean([getattr(o, k)[0].double().numpy() for o in raw], axis=0) for k in ("prop_loc", "prop_conf")
+        }
+        quality = np.mean([o.quality[0].double().numpy() for o in raw], axis=0)
+        anchors = raw[0].anchors.double().numpy()
+        for k, a in enumerate(anchors):
+            d_s, d_e = mean["loc"][k]
+            t_s, t_e = a - d_s, a + d_e  # coarse boundaries
+            width = t_e - t_s
+            # eq. 13: t^p = t^c + 0.5 d^c dt^r, where the network's start offset is -dt^r_s (docs/DESIGN.md)
+            p_s = t_s + 0.5 * width * -mean["prop_loc"][k][0]
+            p_e = t_e + 0.5 * width * mean["prop_loc"][k][1]
+            p_s, p_e = min(max(p_s, 0.0), real), min(max(p_e, 0.0), real)
+            if p_e <= p_s:
+                continue
+            coarse = np.exp(mean["conf"][k]) / np.exp(mean["conf"][k]).sum()
+            refined = np.exp(mean["prop_conf"][k]) / np.exp(mean["prop_conf"][k]).sum()
+            eps = 1.0 / (1.0 + np.exp(-quality[k]))
+            for c in range(1, len(coarse)):
+                score = 0.5 * (coarse[c] + refined[c]) * eps
+                if score > infer.conf_thresh:
+                    pool_seg.append(((p_s + offset) / rate, (p_e + offset) / rate))
+                    pool_score.append(score)
+                    pool_label.append(c)
+    seg, score, label = np.array(pool_seg), np.array(pool_score), np.array(pool_label)
+    rows = []
+    for c, name in ((1, "jump"), (2, "wave")):
+        kept_seg, kept_score = soft_nms(
+            seg[label == c], score[label == c], infer.nms_sigma, infer.nms_iou_gate, infer.nms_score_thresh,
+            infer.nms_top_k,
+        )  # fmt: skip
+        rows += [(s, e, name, p) for (s, e), p in zip(kept_seg.tolist(), kept_score.tolist())]
+    rows.sort(key=lambda r: -r[3])
+    duration = count / fps
+    rows = [(min(max(s, 0.0), duration), min(max(e, 0.0), duration), name, p) for s, e, name, p in rows[:60]]
+    return [r for r in rows if r[1] > r[0]]
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_predictor_equals_a_slow_per_window_reference(tmp_path):
+    """Prepared arrays of two videos: 75 sample frames (windows at 0, 16, 32 and the end-aligned 43, off the
+    stride grid) and 20 frames (one window, 12 frames of padding, segments clamped to the 20 real frames)."""
+    from talmts.engine.predictor import Predictor
+    from talmts.formats.video_info import VideoInfo, write_video_info
+
+    streams = _tiny_streams()
+    rng = np.random.default_rng(0)
+    videos = {"long": (75, 25.0, 180), "short": (20, 25.0, 50)}  # sample frames, fps, original frame count
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "flow").mkdir()
+    arrays = {}
+    for vid, (n, _, _) in videos.items():
+        rgb = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+        flow = rng.integers(0, 256, (n, 32, 32, 2), dtype=np.uint8)
+        np.save(tmp_path / "frames" / f"{vid}.npy", rgb)
+        np.save(tmp_path / "flow" / f"{vid}.npy", flow)
+        arrays[vid] = [rgb, flow]
+    write_video_info(
+        {v: VideoInfo(v, fps, 10.0, count, n) for v, (n, fps, count) in videos.items()}, tmp_path / "video_info.csv"
+    )
+
+    infer = streams[0].cfg.infer
+    predictor = Predictor(streams, infer, STRIDE, "sliding", torch.device("cpu"))
+    got = predictor.prepared_videos(tmp_path, list(videos))
+    hand_offsets = {"long": [0, 16, 32, 43], "short": [0]}
+    for vid, (_, fps, count) in videos.items():
+        want = _reference_detections(streams, arrays[vid], hand_offsets[vid], fps, count)
+        assert len(got[vid]) == len(want) > 10, (vid, len(got[vid]), len(want))
+        scores = [d.score for d in got[vid]]
+        assert scores == sorted(scores, reverse=True)
+        for d, (s, e, name, p) in zip(got[vid], want):
+            assert d.label == name
+            assert (d.start, d.end, d.score) == pytest.approx((s, e, p), abs=1e-5)
+    assert max(d.end for d in got["short"]) <= 20 / (25.0 * 20 / 50) + 1e-9  # clamped to the real frames

@@ -106,6 +106,9 @@ def test_ambiguous_ground_truth_removes_overlapping_false_positives() -> None:
     assert list(r.per_class) == ["A"] and r.mAP == [1.0]
     dropped = _gt({"v": [(0, 10, "A")]})
     assert evaluate_detections(dropped, dets, [0.5]).mAP == [0.5]
+    # touching the Ambiguous segment at its end shares no time: still a false positive (AP 1/2)
+    touching = {"v": _det((30, 35, "A", 0.9), (0, 10, "A", 0.8))}
+    assert evaluate_detections(gt, touching, [0.5]).mAP == [0.5]
 
 
 def test_unknown_label_warns_or_fails_under_strict() -> None:

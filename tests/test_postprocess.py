@@ -100,6 +100,12 @@ def test_clamping_and_empty_segments() -> None:
         decode_clip(out, 0, 0, 0.0, 0.01)
 
 
+def test_no_candidates_pool_to_typed_empty_arrays() -> None:
+    empty = Candidates.concat([])
+    assert empty.segments.shape == (0, 2) and empty.scores.shape == (0,) and len(empty) == 0
+    assert empty.labels.shape == (0,) and empty.labels.dtype == np.int64
+
+
 def test_batch_index_is_respected() -> None:
     a, b = two_anchor_output(), two_anchor_output(quality=torch.tensor([[-20.0, -20.0]]))
     batch = DetectorOutput(

@@ -135,3 +135,18 @@ def test_exact_ties_follow_the_documented_order(seed: int) -> None:
     ref = loop_soft_nms(seg, sc, 0.5)
     np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
     np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])
+
+
+def test_soft_nms_classes_passes_the_gate_and_the_default_threshold_on() -> None:
+    """soft_nms_classes with a gate, and with its default score threshold (0.001), against the loop per class."""
+    rng = np.random.default_rng(7)
+    seg, sc = random_candidates(rng, 200, duration=30.0)
+    labels = rng.integers(1, 3, len(sc))
+    for gate, thresh, idx in (
+        (0.3, 0.05, soft_nms_classes(seg, sc, labels, 0.5, 0.3, 0.05)),
+        (None, 0.001, soft_nms_classes(seg, sc, labels, 0.5)),
+    ):
+        for c in (1, 2):
+            mine = np.flatnonzero(labels == c)
+            ref = loop_soft_nms(seg[mine], sc[mine], 0.5, gate, thresh)
+            assert idx[labels[idx] == c].tolist() == [mine[i] for i, _ in ref]

@@ -145,8 +145,8 @@ def test_train_windows_match_reference(n, segs, min_overlap):
 
 
 def test_whole_video_targets_clip_and_drop_empty():
-    seg = np.array([[10.0, 20.0], [5.0, 5.0], [760.0, 790.0], [800.0, 900.0]])
-    t = whole_video_targets(seg, np.array([1, 1, 2, 3]), 768)
+    seg = np.array([[10.0, 20.0], [5.0, 5.0], [760.0, 790.0], [800.0, 900.0], [30.0, 12.0]])
+    t = whole_video_targets(seg, np.array([1, 1, 2, 3, 1]), 768)  # [30, 12] ends before it starts: dropped
     np.testing.assert_allclose(t, [[10, 20, 1], [760, 768, 2]])
 
 

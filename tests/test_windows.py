@@ -215,13 +215,25 @@ def test_plan_clips_sliding_converts_seconds_with_each_videos_rate():
         ("a", 0), ("a", 128), ("a", 256), ("a", 384), ("a", 512), ("a", 640), ("a", 744),
         ("b", 0), ("b", 128), ("b", 144), ("c", 0),
     ]  # fmt: skip
+    # "b" at 10 frames/s: [24.5, 26.5] s is frames [245, 265], 11 / 20 inside the window at 0: joins at
+    # min_overlap 0.5, not at 0.6; [5, 3] s ends before it starts and never joins
+    half = [_video("b", [(1.0, 2.0, "y"), (24.5, 26.5, "x"), (5.0, 3.0, "x")])]
+    for overlap, want in ((0.5, [[10, 20, 2], [245, 256, 1]]), (0.6, [[10, 20, 2]])):
+        for train in (True, False):
+            got = plan_clips(
+                half, infos, index, protocol="sliding", clip=256, stride=128, min_overlap=overlap, train=train
+            )
+            first = next(p for p in got if p.window.offset == 0)
+            np.testing.assert_allclose(sorted(first.targets.tolist()), want)
 
 
 def test_plan_clips_whole_protocol():
-    infos = {"a": VideoInfo("a", 30.0, 7.5, 3072.0, 768), "b": VideoInfo("b", 30.0, 30.0, 300.0, 300)}
+    # "a": 760 frames sampled at a nominal 7.5 fps (the sliding rate would be 30 * 760 / 3072 = 7.42)
+    infos = {"a": VideoInfo("a", 30.0, 7.5, 3072.0, 760), "b": VideoInfo("b", 30.0, 30.0, 300.0, 300)}
     videos = [_video("a", [(10.0, 20.0, "x")]), _video("b", [])]
     plans = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=True)
     assert len(plans) == 1 and plans[0].window.offset == 0 and plans[0].window.length == 768
+    assert plans[0].rate == 7.5 and plans[0].num_frames == 760
     np.testing.assert_allclose(plans[0].targets, [[75, 150, 1]])  # seconds * sample_fps
     test = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=False)
     assert [p.window.video for p in test] == ["a", "b"]

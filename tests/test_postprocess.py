@@ -14,6 +14,7 @@ from talmts.losses import assign_coarse, refine_targets
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import (
     Candidates,
+    VideoScores,
     apply_video_classifier,
     decode_clip,
     decode_streams,
@@ -195,3 +196,52 @@ def test_video_classifier(tmp_path) -> None:
         load_video_scores(bad)
     with pytest.raises(SchemaError, match="does not exist"):
         load_video_scores(tmp_path / "missing.json")
+
+
+def test_video_score_file_errors_name_the_file_the_record_and_the_fix(tmp_path) -> None:
+    path = tmp_path / "scores.json"
+
+    def message(content: object) -> str:
+        path.write_text(json.dumps(content))
+        with pytest.raises(SchemaError) as e:
+            load_video_scores(path)
+        return str(e.value)
+
+    top = f"{path}: record 'top level', field 'results/class': missing "
+    top += '(expected {"results": {video: [scores]}, "class": [names]})'
+    assert message([1, 2]) == top
+    assert message({"results": [], "class": ["A"]}) == top
+    assert message({"results": {}}) == top
+    assert message({"class": ["A"]}) == top
+    assert (
+        message({"results": {}, "class": "A"})
+        == f"{path}: record 'top level', field 'class': must be a list of class names"
+    )
+    assert (
+        message({"results": {}, "class": ["A", 2]})
+        == f"{path}: record 'top level', field 'class': must be a list of class names"
+    )
+    row = f"{path}: record 'v1', field 'results': expected 2 finite scores, one per class (check the file)"
+    assert message({"results": {"v1": [0.5]}, "class": ["A", "B"]}) == row
+    assert message({"results": {"v1": {"A": 0.5, "B": 0.5}}, "class": ["A", "B"]}) == row
+    assert "record 'v1', field 'results'" in message({"results": {"v1": [0.5, "x"]}, "class": ["A", "B"]})
+    missing = tmp_path / "none.json"
+    with pytest.raises(SchemaError) as e:
+        load_video_scores(missing)
+    assert (
+        str(e.value)
+        == f"{missing}: record '-', field '-': file does not exist (set infer.video_scores to a score file)"
+    )
+    path.write_text(json.dumps({"results": {"v1": [0.25, 1]}, "class": ["A", "B"]}))
+    vs = load_video_scores(str(path))  # a str path too
+    assert vs.classes == ["A", "B"] and vs.source == str(path)
+    assert vs.scores["v1"].dtype == np.float64 and vs.scores["v1"].tolist() == [0.25, 1.0]
+    with pytest.raises(KeyError, match=rf"{path}: no scores for video 'v_x' \(nor with/without 'v_'\)"):
+        vs.lookup("v_x")
+    with pytest.raises(KeyError, match=r"^\"video scores: no scores for video 'x'"):
+        VideoScores({}, []).lookup("x")
+
+
+def test_video_classifier_refuses_top_k_below_one() -> None:
+    with pytest.raises(ValueError, match="^apply_video_classifier: top_k must be >= 1, got 0$"):
+        apply_video_classifier([Detection(0, 1, "a", 0.5)], [1.0], ["A"], top_k=0)

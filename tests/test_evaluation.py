@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talmts.evaluation import DEFAULT_TIOU, EvalResult, evaluate_detections, format_table
-from talmts.evaluation.matching import greedy_match, interpolated_ap
+from talmts.evaluation.matching import greedy_assign, greedy_match, interpolated_ap, ranked_ap
 from talmts.formats import AMBIGUOUS, read_annotations
 from talmts.schema import AnnotationSet, ClassMap, Detection, SchemaError, Segment, Video
 
@@ -120,6 +120,21 @@ def test_unknown_label_warns_or_fails_under_strict() -> None:
     with pytest.raises(SchemaError, match="Zzz") as info:
         evaluate_detections(gt, dets, [0.5], strict=True)
     assert (info.value.record, info.value.field) == ("v", "label")
+    assert str(info.value) == (
+        "<detections>: record 'v', field 'label': label 'Zzz' has no ground truth in the ground truth (fix the labels)"
+    )
+    more = {"v": _det((0, 10, "Zzz", 0.9), (0, 10, "Bee", 0.9), (0, 10, "Zzz", 0.9)), "w": _det((0, 1, "Zzz", 0.9))}
+    with pytest.warns(UserWarning) as caught:
+        evaluate_detections(gt, more, [0.5])
+    (w,) = caught
+    assert (
+        str(w.message) == "ignored detections whose label has no ground truth in the ground truth: 'Bee' (1), 'Zzz' (3)"
+    )
+    assert w.filename == __file__  # attributed to the caller of evaluate_detections
+    with pytest.warns(UserWarning, match="no ground truth in subset 'test': 'Bee' \\(1\\), 'Zzz' \\(3\\)$"):
+        evaluate_detections(gt, more, [0.5], subset="test")
+    with pytest.raises(SchemaError, match=r"^<detections>: record 'v', field 'label': label 'Zzz' .* in subset 'test'"):
+        evaluate_detections(gt, more, [0.5], subset="test", strict=True)
 
 
 def test_subset_selects_classes_and_videos() -> None:
@@ -148,6 +163,21 @@ def test_greedy_match_kernel() -> None:
     tiou = np.array([[0.9, 0.6], [0.8, 0.0], [0.7, 0.55]])
     # thr 0.5: d0 -> g0; d1 only g0 (taken) -> FP; d2 -> g1 (0.55).  thr 0.58: d2 has no free candidate.
     assert greedy_match(tiou, np.array([0.5, 0.58])).tolist() == [[True, False, True], [True, False, False]]
+    matched = greedy_assign(tiou, np.array([0.5, 0.58]))
+    assert matched.dtype == np.int64 and matched.tolist() == [[0, -1, 1], [0, -1, -1]]
+    # one ground truth: the first detection at or above the threshold takes it
+    assert greedy_assign(np.array([[0.4], [0.7], [0.9]]), np.array([0.5])).tolist() == [[-1, 0, -1]]
+    assert greedy_assign(np.zeros((2, 0)), np.array([0.5])).tolist() == [[-1, -1]]
+    assert greedy_assign(np.zeros((0, 2)), np.array([0.5])).shape == (1, 0)
+
+
+def test_ranked_ap_by_hand() -> None:
+    # TP, FP, TP against 3 ground truths: precision 1, 1/2, 2/3 at recall 1/3, 1/3, 2/3 -> AP = 1/3 + 1/3 * 2/3
+    assert ranked_ap(np.array([True, False, True]), 3) == pytest.approx(1 / 3 + 2 / 9)
+    # DETAD's normalized AP with N = 6: precision = R * 6 / (R * 6 + FP): 1, 2/3, 4/5
+    assert ranked_ap([True, False, True], 3, normalized_by=6) == pytest.approx(1 / 3 + 1 / 3 * 4 / 5)
+    assert ranked_ap(np.array([], dtype=bool), 3) == 0.0 and ranked_ap([True], 0) == 0.0
+    assert ranked_ap([False, False], 2) == 0.0
 
 
 # ---- slow reference: one Python loop per threshold, class and detection ------------------------------------------

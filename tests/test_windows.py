@@ -109,6 +109,35 @@ def test_afsd_left_edge_drops_an_action_starting_on_the_window_edge():
     assert train_windows(300, seg, lab, 256, 30, afsd_left_edge=True) == []  # AFSD: left edge is offset + 1
     t = window_targets(np.array([[0.0, 40.0]]), lab, 0, 256, 0.5, afsd_left_edge=True)
     np.testing.assert_allclose(t, [[1, 40, 5]])  # 39/40 inside, clipped to [1, 256]
+    # offset 30: AFSD's window is [31, 286], so an action starting at 30.5 is not wholly inside it
+    seg = np.array([[30.5, 40.0], [20.0, 31.5]])
+    wins = dict(train_windows(300, seg, np.array([5, 6]), 256, 30, afsd_left_edge=True))
+    assert sorted(wins) == [0]  # [30.5, 40] starts before 31: not wholly inside the window at 30
+    np.testing.assert_allclose(wins[0], [[30.5, 40, 5], [20, 31.5, 6]])
+    wins = dict(train_windows(300, np.array([[31.0, 40.0]]), np.array([5]), 256, 30, afsd_left_edge=True))
+    assert sorted(wins) == [0, 30]  # starting on offset + 1: wholly inside AFSD's window at 30
+    np.testing.assert_allclose(wins[30], [[1, 10, 5]])
+    t = window_targets(np.array([[29.0, 41.0]]), [5], 30, 256, 0.5, afsd_left_edge=True)
+    np.testing.assert_allclose(t, [[1, 11, 5]])  # 10 / 12 inside [31, 286], clipped to the edge 1
+
+
+def test_window_targets_boundaries():
+    # exactly min_overlap inside joins; touching the window joins nothing, even at min_overlap 0
+    seg, lab = np.array([[240.0, 272.0], [256.0, 300.0], [-10.0, 0.0]]), np.array([1, 2, 3])
+    np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.5), [[240, 256, 1]])
+    np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.0), [[240, 256, 1]])
+    assert window_targets(seg, lab, 0, 256, 0.51).shape == (0, 3)
+    for empty in (window_targets(np.zeros((0, 2)), [], 0, 256, 0.5), window_targets(seg[1:], lab[1:], 0, 256, 0.5)):
+        assert empty.shape == (0, 3) and empty.dtype == np.float32
+    assert window_targets(seg, lab, 0, 256, 0.5).dtype == np.float32
+
+
+def test_train_windows_defaults_and_zero_length_actions():
+    seg = np.array([[10.0, 20.0], [250.0, 262.0]])  # the second: 6 / 12 inside the window at 0
+    wins = dict(train_windows(300, seg, np.array([2, 1]), 256, 30))  # min_overlap 0.5 by default
+    np.testing.assert_allclose(wins[0], [[10, 20, 2], [250, 256, 1]])
+    # a zero-length action is no action: no window is kept for it alone
+    assert train_windows(300, np.array([[40.0, 40.0]]), np.array([1]), 256, 30) == []
 
 
 def _targets_reference(seg, lab, offset, clip, min_overlap):

@@ -150,3 +150,13 @@ def test_soft_nms_classes_passes_the_gate_and_the_default_threshold_on() -> None
             mine = np.flatnonzero(labels == c)
             ref = loop_soft_nms(seg[mine], sc[mine], 0.5, gate, thresh)
             assert idx[labels[idx] == c].tolist() == [mine[i] for i, _ in ref]
+
+
+def test_soft_nms_top_k_keeps_the_loops_first_k() -> None:
+    rng = np.random.default_rng(3)
+    seg, sc = random_candidates(rng, 60)
+    got_seg, got_sc = soft_nms(seg, sc, 0.3, top_k=4)
+    ref = loop_soft_nms(seg, sc, 0.3, top_k=4)
+    assert len(got_sc) == 4
+    np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
+    np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])

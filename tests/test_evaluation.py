@@ -53,6 +53,20 @@ def test_hand_case_false_positives_on_other_videos_and_class_without_detections(
     r = evaluate_detections(gt, dets, [0.5])
     assert r.per_class["A"] == pytest.approx([1 / 3], abs=1e-15) and r.per_class["B"] == [0.0]
     assert r.mAP == pytest.approx([1 / 6], abs=1e-15)
+    # the class without detections listed first: the classes after it are still scored
+    r = evaluate_detections(gt, {"v": _det((50, 60, "B", 0.5))}, [0.5])
+    assert list(r.per_class) == ["A", "B"] and r.per_class == {"A": [0.0], "B": [1.0]}
+
+
+def test_no_numpy_warning_escapes_on_zero_unions_and_dropped_false_positives() -> None:
+    """A point against a point (0/0 tIoU) and a top-ranked detection dropped for overlapping Ambiguous ground truth
+    (0/0 precision at its rank) are scored without a RuntimeWarning reaching the user."""
+    gt = _gt({"v": [(5, 5, "A"), (0, 4, "A"), (20, 30, AMBIGUOUS)]})
+    dets = {"v": _det((21, 29, "A", 0.9), (5, 5, "A", 0.8), (0, 4, "A", 0.7))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate_detections(gt, dets, [0.5])
+    assert r.mAP == [1.0]
 
 
 def test_hand_case_greedy_takes_highest_tiou_not_best_assignment() -> None:

@@ -148,3 +148,21 @@ def test_unusual_segments_are_counted() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # plain detections: no warning at all
         evaluate_detections(gt, {"v": [Detection(0, 4, "A", 0.5)]}, [0.5])
+
+
+def test_unusual_segment_boundaries_and_the_warning() -> None:
+    """Ending exactly at the duration is not past it; a zero-length detection does not end before it starts."""
+    gt = AnnotationSet({"v": Video("v", "test", 10.0, None, [Segment(0, 4, "A")])}, ClassMap(("A",)))
+    plain = {"v": [Detection(6, 10, "A", 0.5), Detection(3, 3, "A", 0.5)]}
+    assert unusual_segments(gt, plain) == {
+        "start before 0 s": 0,
+        "end after the video's duration": 0,
+        "end before start": 0,
+    }
+    odd = {"v": [Detection(-1, 3, "A", 0.5), Detection(5, 4, "A", 0.5), Detection(1, 2, "A", 0.5)]}
+    with pytest.warns(UserWarning) as caught:
+        evaluate_detections(gt, odd, [0.5])
+    assert [str(w.message) for w in caught] == [
+        "of 3 detections, 1 start before 0 s, 1 end before start: scored as written, as the official ActivityNet "
+        "evaluator does (clip them to [0, duration] before writing if that is not intended)"
+    ]

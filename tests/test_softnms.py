@@ -103,6 +103,25 @@ def test_empty_threshold_and_errors() -> None:
         soft_nms(np.array([[0.0, np.nan]]), np.array([0.5]), 0.3)
     with pytest.raises(ValueError, match="2 segments but 1 scores"):
         soft_nms(np.zeros((2, 2)), np.array([0.5]), 0.3)
+    with pytest.raises(ValueError, match=r"^Soft-NMS: labels \(3,\) and scores \(2,\) differ in shape$"):
+        soft_nms_scores(np.zeros((2, 2)), np.array([0.5, 0.4]), np.array([1, 1, 2]), 0.3)
+    # exactly at the threshold from the start: kept, as the loop keeps it
+    _, sc = soft_nms(np.array([[0.0, 1.0], [3.0, 4.0]]), np.array([0.001, 0.5]), 0.3, score_thresh=0.001)
+    assert sc.tolist() == [0.5, 0.001]
+
+
+def test_classes_never_decay_each_other_wherever_their_segments_lie() -> None:
+    """Two classes with the same segments, starting before 0 and spanning the whole range: no decay across."""
+    seg = np.array([[-5.0, 5.0], [-5.0, 5.0], [-4.0, 4.0]])
+    new = soft_nms_scores(seg, np.array([0.9, 0.8, 0.7]), np.array([1, 2, 2]), 0.3)
+    assert new[0] == 0.9 and new[1] == 0.8
+    assert new[2] == pytest.approx(0.7 * math.exp(-((8 / 10) ** 2) / 0.3))
+
+
+def test_equal_scores_across_classes_come_by_start() -> None:
+    # [0, 10] starts first but ends last: start decides, then input order
+    idx = soft_nms_classes(np.array([[2.0, 8.0], [0.0, 10.0], [2.0, 3.0]]), np.array([0.5, 0.5, 0.5]), [1, 2, 3], 0.3)
+    assert idx.tolist() == [1, 0, 2]
 
 
 def test_dense_video_sized_input_matches_the_loop_per_class() -> None:

@@ -99,10 +99,10 @@ def _tiny_streams() -> list:
     from dataclasses import replace
 
     from talmts.config import load_config
-    from talmts.engine.predictor import Stream
+    from talmts.engine.inference.predictor import Stream
     from talmts.models.detector import build_detector
     from talmts.schema import ClassMap
-    from tiny_model import TINY, _demo
+    from support.tiny_model import TINY, _demo
 
     streams = []
     for seed, (modality, channels) in enumerate((("rgb", 3), ("flow", 2))):
@@ -178,7 +178,7 @@ def _reference_detections(streams: list, arrays: list[np.ndarray], offsets: list
 def test_predictor_equals_a_slow_per_window_reference(tmp_path):
     """Prepared arrays of two videos: 75 sample frames (windows at 0, 16, 32 and the end-aligned 43, off the
     stride grid) and 20 frames (one window, 12 frames of padding, segments clamped to the 20 real frames)."""
-    from talmts.engine.predictor import Predictor
+    from talmts.engine.inference.predictor import Predictor
     from talmts.formats.video_info import VideoInfo, write_video_info
 
     streams = _tiny_streams()
@@ -219,7 +219,7 @@ def test_fused_streams_must_agree() -> None:
 
     from talmts.config import ConfigError
     from talmts.data.record import PreparationMismatch, PrepareOptions
-    from talmts.engine.predictor import Predictor, check_compatible
+    from talmts.engine.inference.predictor import Predictor, check_compatible
     from talmts.postprocess import VideoScores
     from talmts.schema import ClassMap
 
@@ -258,7 +258,7 @@ def test_fused_streams_must_agree() -> None:
 @pytest.mark.usefixtures("one_thread")
 def test_the_whole_protocol_refuses_a_video_longer_than_one_window() -> None:
     from talmts.data.windows import WholeVideoTooLong
-    from talmts.engine.predictor import Predictor
+    from talmts.engine.inference.predictor import Predictor
 
     (rgb,) = _tiny_streams()[:1]
     predictor = Predictor([rgb], rgb.cfg.infer, STRIDE, "whole", torch.device("cpu"))
@@ -275,8 +275,8 @@ def test_load_predictor_reads_the_checkpoint_its_ema_weights_and_infer_overrides
     inference; ``infer.*`` overrides on its stored config; anything else refused with the reason."""
     from talmts.config import ConfigError
     from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
-    from talmts.engine.predictor import load_predictor, load_stream, with_infer_overrides
-    from tiny_model import tiny_checkpoint
+    from talmts.engine.inference.predictor import load_predictor, load_stream, with_infer_overrides
+    from support.tiny_model import tiny_checkpoint
 
     path = tiny_checkpoint(tmp_path / "rgb.pt", overrides=("data.test_stride=8",))
     state = load_checkpoint(path)
@@ -319,7 +319,7 @@ def test_a_raw_video_gives_the_detections_of_its_prepared_arrays(small_video, tm
 
     from talmts.config import ConfigError
     from talmts.data.record import PrepareOptions
-    from talmts.engine.predictor import Predictor, raw_video_flow_method
+    from talmts.engine.inference.predictor import Predictor, raw_video_flow_method
     from talmts.formats.video_info import VideoInfo, write_video_info
     from talmts.postprocess import VideoScores
 

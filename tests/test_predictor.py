@@ -98,11 +98,11 @@ def _tiny_streams() -> list:
     """An RGB and a flow stream of the tiny network (random weights, eval mode), as a checkpoint would give them."""
     from dataclasses import replace
 
+    from support.tiny_model import TINY, _demo
     from talmts.config import load_config
     from talmts.engine.inference.predictor import Stream
     from talmts.models.detector import build_detector
     from talmts.schema import ClassMap
-    from support.tiny_model import TINY, _demo
 
     streams = []
     for seed, (modality, channels) in enumerate((("rgb", 3), ("flow", 2))):
@@ -273,10 +273,10 @@ def test_the_whole_protocol_refuses_a_video_longer_than_one_window() -> None:
 def test_load_predictor_reads_the_checkpoint_its_ema_weights_and_infer_overrides(tmp_path) -> None:
     """The network a checkpoint describes, with its EMA weights (the raw ones on request), BN folded for
     inference; ``infer.*`` overrides on its stored config; anything else refused with the reason."""
+    from support.tiny_model import tiny_checkpoint
     from talmts.config import ConfigError
     from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
     from talmts.engine.inference.predictor import load_predictor, load_stream, with_infer_overrides
-    from support.tiny_model import tiny_checkpoint
 
     path = tiny_checkpoint(tmp_path / "rgb.pt", overrides=("data.test_stride=8",))
     state = load_checkpoint(path)

@@ -191,6 +191,8 @@ def test_ranked_ap_by_hand() -> None:
     assert ranked_ap([True, False, True], 3, normalized_by=6) == pytest.approx(1 / 3 + 1 / 3 * 4 / 5)
     assert ranked_ap(np.array([], dtype=bool), 3) == 0.0 and ranked_ap([True], 0) == 0.0
     assert ranked_ap([False, False], 2) == 0.0
+    assert ranked_ap([True], 1) == 1.0 and ranked_ap([True], 2) == 0.5
+    assert ranked_ap([1, 0, 1], 3) == pytest.approx(1 / 3 + 2 / 9)  # 0/1 flags read as booleans
 
 
 # ---- slow reference: one Python loop per threshold, class and detection ------------------------------------------

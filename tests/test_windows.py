@@ -56,6 +56,16 @@ def test_cut_windows_whole_protocol_and_empty_input():
     assert inference_offsets(1000, 16, 8, "whole") == [0]
     with pytest.raises(WholeVideoTooLong, match=r"v7: more than data.clip_frames=8 .*--max-frames 8"):
         list(cut_windows(frames_of([frames]), 8, 8, "whole", video="v7"))
+    # exactly one window's worth under the whole protocol: one window, not two
+    ((offset, (w,)),) = cut_windows(frames_of([frames]), 10, 4, "whole")
+    assert offset == 0 and np.array_equal(w, frames)
+    # the smallest clip and stride are 1; below that, the message names both
+    assert [o for o, _ in cut_windows(frames_of([frames[:3]]), 1, 1)] == [0, 1, 2]
+    for clip, stride in ((0, 4), (4, 0)):
+        with pytest.raises(ValueError, match=rf"^clip \({clip}\) and stride \({stride}\) must be >= 1$"):
+            list(cut_windows(frames_of([frames]), clip, stride))
+        with pytest.raises(ValueError, match=rf"^clip \({clip}\) and stride \({stride}\) must be >= 1$"):
+            window_offsets(10, clip, stride)
 
 
 def test_frames_of_stops_at_the_shortest_array():
@@ -119,12 +129,19 @@ def test_afsd_left_edge_drops_an_action_starting_on_the_window_edge():
     np.testing.assert_allclose(wins[30], [[1, 10, 5]])
     t = window_targets(np.array([[29.0, 41.0]]), [5], 30, 256, 0.5, afsd_left_edge=True)
     np.testing.assert_allclose(t, [[1, 11, 5]])  # 10 / 12 inside [31, 286], clipped to the edge 1
+    assert window_targets(np.array([[20.0, 40.0]]), [5], 30, 256, 0.5, afsd_left_edge=True).shape == (0, 3)  # 9 / 20
+    # train_windows passes the edge on: [25, 40] joins the window at 30 clipped to 1, not 0
+    wins = dict(
+        train_windows(300, np.array([[25.0, 40.0], [40.0, 50.0]]), np.array([5, 6]), 256, 30, afsd_left_edge=True)
+    )
+    np.testing.assert_allclose(wins[30], [[1, 10, 5], [10, 20, 6]])
 
 
 def test_window_targets_boundaries():
     # exactly min_overlap inside joins; touching the window joins nothing, even at min_overlap 0
     seg, lab = np.array([[240.0, 272.0], [256.0, 300.0], [-10.0, 0.0]]), np.array([1, 2, 3])
     np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.5), [[240, 256, 1]])
+    np.testing.assert_allclose(window_targets([[0.0, 10.0]], [4], 0, 256, 0.5), [[0, 10, 4]])  # no AFSD edge by default
     np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.0), [[240, 256, 1]])
     assert window_targets(seg, lab, 0, 256, 0.51).shape == (0, 3)
     for empty in (window_targets(np.zeros((0, 2)), [], 0, 256, 0.5), window_targets(seg[1:], lab[1:], 0, 256, 0.5)):

@@ -61,6 +61,10 @@ def test_cut_windows_whole_protocol_and_empty_input():
     assert offset == 0 and np.array_equal(w, frames)
     # the smallest clip and stride are 1; below that, the message names both
     assert [o for o, _ in cut_windows(frames_of([frames[:3]]), 1, 1)] == [0, 1, 2]
+
+
+def test_clip_and_stride_below_one_are_refused():
+    frames = np.arange(10)[:, None]
     for clip, stride in ((0, 4), (4, 0)):
         with pytest.raises(ValueError, match=rf"^clip \({clip}\) and stride \({stride}\) must be >= 1$"):
             list(cut_windows(frames_of([frames]), clip, stride))

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 OUT ?= demo_out
 
-.PHONY: setup demo test test-fast lint clean
+.PHONY: setup demo test test-fast lint mutation clean
 
 setup: $(VENV)/.installed
 
@@ -31,5 +31,12 @@ test: lint
 test-fast: lint
 	$(BIN)/pytest -q -m "not slow"
 
+# Mutation testing of the modules that decide the numbers (docs/TESTING.md): hours of CPU, never part of `make test`.
+# Every mutant without a result yet; MUTANTS='talmts.evaluation.*' (re)runs one group.
+MUTANTS ?=
+mutation: setup
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 nice -n 10 $(BIN)/mutmut run --max-children 2 $(if $(MUTANTS),'$(MUTANTS)')
+	$(BIN)/python tests/mutation_score.py
+
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache mutants

@@ -94,6 +94,13 @@ def test_ties_send_the_gradient_to_the_leftmost_maximum() -> None:
     assert x.grad.tolist() == [[[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0, 0.0]]]
 
 
+def test_a_tie_between_the_two_covering_windows_goes_left() -> None:
+    # width-3 ranges are covered by two width-2 windows; their maxima tie at different positions
+    x = torch.tensor([[[3.0, 0.0, 3.0, 1.0], [1.0, 2.0, 0.0, 2.0]]], requires_grad=True)
+    boundary_max_pool(x, torch.tensor([[[0.0, 2.0, 1.0, 3.0]]])).sum().backward()
+    assert x.grad.tolist() == [[[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]]]
+
+
 def test_table_can_be_reused_and_must_match_the_input() -> None:
     x, seg = random_case(6)
     table = RangeArgmax(x)
@@ -104,8 +111,10 @@ def test_table_can_be_reused_and_must_match_the_input() -> None:
 
 
 def test_bad_inputs_are_refused() -> None:
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(ValueError, match=r"^boundary pooling splits channels into start/end halves: C=3 must be even$"):
         boundary_max_pool(torch.zeros(1, 3, 4), torch.zeros(1, 1, 4))
+    with pytest.raises(ValueError, match=r"^boundary pooling expects features \[B, C, L\], got shape \(2, 4\)$"):
+        RangeArgmax(torch.zeros(2, 4))
     with pytest.raises(ValueError, match=r"\[B, N, 4\]"):
         boundary_max_pool(torch.zeros(1, 2, 4), torch.zeros(1, 1, 2))
 

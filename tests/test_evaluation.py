@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from talmts.evaluation import DEFAULT_TIOU, EvalResult, evaluate_detections, format_table
-from talmts.evaluation.matching import greedy_match, interpolated_ap
+from talmts.evaluation.matching import greedy_assign, greedy_match, interpolated_ap, ranked_ap
 from talmts.formats import AMBIGUOUS, read_annotations
 from talmts.schema import AnnotationSet, ClassMap, Detection, SchemaError, Segment, Video
 
@@ -53,6 +53,20 @@ def test_hand_case_false_positives_on_other_videos_and_class_without_detections(
     r = evaluate_detections(gt, dets, [0.5])
     assert r.per_class["A"] == pytest.approx([1 / 3], abs=1e-15) and r.per_class["B"] == [0.0]
     assert r.mAP == pytest.approx([1 / 6], abs=1e-15)
+    # the class without detections listed first: the classes after it are still scored
+    r = evaluate_detections(gt, {"v": _det((50, 60, "B", 0.5))}, [0.5])
+    assert list(r.per_class) == ["A", "B"] and r.per_class == {"A": [0.0], "B": [1.0]}
+
+
+def test_no_numpy_warning_escapes_on_zero_unions_and_dropped_false_positives() -> None:
+    """A point against a point (0/0 tIoU) and a top-ranked detection dropped for overlapping Ambiguous ground truth
+    (0/0 precision at its rank) are scored without a RuntimeWarning reaching the user."""
+    gt = _gt({"v": [(5, 5, "A"), (0, 4, "A"), (20, 30, AMBIGUOUS)]})
+    dets = {"v": _det((21, 29, "A", 0.9), (5, 5, "A", 0.8), (0, 4, "A", 0.7))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        r = evaluate_detections(gt, dets, [0.5])
+    assert r.mAP == [1.0]
 
 
 def test_hand_case_greedy_takes_highest_tiou_not_best_assignment() -> None:
@@ -106,6 +120,9 @@ def test_ambiguous_ground_truth_removes_overlapping_false_positives() -> None:
     assert list(r.per_class) == ["A"] and r.mAP == [1.0]
     dropped = _gt({"v": [(0, 10, "A")]})
     assert evaluate_detections(dropped, dets, [0.5]).mAP == [0.5]
+    # touching the Ambiguous segment at its end shares no time: still a false positive (AP 1/2)
+    touching = {"v": _det((30, 35, "A", 0.9), (0, 10, "A", 0.8))}
+    assert evaluate_detections(gt, touching, [0.5]).mAP == [0.5]
 
 
 def test_unknown_label_warns_or_fails_under_strict() -> None:
@@ -117,6 +134,20 @@ def test_unknown_label_warns_or_fails_under_strict() -> None:
     with pytest.raises(SchemaError, match="Zzz") as info:
         evaluate_detections(gt, dets, [0.5], strict=True)
     assert (info.value.record, info.value.field) == ("v", "label")
+    assert str(info.value) == (
+        "<detections>: record 'v', field 'label': label 'Zzz' has no ground truth in the ground truth (fix the labels)"
+    )
+    more = {"v": _det((0, 10, "Zzz", 0.9), (0, 10, "Bee", 0.9), (0, 10, "Zzz", 0.9)), "w": _det((0, 1, "Zzz", 0.9))}
+    with pytest.warns(UserWarning) as caught:
+        evaluate_detections(gt, more, [0.5])
+    (w,) = caught
+    assert (
+        str(w.message) == "ignored detections whose label has no ground truth in the ground truth: 'Bee' (1), 'Zzz' (3)"
+    )
+    with pytest.warns(UserWarning, match="no ground truth in subset 'test': 'Bee' \\(1\\), 'Zzz' \\(3\\)$"):
+        evaluate_detections(gt, more, [0.5], subset="test")
+    with pytest.raises(SchemaError, match=r"^<detections>: record 'v', field 'label': label 'Zzz' .* in subset 'test'"):
+        evaluate_detections(gt, more, [0.5], subset="test", strict=True)
 
 
 def test_subset_selects_classes_and_videos() -> None:
@@ -145,6 +176,23 @@ def test_greedy_match_kernel() -> None:
     tiou = np.array([[0.9, 0.6], [0.8, 0.0], [0.7, 0.55]])
     # thr 0.5: d0 -> g0; d1 only g0 (taken) -> FP; d2 -> g1 (0.55).  thr 0.58: d2 has no free candidate.
     assert greedy_match(tiou, np.array([0.5, 0.58])).tolist() == [[True, False, True], [True, False, False]]
+    matched = greedy_assign(tiou, np.array([0.5, 0.58]))
+    assert matched.dtype == np.int64 and matched.tolist() == [[0, -1, 1], [0, -1, -1]]
+    # one ground truth: the first detection at or above the threshold takes it
+    assert greedy_assign(np.array([[0.4], [0.7], [0.9]]), np.array([0.5])).tolist() == [[-1, 0, -1]]
+    assert greedy_assign(np.zeros((2, 0)), np.array([0.5])).tolist() == [[-1, -1]]
+    assert greedy_assign(np.zeros((0, 2)), np.array([0.5])).shape == (1, 0)
+
+
+def test_ranked_ap_by_hand() -> None:
+    # TP, FP, TP against 3 ground truths: precision 1, 1/2, 2/3 at recall 1/3, 1/3, 2/3 -> AP = 1/3 + 1/3 * 2/3
+    assert ranked_ap(np.array([True, False, True]), 3) == pytest.approx(1 / 3 + 2 / 9)
+    # DETAD's normalized AP with N = 6: precision = R * 6 / (R * 6 + FP): 1, 2/3, 4/5
+    assert ranked_ap([True, False, True], 3, normalized_by=6) == pytest.approx(1 / 3 + 1 / 3 * 4 / 5)
+    assert ranked_ap(np.array([], dtype=bool), 3) == 0.0 and ranked_ap([True], 0) == 0.0
+    assert ranked_ap([False, False], 2) == 0.0
+    assert ranked_ap([True], 1) == 1.0 and ranked_ap([True], 2) == 0.5
+    assert ranked_ap([1, 0, 1], 3) == pytest.approx(1 / 3 + 2 / 9)  # 0/1 flags read as booleans
 
 
 # ---- slow reference: one Python loop per threshold, class and detection ------------------------------------------

@@ -78,13 +78,13 @@ def _case(seed: int) -> tuple[AnnotationSet, dict[str, list[Detection]]]:
             s = float(rng.randint(0, 20))
             segs.append(Segment(s, s + rng.randint(1, 6), rng.choice("AB")))
         videos[f"v{v}"] = Video(f"v{v}", "test", 30.0, None, segs)
-    gt = AnnotationSet(videos, ClassMap(("A", "B")))
+    gt = AnnotationSet(videos, ClassMap(("A", "B", "C")))  # C never has ground truth: not a class of the mAP
     dets: dict[str, list[Detection]] = {}
     for _ in range(rng.randint(5, 60)):
         vid = f"v{rng.randrange(5)}"  # v4 has no ground truth
         s = float(rng.randint(-5, 34))  # before 0 and past the 30 s duration
         length = rng.choice([-6, -3, -2, -1, 0, 1, 2, 3, 4, 6, 8])  # negative: end before start
-        dets.setdefault(vid, []).append(Detection(s, s + length, rng.choice("AB"), round(rng.random(), 1)))
+        dets.setdefault(vid, []).append(Detection(s, s + length, rng.choice("ABC"), round(rng.random(), 1)))
     return gt, dets
 
 
@@ -96,8 +96,14 @@ def test_unusual_segments_score_as_the_official_evaluator(seed: int) -> None:
         warnings.simplefilter("ignore")
         ours = evaluate_detections(gt, dets, thresholds)
     ref = official_ap(gt, dets, thresholds)
-    for c, aps in ours.per_class.items():
-        assert aps == pytest.approx(ref[c], abs=1e-12)
+    assert set(ours.per_class) == set(ref)  # the classes come from the reference, not from our list
+    for c, aps in ref.items():
+        assert ours.per_class[c] == pytest.approx(aps, abs=1e-12)
+    # the official mAP: the plain mean over the classes with ground truth, per threshold
+    ref_map = [sum(aps[t] for aps in ref.values()) / len(ref) for t in range(len(thresholds))]
+    assert ours.tiou == pytest.approx(thresholds)
+    assert ours.mAP == pytest.approx(ref_map, abs=1e-12)
+    assert ours.average_mAP == pytest.approx(sum(ref_map) / len(ref_map), abs=1e-12)
 
 
 def test_inverted_detection_as_long_as_the_ground_truth_matches_as_official() -> None:
@@ -142,3 +148,21 @@ def test_unusual_segments_are_counted() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # plain detections: no warning at all
         evaluate_detections(gt, {"v": [Detection(0, 4, "A", 0.5)]}, [0.5])
+
+
+def test_unusual_segment_boundaries_and_the_warning() -> None:
+    """Ending exactly at the duration is not past it; a zero-length detection does not end before it starts."""
+    gt = AnnotationSet({"v": Video("v", "test", 10.0, None, [Segment(0, 4, "A")])}, ClassMap(("A",)))
+    plain = {"v": [Detection(6, 10, "A", 0.5), Detection(3, 3, "A", 0.5)]}
+    assert unusual_segments(gt, plain) == {
+        "start before 0 s": 0,
+        "end after the video's duration": 0,
+        "end before start": 0,
+    }
+    odd = {"v": [Detection(-1, 3, "A", 0.5), Detection(5, 4, "A", 0.5), Detection(1, 2, "A", 0.5)]}
+    with pytest.warns(UserWarning) as caught:
+        evaluate_detections(gt, odd, [0.5])
+    assert [str(w.message) for w in caught] == [
+        "of 3 detections, 1 start before 0 s, 1 end before start: scored as written, as the official ActivityNet "
+        "evaluator does (clip them to [0, duration] before writing if that is not intended)"
+    ]

@@ -77,3 +77,26 @@ def test_giou_hand_computed():
     assert distance_giou(np.array([2.0, 0.0]), np.array([0.0, 2.0])) == pytest.approx(0.0)
     g = distance_giou(torch.tensor([[1.0, 1.0]], requires_grad=True), torch.tensor([[1.0, 4.0]]))
     g.sum().backward()  # differentiable in torch
+
+
+def test_distance_and_boundary_forms_by_hand_on_batched_numpy_and_torch():
+    """[B, K, 2] inputs (a batch of clips): each row converts on its own, along the last axis."""
+    anchor = np.array([[2.0, 6.0], [10.0, 0.5]])  # [B=2, K=2]
+    dist = np.array([[[1.0, 3.0], [0.5, 0.0]], [[4.0, 2.0], [-1.0, 1.5]]])
+    seg = np.array([[[1.0, 5.0], [5.5, 6.0]], [[6.0, 12.0], [1.5, 2.0]]])  # anchor - d_s, anchor + d_e
+    for lib in (np.asarray, torch.tensor):
+        got = distances_to_segments(lib(anchor), lib(dist))
+        np.testing.assert_allclose(np.asarray(got), seg)
+        back = segments_to_distances(lib(anchor), lib(seg))
+        np.testing.assert_allclose(np.asarray(back), dist)
+        assert isinstance(got, type(lib(dist))) and isinstance(back, type(lib(seg)))
+
+
+def test_the_zero_length_guard_is_inclusive_at_1e_12():
+    """A union of exactly 1e-12 (the guard) counts as degenerate: tIoU 0, in numpy and torch."""
+    a = np.array([[0.0, 1e-12]])
+    assert pairwise_tiou(a, a)[0, 0] == 0.0
+    assert pairwise_tiou(torch.tensor(a), torch.tensor(a))[0, 0].item() == 0.0
+    b = np.array([[0.0, 2e-12]])  # just above the guard: a real segment
+    assert pairwise_tiou(b, b)[0, 0] == pytest.approx(1.0)
+    assert pairwise_tiou(torch.tensor(b), torch.tensor(b))[0, 0].item() == pytest.approx(1.0)

@@ -273,3 +273,144 @@ def test_loss_decreases_on_the_real_network() -> None:
         totals.append(terms["total"].item())
     assert all(math.isfinite(t) for t in totals)
     assert totals[-1] < 0.5 * totals[0]
+
+
+def reference_losses(out: DetectorOutput, targets: list[torch.Tensor], cfg: LossConfig) -> dict[str, float]:
+    """Eq. 7-12 as plain per-anchor loops in float64: assignment by test_targets' slow loop, the refined rule and
+    each term written out, sums normalised by the batch's positive counts (each clamped to >= 1)."""
+    from test_targets import slow_assign
+
+    sizes = out.level_sizes
+    levels = [lvl for lvl, t in enumerate(sizes) for _ in range(t)]
+    anchors = out.anchors.tolist()
+    sums = dict.fromkeys(("coarse_cls", "refined_cls", "coarse_loc", "refined_loc", "quality"), 0.0)
+    n_c = n_r = 0
+
+    def focal(logits: list[float], target: int) -> float:
+        z = [math.exp(v) for v in logits]
+        p = z[target] / sum(z)
+        a = cfg.focal_alpha if target == 0 else 1.0 - cfg.focal_alpha
+        return -a * (1.0 - p) ** cfg.focal_gamma * math.log(p)
+
+    def smooth(x: float) -> float:
+        if cfg.refined_loc == "l1":
+            return abs(x)
+        return 0.5 * x * x / cfg.smooth_l1_beta if abs(x) < cfg.smooth_l1_beta else abs(x) - 0.5 * cfg.smooth_l1_beta
+
+    for b, gt in enumerate(targets):
+        labels, loc_t = slow_assign(out.anchors, gt, levels, cfg.ranges)
+        pred = out.loc[b].double().tolist()
+        ious = []
+        for k in range(len(anchors)):
+            if labels[k] > 0:
+                (ps, pe), (ts, te) = pred[k], loc_t[k].tolist()
+                inter = min(ps, ts) + min(pe, te)
+                ious.append(inter / (ps + pe + ts + te - inter))
+            else:
+                ious.append(0.0)
+        thresh = cfg.refined_iou
+        if cfg.refined_iou_mode == "min_max" and any(labels > 0):
+            thresh = min(thresh, max(i for i, lab in zip(ious, labels.tolist()) if lab > 0))
+        for k, a in enumerate(anchors):
+            lab = int(labels[k])
+            refined = lab > 0 and ious[k] >= thresh
+            sums["coarse_cls"] += focal(out.conf[b, k].double().tolist(), lab)
+            sums["refined_cls"] += focal(out.prop_conf[b, k].double().tolist(), lab if refined else 0)
+            (ps, pe), (ts, te) = pred[k], loc_t[k].tolist()
+            if lab > 0:
+                n_c += 1
+                sums["coarse_loc"] += 1.0 - ious[k]  # GIoU = IoU when both segments contain the anchor
+            if refined:
+                n_r += 1
+                half = 0.5 * (ps + pe)
+                delta = out.prop_loc[b, k].double().tolist()
+                sums["refined_loc"] += smooth(delta[0] - (ts - ps) / half) + smooth(delta[1] - (te - pe) / half)
+            if refined if cfg.quality_on == "refined" else lab > 0:
+                # the refined box against the ground truth, in boundary form (eq. 13 with the paper's sign)
+                w = ps + pe
+                delta = out.prop_loc[b, k].double().tolist()
+                box = (a - ps - 0.5 * w * delta[0], a + pe + 0.5 * w * delta[1])
+                inter = max(0.0, min(box[1], a + te) - max(box[0], a - ts))
+                union = (box[1] - box[0]) + (ts + te) - inter
+                q = min(max(inter / union, 0.0), 1.0) if union > 0 else 0.0
+                x = float(out.quality[b, k])
+                sums["quality"] += max(x, 0) - x * q + math.log1p(math.exp(-abs(x)))
+    n_c, n_r = max(n_c, 1), max(n_r, 1)
+    terms = {
+        "coarse_cls": sums["coarse_cls"] / n_c,
+        "refined_cls": sums["refined_cls"] / n_r,
+        "coarse_loc": sums["coarse_loc"] / n_c,
+        "refined_loc": sums["refined_loc"] / n_r,
+        "quality": sums["quality"] / (n_r if cfg.quality_on == "refined" else n_c),
+    }
+    terms["total"] = (
+        terms["coarse_cls"]
+        + terms["refined_cls"]
+        + cfg.alpha * (terms["coarse_loc"] + terms["refined_loc"])
+        + cfg.beta * terms["quality"]
+    )
+    return terms
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        LossConfig(),
+        LossConfig(
+            alpha=3.0,
+            beta=0.7,
+            focal_gamma=1.5,
+            focal_alpha=0.4,
+            refined_iou=0.45,
+            smooth_l1_beta=0.3,
+            quality_on="coarse",
+            refined_iou_mode="min_max",
+            ranges=[[0, 12], [6, 24], [12, 64]],
+        ),
+        LossConfig(refined_loc="l1", refined_iou=0.999, refined_iou_mode="min_max", ranges=[[0, 64], [0, 64], [0, 64]]),
+    ],
+    ids=["defaults", "every-option", "l1-min-max"],
+)
+def test_compute_losses_equals_a_per_anchor_reference(cfg: LossConfig) -> None:
+    """A batch of two clips with several ground truths each (N_c and N_r above 1), every loss option changed."""
+    gen = torch.Generator().manual_seed(4)
+    sizes, clip = (16, 8, 4), 64
+    k = sum(sizes)
+    anchors = anchors_for(clip, sizes)
+    targets = [
+        torch.tensor([[4.0, 20.0, 1.0], [30.0, 37.0, 3.0], [40.0, 62.0, 2.0]]),
+        torch.tensor([[0.0, 9.0, 2.0], [10.0, 50.0, 1.0]]),
+    ]
+    # coarse predictions near the targets (some good, some poor), so that refined positives are a strict subset
+    loc = torch.rand(2, k, 2, generator=gen) * 12 + 0.5
+    for b, gt in enumerate(targets):
+        for s, e, _ in gt.tolist():
+            inside = (anchors > s) & (anchors < e)
+            jitter = 1 + 0.6 * (torch.rand(int(inside.sum()), 2, generator=gen) - 0.5)
+            loc[b, inside] = torch.stack([anchors[inside] - s, e - anchors[inside]], 1) * jitter
+    out = output_from(
+        loc,
+        torch.randn(2, k, 4, generator=gen),
+        torch.randn(2, k, 2, generator=gen) * 0.3,
+        torch.randn(2, k, 4, generator=gen),
+        torch.randn(2, k, generator=gen),
+        clip,
+        sizes,
+    )
+    got = compute_losses(out, targets, cfg)
+    want = reference_losses(out, targets, cfg)
+    for key in LOSS_KEYS:
+        assert got[key].item() == pytest.approx(want[key], rel=1e-5, abs=1e-6), key
+
+
+def test_compute_losses_names_the_clip_of_a_bad_target() -> None:
+    out, targets = hand_case()
+    out = DetectorOutput(
+        **{
+            **out.__dict__,
+            **{k: torch.cat([getattr(out, k)] * 2) for k in ("loc", "conf", "prop_loc", "prop_conf", "quality")},
+        }
+    )
+    bad = torch.tensor([[0.0, 4.0, float(out.conf.shape[-1])]])  # class index C + 1: not an action class
+    with pytest.raises(ValueError, match=r"^targets\[1\], row 0: class_index 2\.0 is not an action class 1\.\.1 "):
+        compute_losses(out, [targets[0], bad], LossConfig())

@@ -14,7 +14,9 @@ from talmts.losses import assign_coarse, refine_targets
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import (
     Candidates,
+    VideoScores,
     apply_video_classifier,
+    clip_scores,
     decode_clip,
     decode_streams,
     detections_for_video,
@@ -98,6 +100,12 @@ def test_clamping_and_empty_segments() -> None:
     assert {tuple(s) for s in c.segments} == {(0.0, 5.0)}
     with pytest.raises(ValueError, match="fps must be > 0"):
         decode_clip(out, 0, 0, 0.0, 0.01)
+
+
+def test_no_candidates_pool_to_typed_empty_arrays() -> None:
+    empty = Candidates.concat([])
+    assert empty.segments.shape == (0, 2) and empty.scores.shape == (0,) and len(empty) == 0
+    assert empty.labels.shape == (0,) and empty.labels.dtype == np.int64
 
 
 def test_batch_index_is_respected() -> None:
@@ -189,3 +197,103 @@ def test_video_classifier(tmp_path) -> None:
         load_video_scores(bad)
     with pytest.raises(SchemaError, match="does not exist"):
         load_video_scores(tmp_path / "missing.json")
+
+
+def test_video_score_file_errors_name_the_file_the_record_and_the_fix(tmp_path) -> None:
+    path = tmp_path / "scores.json"
+
+    def message(content: object) -> str:
+        path.write_text(json.dumps(content))
+        with pytest.raises(SchemaError) as e:
+            load_video_scores(path)
+        return str(e.value)
+
+    top = f"{path}: record 'top level', field 'results/class': missing "
+    top += '(expected {"results": {video: [scores]}, "class": [names]})'
+    assert message([1, 2]) == top
+    assert message({"results": [], "class": ["A"]}) == top
+    assert message({"results": {}}) == top
+    assert message({"class": ["A"]}) == top
+    assert (
+        message({"results": {}, "class": "A"})
+        == f"{path}: record 'top level', field 'class': must be a list of class names"
+    )
+    assert (
+        message({"results": {}, "class": ["A", 2]})
+        == f"{path}: record 'top level', field 'class': must be a list of class names"
+    )
+    row = f"{path}: record 'v1', field 'results': expected 2 finite scores, one per class (check the file)"
+    assert message({"results": {"v1": [0.5]}, "class": ["A", "B"]}) == row
+    assert message({"results": {"v1": {"A": 0.5, "B": 0.5}}, "class": ["A", "B"]}) == row
+    assert "record 'v1', field 'results'" in message({"results": {"v1": [0.5, "x"]}, "class": ["A", "B"]})
+    missing = tmp_path / "none.json"
+    with pytest.raises(SchemaError) as e:
+        load_video_scores(missing)
+    assert (
+        str(e.value)
+        == f"{missing}: record '-', field '-': file does not exist (set infer.video_scores to a score file)"
+    )
+    path.write_text(json.dumps({"results": {"v1": [0.25, 1]}, "class": ["A", "B"]}))
+    vs = load_video_scores(str(path))  # a str path too
+    assert vs.classes == ["A", "B"] and vs.source == str(path)
+    assert vs.scores["v1"].dtype == np.float64 and vs.scores["v1"].tolist() == [0.25, 1.0]
+    with pytest.raises(KeyError, match=rf"{path}: no scores for video 'v_x' \(nor with/without 'v_'\)"):
+        vs.lookup("v_x")
+    with pytest.raises(KeyError, match=r"^\"video scores: no scores for video 'x'"):
+        VideoScores({}, []).lookup("x")
+
+
+def test_video_classifier_refuses_top_k_below_one() -> None:
+    with pytest.raises(ValueError, match="^apply_video_classifier: top_k must be >= 1, got 0$"):
+        apply_video_classifier([Detection(0, 1, "a", 0.5)], [1.0], ["A"], top_k=0)
+
+
+def test_clip_scores_of_a_whole_batch_are_each_clips_scores() -> None:
+    one = two_anchor_output()
+    other = two_anchor_output(
+        conf=torch.tensor([[[LN3, 0.0, 0.0], [0.0, 0.0, LN3]]]), quality=torch.tensor([[1.0, -1.0]])
+    )
+    batch = DetectorOutput(
+        **{
+            k: torch.cat([getattr(one, k), getattr(other, k)])
+            for k in ("loc", "conf", "prop_loc", "prop_conf", "quality")
+        },
+        anchors=one.anchors,
+        level_sizes=one.level_sizes,
+        clip_frames=one.clip_frames,
+    )
+    scores = clip_scores(batch)
+    assert scores.shape == (2, 2, 2)
+    torch.testing.assert_close(scores[0], clip_scores(one, 0))
+    torch.testing.assert_close(scores[1], clip_scores(other, 0))
+    # by hand: clip 0, anchor 2: 0.5 (3/5 + 3/5) 0.5 = 0.3 for class 1, 0.1 for class 2
+    torch.testing.assert_close(scores[0, 0], torch.tensor([0.3, 0.1]))
+
+
+def test_a_score_equal_to_the_threshold_is_dropped() -> None:
+    # uniform logits over background + 1 class and a saturated quality: score = 0.5 (1/2 + 1/2) * 1 = 0.5 exactly
+    out = two_anchor_output(
+        conf=torch.zeros(1, 2, 2), prop_conf=torch.zeros(1, 2, 2), quality=torch.full((1, 2), 100.0)
+    )
+    assert clip_scores(out, 0).tolist() == [[0.5], [0.5]]
+    assert len(decode_clip(out, 0, 0, 1.0, conf_thresh=0.5)) == 0
+    assert len(decode_clip(out, 0, 0, 1.0, conf_thresh=0.4999)) == 2
+
+
+def test_candidates_concat_to_flat_float_and_int_arrays() -> None:
+    part = Candidates(np.array([[1, 2]]), np.array([[1]]), np.array([[2]]))  # ints, and a column of scores
+    pool = Candidates.concat([part, part])
+    assert pool.segments.dtype == np.float64 and pool.segments.shape == (2, 2)
+    assert pool.scores.dtype == np.float64 and pool.scores.shape == (2,)
+    assert pool.labels.dtype == np.int64 and pool.labels.tolist() == [2, 2]
+
+
+def test_detections_for_video_passes_the_gate_and_the_score_threshold_on() -> None:
+    classes = ClassMap(("Jump",))
+    pool = cands([[10.0, 14.0, 0.9, 1], [12.0, 16.0, 0.8, 1], [-1.0, 3.0, 0.5, 1], [40.0, 41.0, 0.05, 1]])
+    # [12, 16] overlaps [10, 14] with tIoU 2 / 6: no decay under a gate of 0.5, exp(-1/9 / 0.3) without
+    gated = detections_for_video([pool], classes, InferConfig(nms_sigma=0.3, nms_iou_gate=0.5, nms_score_thresh=0.1))
+    assert [(d.start, d.score) for d in gated] == [(10.0, 0.9), (12.0, 0.8), (-1.0, 0.5)]  # 0.05 < 0.1: dropped
+    plain = detections_for_video([pool], classes, InferConfig(nms_sigma=0.3, nms_score_thresh=0.1), duration=15.0)
+    assert [(d.start, d.end) for d in plain] == [(10.0, 14.0), (12.0, 15.0), (0.0, 3.0)]  # clipped to [0, 15]
+    assert plain[1].score == pytest.approx(0.8 * math.exp(-((2 / 6) ** 2) / 0.3))

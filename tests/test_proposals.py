@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from talmts.errors import InputError
 from talmts.evaluation import DEFAULT_TIOU, evaluate_proposals
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video
 
@@ -39,8 +40,13 @@ def test_hand_computed_curve() -> None:
 def test_budget_scales_per_video_and_ignores_videos_without_ground_truth() -> None:
     gt = _gt({"v1": [(0, 10)]})
     props = {"v1": [Detection(30, 40, "x", 0.9), Detection(0, 10, "x", 0.5)], "zz": [Detection(0, 1, "x", 1.0)] * 2}
-    # AN_max = 1: ratio = 1 * 1 / 4 (all 4 proposals count) -> v1 keeps int(2 * 0.25) = 0 proposals: recall 0.
-    assert evaluate_proposals(gt, props, [0.5], max_avg_proposals=1).average_recall.max() == 0.0
+    # AN_max = 1: ratio = 1 * 1 / 4 (all 4 proposals count) -> v1 keeps int(2 * 0.25) = 0 proposals: recall 0,
+    # on the full grid of 100 points up to AN 1
+    none = evaluate_proposals(gt, props, [0.5, 0.7], max_avg_proposals=1)
+    assert none.tiou == [0.5, 0.7] and none.max_avg_proposals == 1.0
+    assert none.recall.shape == (2, 100) and not none.recall.any()
+    assert none.average_recall.shape == (100,) and not none.average_recall.any()
+    np.testing.assert_allclose(none.proposals_per_video, np.arange(1, 101) / 100)
     # AN_max = 2: ratio 1/2 -> v1 keeps its top 1 (the miss); AN_max = 4 keeps both and finds the hit.
     assert evaluate_proposals(gt, props, [0.5], max_avg_proposals=2).average_recall.max() == 0.0
     assert evaluate_proposals(gt, props, [0.5], max_avg_proposals=4).average_recall[-1] == 1.0
@@ -98,3 +104,61 @@ def test_matches_reference_on_random_cases(seed: int) -> None:
         curve, an = reference_curve(gt, props, DEFAULT_TIOU["anet"], max_avg)
         assert np.allclose(r.average_recall, curve, atol=1e-12)
         assert np.allclose(r.proposals_per_video, an, atol=1e-12)
+
+
+def test_default_budget_curve_points_json_and_errors() -> None:
+    """AN_max defaults to 100; AR@AN reads point AN (1..100) and refuses the rest; the JSON keys; the messages."""
+    gt = AnnotationSet(
+        {
+            "a": Video("a", "validation", annotations=[Segment(0, 10, "A")]),
+            "b": Video("b", "validation", annotations=[Segment(5, 9, "A")]),  # no proposals at all: a miss
+            "t": Video("t", "test", annotations=[Segment(0, 10, "A")]),  # another subset: not counted
+        },
+        ClassMap(("A",)),
+    )
+    props = {"a": [Detection(0, 10, "x", 0.9)], "t": [Detection(50, 60, "x", 0.9)]}
+    r = evaluate_proposals(gt, props, [0.5], subset="validation")
+    assert r.tiou == [0.5] and r.recall.shape == (1, 100) and np.allclose(r.recall, 0.5)
+    # 2 proposals, 2 videos, AN_max 100: ratio 100, "a" keeps its one proposal; from the first point on it recalls
+    # "a"'s ground truth: 1 of 2 ground truths of the subset ("t" would add a miss)
+    assert r.max_avg_proposals == 100.0
+    assert r.proposals_per_video[-1] == pytest.approx(100.0) and r.proposals_per_video[0] == pytest.approx(1.0)
+    assert np.allclose(r.average_recall, 0.5)
+    assert r.ar_at(1) == 0.5 and r.ar_at(100) == 0.5
+    for outside in (0.4, 100.6, 101):
+        with pytest.raises(ValueError, match=rf"AN {outside} is outside the curve \(max 100.0\)"):
+            r.ar_at(outside)
+    assert r.to_json() == {
+        "tiou": [0.5],
+        "average_recall": [0.5] * 100,
+        "proposals_per_video": pytest.approx([float(x) for x in np.arange(1, 101)]),
+        "auc": pytest.approx(0.5 * 99 / 100),
+    }
+    assert evaluate_proposals(gt, props, [0.5], subset="test").average_recall[-1] == 0.0
+    with pytest.raises(InputError, match="no ground truth in subset 'training': nothing to evaluate"):
+        evaluate_proposals(gt, props, [0.5], subset="training")
+    with pytest.raises(InputError, match="^no proposals to evaluate$"):
+        evaluate_proposals(gt, {"a": []}, [0.5])
+    one = evaluate_proposals(gt, {"a": [Detection(0, 10, "x", 0.9)]}, [0.5], max_avg_proposals=1)  # one proposal
+    assert one.average_recall[-1] == pytest.approx(1 / 3)  # 1 of the 3 ground truths (all videos)
+
+
+def test_a_video_that_keeps_nothing_does_not_stop_the_others() -> None:
+    """The first video's budget rounds to 0 proposals; the videos after it still count."""
+    gt = _gt({"v0": [(0, 10)], "v1": [(0, 10)], "v2": [(20, 30)]})
+    props = {
+        "v0": [Detection(0, 10, "x", 0.9)],
+        "v1": [Detection(0, 10, "x", 0.9), Detection(1, 9, "x", 0.8)],
+        "v2": [Detection(20, 30, "x", 0.9), Detection(0, 1, "x", 0.5)],
+    }
+    # AN_max 1.5: ratio = 1.5 * 3 / 5 = 0.9 -> v0 keeps int(0.9) = 0, v1 and v2 keep int(1.8) = 1 each
+    r = evaluate_proposals(gt, props, [0.5], max_avg_proposals=1.5)
+    curve, an = reference_curve(gt, props, [0.5], 1.5)
+    assert np.allclose(r.average_recall, curve) and np.allclose(r.proposals_per_video, an)
+    assert r.average_recall[-1] == pytest.approx(2 / 3)
+
+
+def test_a_proposal_at_exactly_the_threshold_recalls() -> None:
+    gt = _gt({"v": [(0, 10)]})
+    r = evaluate_proposals(gt, {"v": [Detection(0, 5, "x", 0.9)]}, [0.5, 0.6], max_avg_proposals=1)  # tIoU 0.5
+    np.testing.assert_array_equal(r.recall[:, -1], [1.0, 0.0])

@@ -103,6 +103,25 @@ def test_empty_threshold_and_errors() -> None:
         soft_nms(np.array([[0.0, np.nan]]), np.array([0.5]), 0.3)
     with pytest.raises(ValueError, match="2 segments but 1 scores"):
         soft_nms(np.zeros((2, 2)), np.array([0.5]), 0.3)
+    with pytest.raises(ValueError, match=r"^Soft-NMS: labels \(3,\) and scores \(2,\) differ in shape$"):
+        soft_nms_scores(np.zeros((2, 2)), np.array([0.5, 0.4]), np.array([1, 1, 2]), 0.3)
+    # exactly at the threshold from the start: kept, as the loop keeps it
+    _, sc = soft_nms(np.array([[0.0, 1.0], [3.0, 4.0]]), np.array([0.001, 0.5]), 0.3, score_thresh=0.001)
+    assert sc.tolist() == [0.5, 0.001]
+
+
+def test_classes_never_decay_each_other_wherever_their_segments_lie() -> None:
+    """Two classes with the same segments, starting before 0 and spanning the whole range: no decay across."""
+    seg = np.array([[-5.0, 5.0], [-5.0, 5.0], [-4.0, 4.0]])
+    new = soft_nms_scores(seg, np.array([0.9, 0.8, 0.7]), np.array([1, 2, 2]), 0.3)
+    assert new[0] == 0.9 and new[1] == 0.8
+    assert new[2] == pytest.approx(0.7 * math.exp(-((8 / 10) ** 2) / 0.3))
+
+
+def test_equal_scores_across_classes_come_by_start() -> None:
+    # [0, 10] starts first but ends last: start decides, then input order
+    idx = soft_nms_classes(np.array([[2.0, 8.0], [0.0, 10.0], [2.0, 3.0]]), np.array([0.5, 0.5, 0.5]), [1, 2, 3], 0.3)
+    assert idx.tolist() == [1, 0, 2]
 
 
 def test_dense_video_sized_input_matches_the_loop_per_class() -> None:
@@ -133,5 +152,30 @@ def test_exact_ties_follow_the_documented_order(seed: int) -> None:
     sc = rng.choice([0.2, 0.5, 0.9], n)
     got_seg, got_sc = soft_nms(seg, sc, 0.5)
     ref = loop_soft_nms(seg, sc, 0.5)
+    np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
+    np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])
+
+
+def test_soft_nms_classes_passes_the_gate_and_the_default_threshold_on() -> None:
+    """soft_nms_classes with a gate, and with its default score threshold (0.001), against the loop per class."""
+    rng = np.random.default_rng(7)
+    seg, sc = random_candidates(rng, 200, duration=30.0)
+    labels = rng.integers(1, 3, len(sc))
+    for gate, thresh, idx in (
+        (0.3, 0.05, soft_nms_classes(seg, sc, labels, 0.5, 0.3, 0.05)),
+        (None, 0.001, soft_nms_classes(seg, sc, labels, 0.5)),
+    ):
+        for c in (1, 2):
+            mine = np.flatnonzero(labels == c)
+            ref = loop_soft_nms(seg[mine], sc[mine], 0.5, gate, thresh)
+            assert idx[labels[idx] == c].tolist() == [mine[i] for i, _ in ref]
+
+
+def test_soft_nms_top_k_keeps_the_loops_first_k() -> None:
+    rng = np.random.default_rng(3)
+    seg, sc = random_candidates(rng, 60)
+    got_seg, got_sc = soft_nms(seg, sc, 0.3, top_k=4)
+    ref = loop_soft_nms(seg, sc, 0.3, top_k=4)
+    assert len(got_sc) == 4
     np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
     np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])

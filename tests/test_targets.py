@@ -127,3 +127,37 @@ def test_bad_targets_are_named() -> None:
         check_targets(torch.tensor([[0.0, 4.0, 21.0]]), 20)
     with pytest.raises(ValueError, match=r"\[M, 3\]"):
         check_targets(torch.zeros(2, 2), 20)
+
+
+def test_bad_target_messages_in_full_and_what_passes() -> None:
+    with pytest.raises(ValueError) as e:
+        check_targets(torch.tensor([[0.0, 4.0, 1.0], [5.0, 2.0, 1.0]]), 20)
+    assert str(e.value) == "targets, row 1: end 2.0 is before start 5.0"
+    with pytest.raises(ValueError) as e:
+        check_targets(torch.tensor([[0.0, 4.0, 1.0], [1.0, 3.0, 0.0]]), 2, clip=0)
+    assert str(e.value) == (
+        "targets[0], row 1: class_index 0.0 is not an action class 1..2 (0 is background and never a ground truth)"
+    )
+    check_targets(torch.tensor([[10.0, 10.0, 3.0]]), 3)  # a zero-length segment is allowed (an anchor on it)
+    check_targets(torch.zeros(0, 3), 3)
+
+
+def test_ranges_exclude_the_lower_bound_and_include_the_upper() -> None:
+    """AFSD's comparison: lo < max(left, right) <= hi."""
+    anchors = torch.tensor([4.0, 20.0])  # level 0 and level 1
+    levels = torch.tensor([0, 1])
+    gt = torch.tensor([[0.0, 8.0, 1.0], [10.0, 30.0, 2.0]])  # max(left, right): 4 for anchor 4, 10 for anchor 20
+    assert assign_coarse(anchors, gt, levels, [[0, 4], [10, 20]]).labels.tolist() == [1, 0]
+    assert assign_coarse(anchors, gt, levels, [[4, 8], [9, 10]]).labels.tolist() == [0, 2]
+    with pytest.raises(ValueError, match=r"^assign_coarse: ranges need the level of every anchor \(levels\)$"):
+        assign_coarse(anchors, gt, None, [[0, 4], [10, 20]])
+
+
+def test_background_has_no_ground_truth_index_and_tiny_widths_are_exact() -> None:
+    anchors = torch.tensor([2.0, 6.0, 20.0])
+    coarse = assign_coarse(anchors, torch.tensor([[0.0, 4.0, 1.0], [5.0, 9.0, 2.0]]))
+    assert coarse.gt_index.tolist() == [0, 1, -1]
+    # a coarse prediction 0.5 frames wide: delta = (target - pred) / 0.25, no clamp involved
+    r = refine_targets(torch.tensor([[0.2, 0.3], [1.0, 3.0], [1.0, 1.0]]), coarse, 0.5)
+    assert r.offsets[0].tolist() == pytest.approx([(2 - 0.2) / 0.25, (2 - 0.3) / 0.25])
+    assert r.offsets[2].tolist() == pytest.approx([-1.0, -1.0])  # background: (0 - 1) / 1, never used

@@ -56,6 +56,20 @@ def test_cut_windows_whole_protocol_and_empty_input():
     assert inference_offsets(1000, 16, 8, "whole") == [0]
     with pytest.raises(WholeVideoTooLong, match=r"v7: more than data.clip_frames=8 .*--max-frames 8"):
         list(cut_windows(frames_of([frames]), 8, 8, "whole", video="v7"))
+    # exactly one window's worth under the whole protocol: one window, not two
+    ((offset, (w,)),) = cut_windows(frames_of([frames]), 10, 4, "whole")
+    assert offset == 0 and np.array_equal(w, frames)
+    # the smallest clip and stride are 1; below that, the message names both
+    assert [o for o, _ in cut_windows(frames_of([frames[:3]]), 1, 1)] == [0, 1, 2]
+
+
+def test_clip_and_stride_below_one_are_refused():
+    frames = np.arange(10)[:, None]
+    for clip, stride in ((0, 4), (4, 0)):
+        with pytest.raises(ValueError, match=rf"^clip \({clip}\) and stride \({stride}\) must be >= 1$"):
+            list(cut_windows(frames_of([frames]), clip, stride))
+        with pytest.raises(ValueError, match=rf"^clip \({clip}\) and stride \({stride}\) must be >= 1$"):
+            window_offsets(10, clip, stride)
 
 
 def test_frames_of_stops_at_the_shortest_array():
@@ -109,6 +123,42 @@ def test_afsd_left_edge_drops_an_action_starting_on_the_window_edge():
     assert train_windows(300, seg, lab, 256, 30, afsd_left_edge=True) == []  # AFSD: left edge is offset + 1
     t = window_targets(np.array([[0.0, 40.0]]), lab, 0, 256, 0.5, afsd_left_edge=True)
     np.testing.assert_allclose(t, [[1, 40, 5]])  # 39/40 inside, clipped to [1, 256]
+    # offset 30: AFSD's window is [31, 286], so an action starting at 30.5 is not wholly inside it
+    seg = np.array([[30.5, 40.0], [20.0, 31.5]])
+    wins = dict(train_windows(300, seg, np.array([5, 6]), 256, 30, afsd_left_edge=True))
+    assert sorted(wins) == [0]  # [30.5, 40] starts before 31: not wholly inside the window at 30
+    np.testing.assert_allclose(wins[0], [[30.5, 40, 5], [20, 31.5, 6]])
+    wins = dict(train_windows(300, np.array([[31.0, 40.0]]), np.array([5]), 256, 30, afsd_left_edge=True))
+    assert sorted(wins) == [0, 30]  # starting on offset + 1: wholly inside AFSD's window at 30
+    np.testing.assert_allclose(wins[30], [[1, 10, 5]])
+    t = window_targets(np.array([[29.0, 41.0]]), [5], 30, 256, 0.5, afsd_left_edge=True)
+    np.testing.assert_allclose(t, [[1, 11, 5]])  # 10 / 12 inside [31, 286], clipped to the edge 1
+    assert window_targets(np.array([[20.0, 40.0]]), [5], 30, 256, 0.5, afsd_left_edge=True).shape == (0, 3)  # 9 / 20
+    # train_windows passes the edge on: [25, 40] joins the window at 30 clipped to 1, not 0
+    wins = dict(
+        train_windows(300, np.array([[25.0, 40.0], [40.0, 50.0]]), np.array([5, 6]), 256, 30, afsd_left_edge=True)
+    )
+    np.testing.assert_allclose(wins[30], [[1, 10, 5], [10, 20, 6]])
+
+
+def test_window_targets_boundaries():
+    # exactly min_overlap inside joins; touching the window joins nothing, even at min_overlap 0
+    seg, lab = np.array([[240.0, 272.0], [256.0, 300.0], [-10.0, 0.0]]), np.array([1, 2, 3])
+    np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.5), [[240, 256, 1]])
+    np.testing.assert_allclose(window_targets([[0.0, 10.0]], [4], 0, 256, 0.5), [[0, 10, 4]])  # no AFSD edge by default
+    np.testing.assert_allclose(window_targets(seg, lab, 0, 256, 0.0), [[240, 256, 1]])
+    assert window_targets(seg, lab, 0, 256, 0.51).shape == (0, 3)
+    for empty in (window_targets(np.zeros((0, 2)), [], 0, 256, 0.5), window_targets(seg[1:], lab[1:], 0, 256, 0.5)):
+        assert empty.shape == (0, 3) and empty.dtype == np.float32
+    assert window_targets(seg, lab, 0, 256, 0.5).dtype == np.float32
+
+
+def test_train_windows_defaults_and_zero_length_actions():
+    seg = np.array([[10.0, 20.0], [250.0, 262.0]])  # the second: 6 / 12 inside the window at 0
+    wins = dict(train_windows(300, seg, np.array([2, 1]), 256, 30))  # min_overlap 0.5 by default
+    np.testing.assert_allclose(wins[0], [[10, 20, 2], [250, 256, 1]])
+    # a zero-length action is no action: no window is kept for it alone
+    assert train_windows(300, np.array([[40.0, 40.0]]), np.array([1]), 256, 30) == []
 
 
 def _targets_reference(seg, lab, offset, clip, min_overlap):
@@ -145,8 +195,8 @@ def test_train_windows_match_reference(n, segs, min_overlap):
 
 
 def test_whole_video_targets_clip_and_drop_empty():
-    seg = np.array([[10.0, 20.0], [5.0, 5.0], [760.0, 790.0], [800.0, 900.0]])
-    t = whole_video_targets(seg, np.array([1, 1, 2, 3]), 768)
+    seg = np.array([[10.0, 20.0], [5.0, 5.0], [760.0, 790.0], [800.0, 900.0], [30.0, 12.0]])
+    t = whole_video_targets(seg, np.array([1, 1, 2, 3, 1]), 768)  # [30, 12] ends before it starts: dropped
     np.testing.assert_allclose(t, [[10, 20, 1], [760, 768, 2]])
 
 
@@ -215,13 +265,25 @@ def test_plan_clips_sliding_converts_seconds_with_each_videos_rate():
         ("a", 0), ("a", 128), ("a", 256), ("a", 384), ("a", 512), ("a", 640), ("a", 744),
         ("b", 0), ("b", 128), ("b", 144), ("c", 0),
     ]  # fmt: skip
+    # "b" at 10 frames/s: [24.5, 26.5] s is frames [245, 265], 11 / 20 inside the window at 0: joins at
+    # min_overlap 0.5, not at 0.6; [5, 3] s ends before it starts and never joins
+    half = [_video("b", [(1.0, 2.0, "y"), (24.5, 26.5, "x"), (5.0, 3.0, "x")])]
+    for overlap, want in ((0.5, [[10, 20, 2], [245, 256, 1]]), (0.6, [[10, 20, 2]])):
+        for train in (True, False):
+            got = plan_clips(
+                half, infos, index, protocol="sliding", clip=256, stride=128, min_overlap=overlap, train=train
+            )
+            first = next(p for p in got if p.window.offset == 0)
+            np.testing.assert_allclose(sorted(first.targets.tolist()), want)
 
 
 def test_plan_clips_whole_protocol():
-    infos = {"a": VideoInfo("a", 30.0, 7.5, 3072.0, 768), "b": VideoInfo("b", 30.0, 30.0, 300.0, 300)}
+    # "a": 760 frames sampled at a nominal 7.5 fps (the sliding rate would be 30 * 760 / 3072 = 7.42)
+    infos = {"a": VideoInfo("a", 30.0, 7.5, 3072.0, 760), "b": VideoInfo("b", 30.0, 30.0, 300.0, 300)}
     videos = [_video("a", [(10.0, 20.0, "x")]), _video("b", [])]
     plans = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=True)
     assert len(plans) == 1 and plans[0].window.offset == 0 and plans[0].window.length == 768
+    assert plans[0].rate == 7.5 and plans[0].num_frames == 760
     np.testing.assert_allclose(plans[0].targets, [[75, 150, 1]])  # seconds * sample_fps
     test = plan_clips(videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=False)
     assert [p.window.video for p in test] == ["a", "b"]

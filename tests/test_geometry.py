@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from talmts.geometry import (
@@ -77,6 +77,29 @@ def test_giou_hand_computed():
     assert distance_giou(np.array([2.0, 0.0]), np.array([0.0, 2.0])) == pytest.approx(0.0)
     g = distance_giou(torch.tensor([[1.0, 1.0]], requires_grad=True), torch.tensor([[1.0, 4.0]]))
     g.sum().backward()  # differentiable in torch
+
+
+def _textbook_giou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Rezatofighi et al.'s GIoU of two segments in boundary form: clamped intersection, union, enclosing hull."""
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = (a[1] - a[0]) + (b[1] - b[0]) - inter
+    hull = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union - (hull - union) / hull
+
+
+signed = st.integers(-1500, 2000).map(lambda i: i / 100)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 100), st.tuples(signed, signed), st.tuples(dist, dist))
+def test_distance_giou_equals_the_textbook_giou_also_for_disjoint_segments(anchor, d1, d2):
+    """Predictions may leave the anchor (a negative distance) and miss the target altogether; the distance form
+    must still give GIoU's negative values, -gap / hull."""
+    assume(d1[0] + d1[1] > 0.01 and d2[0] + d2[1] > 0.01)  # segments of positive length
+    seg_p = distances_to_segments(anchor, np.array(d1))
+    seg_t = distances_to_segments(anchor, np.array(d2))
+    expected = _textbook_giou(tuple(seg_p), tuple(seg_t))
+    assert distance_giou(np.array(d1), np.array(d2)) == pytest.approx(expected, abs=1e-9)
 
 
 def test_distance_and_boundary_forms_by_hand_on_batched_numpy_and_torch():

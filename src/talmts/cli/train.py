@@ -38,25 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def print_engine_log() -> None:
-    """The engine's INFO lines (logger ``talmts.engine``) on stdout, as plain lines."""
-    import logging
-
-    log = logging.getLogger("talmts.engine")
-    if not any(getattr(h, "talmts_cli", False) for h in log.handlers):
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler.talmts_cli = True  # type: ignore[attr-defined]
-        log.addHandler(handler)
-    log.setLevel(logging.INFO)
-
-
 def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
     from talmts.engine.training.loop import EXIT_STOPPED, TrainingStopped, train
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
-    print_engine_log()  # the planned work and the time left, as the engine logs them
     try:
         if cfg.train.feature_cache:  # frozen backbone: the head on cached features, then an optional fine-tune
             from talmts.engine.training.cached_features import train_cached

@@ -9,12 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
 
-from talmts.engine.training.hooks.base import Hook
-
-if TYPE_CHECKING:
-    from talmts.engine.training.loop import TrainLoop
+from talmts.engine.training.hooks.base import Hook, TrainingLoop
 
 logger = logging.getLogger(__name__)
 
@@ -35,10 +31,10 @@ class TimeLeft(Hook):
         self.started: float | None = None
         self.first_epoch = 0
 
-    def start(self, loop: TrainLoop) -> None:
+    def start(self, loop: TrainingLoop) -> None:
         self.started, self.first_epoch = time.perf_counter(), loop.epoch
 
-    def after_epoch(self, loop: TrainLoop) -> None:
+    def after_epoch(self, loop: TrainingLoop) -> None:
         if self.started is None or not loop.ctx.is_main:
             return
         elapsed = time.perf_counter() - self.started

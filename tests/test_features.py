@@ -30,6 +30,7 @@ from talmts.engine.training.loop import per_sample_losses
 from talmts.errors import InputError
 from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
+from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
 from talmts.models.head_only import build_head, head_into_detector
 
 S = 40  # stored frame size
@@ -293,8 +294,9 @@ def test_edited_annotations_need_no_new_extraction_and_a_changed_video_is_extrac
     frames = np.load(base / "prepared" / "frames" / "v_b.npy")
     longer = np.concatenate([frames, frames[:20]])  # v_b re-prepared: 60 frames instead of 40
     np.save(base / "prepared" / "frames" / "v_b.npy", longer)
-    info = (base / "prepared" / "video_info.csv").read_text().replace("v_b,10.0,10.0,40,40", "v_b,10.0,10.0,60,60")
-    (base / "prepared" / "video_info.csv").write_text(info)
+    infos = read_video_info(base / "prepared" / "video_info.csv")
+    infos["v_b"] = VideoInfo("v_b", 10.0, 10.0, 60, 60)
+    write_video_info(infos, base / "prepared" / "video_info.csv")
     with pytest.raises(InputError, match="v_b"):
         CachedFeatureDataset(cfg, cache, "train", train=True, endpoints=["Mixed_4f", "Mixed_5c"])
     redo = extract_video_features(cfg, cache)

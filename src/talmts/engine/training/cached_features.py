@@ -273,24 +273,24 @@ class CachedValidator:
         self.cache, self.endpoints = cache, endpoints
 
     def __call__(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:
-        from talmts.engine.inference.eval_checkpoints import load_ground_truth
+        from talmts.engine.inference.eval_checkpoints import scored_ground_truth
         from talmts.evaluation import evaluate_detections
 
         assert cfg.data.val_subset is not None
         detections = self.detections(model, cfg, classes)
-        gt = load_ground_truth(cfg, classes)
+        gt = scored_ground_truth(cfg, classes)
         return evaluate_detections(gt, detections, cfg.eval.tiou, subset=cfg.data.val_subset).to_json()
 
     @torch.no_grad()
     def detections(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, list[Detection]]:
         """The detections of ``model`` (the head) on every validation video, from the cached maps."""
-        from talmts.engine.inference.eval_checkpoints import load_ground_truth, split_videos
+        from talmts.engine.inference.eval_checkpoints import scored_ground_truth, split_videos
         from talmts.engine.inference.predictor import Predictor, Stream, sliced_outputs
 
         d = cfg.data
         assert d.val_subset is not None
         device = next(model.parameters()).device
-        gt = load_ground_truth(cfg, classes)
+        gt = scored_ground_truth(cfg, classes)
         clips = ClipDataset(cfg, d.val_subset, train=False, annotations=gt)
         predictor = Predictor([Stream(model, cfg, classes, "training")], cfg.infer, d.test_stride, d.protocol, device)
         detections = {}

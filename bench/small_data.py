@@ -198,12 +198,13 @@ def af_features(out: Path, measure: bool = True) -> dict:
     meta = json.loads((out / "snippets" / "features.json").read_text())
     longest = max(v["num_snippets"] for v in meta["videos"].values())
     max_seq_len = 1 << (longest - 1).bit_length()  # the next power of two
-    gt = json.loads((out / "annotations.json").read_text())["database"]
-    db = {}
-    for vid, v in gt.items():
-        anns = [{"segment": a["segment"], "label": a["label"], "label_id": CLASSES.index(a["label"])}
-                for a in v["annotations"]]  # fmt: skip
-        db[vid] = {"subset": v["subset"], "duration": v["duration"], "fps": meta["videos"][vid]["fps"],
+    from talmts.formats import read_annotations
+
+    db = {}  # the subsets by the names ActionFormer's driver splits on (train, validation, test)
+    for vid, v in read_annotations(out / "annotations.json").videos.items():
+        anns = [{"segment": [a.start, a.end], "label": a.label, "label_id": CLASSES.index(a.label)}
+                for a in v.annotations]  # fmt: skip
+        db[vid] = {"subset": v.subset, "duration": v.duration, "fps": meta["videos"][vid]["fps"],
                    "annotations": anns}  # fmt: skip
     (out / "af_annotations.json").write_text(json.dumps({"database": db}))
     return {"max_seq_len": max_seq_len, "dim": meta["feature_dim"], "longest": longest}

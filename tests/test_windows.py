@@ -34,6 +34,15 @@ def test_offsets_hand_cases():
     assert inference_offsets(600, 256, 128) == [0, 128, 256, 344]
 
 
+def test_offsets_on_a_grid_round_the_last_window_up():
+    # one backbone pass per video: every start a multiple of 8; the end-aligned window moves right, into padding
+    assert window_offsets(300, 256, 32, align=8) == [0, 32, 48]  # 300 - 256 = 44 -> 48: 4 frames of padding
+    assert window_offsets(288, 256, 32, align=8) == [0, 32]  # 32 is on the grid: no extra window
+    assert window_offsets(100, 256, 32, align=8) == [0]
+    assert inference_offsets(601, 128, 64, align=8) == [0, 64, 128, 192, 256, 320, 384, 448, 480]
+    assert inference_offsets(601, 128, 64, "whole", align=8) == [0]
+
+
 @pytest.mark.parametrize("n", [1, 5, 16, 17, 23, 24, 40, 41, 100])
 @pytest.mark.parametrize(("clip", "stride"), [(16, 8), (16, 5), (8, 8)])
 def test_cut_windows_streams_the_protocol_windows(n, clip, stride):

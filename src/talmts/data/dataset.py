@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from talmts.config import MODALITY_CHANNELS, Config, DataConfig
+from talmts.config import BACKBONE_GRID, MODALITY_CHANNELS, Config, DataConfig
 from talmts.data.completeness import ground_truth_beyond_end
 from talmts.data.device_transforms import raw_window
 from talmts.data.transforms import draw_clip_params, make_clip
@@ -133,6 +133,7 @@ class ClipDataset(Dataset):
             stride=d.train_stride if train else d.test_stride,
             min_overlap=d.min_overlap,
             train=train,
+            align=window_grid(cfg),
         )
         self._arrays: OrderedDict[str, np.ndarray] = OrderedDict()
 
@@ -195,6 +196,11 @@ class ClipDataset(Dataset):
         state = self.__dict__.copy()
         state["_arrays"] = OrderedDict()
         return state
+
+
+def window_grid(cfg: Config) -> int:
+    """The frames window starts are multiples of: the backbone's grid when it runs once per video, else 1."""
+    return BACKBONE_GRID if cfg.model.backbone.context == "video" else 1
 
 
 def load_video_array(path: Path, channels: int, expected_frames: int | None = None) -> np.ndarray:

@@ -1,20 +1,24 @@
-"""Cached backbone features: the on-disk layout and the training set that reads it.
+"""Cached backbone features: one feature map per video, the on-disk layout, and the training set that reads it.
 
-``talmts extract-features`` runs the frozen I3D once over every window a dataset serves and stores, per video, the
-endpoints the head reads (fp16), for the window as cropped at test time (centre crop) and for its mirror image.
-Training the head then reads these instead of running the backbone (see docs/DESIGN.md, "Cached features").
+``talmts extract-features`` (or the first ``talmts train`` of a config with ``train.feature_cache``) runs the frozen
+I3D once over each video (model.backbone.context "video", talmts.models.video_features) and stores the endpoints
+the head reads, fp16, for the centre-cropped video and, for training videos, its mirror image. Each window's
+features are a slice of its video's map (see docs/DESIGN.md, "Cached features").
 
 Layout of a cache folder::
 
-    CACHE/cache.json               what the features depend on (the fingerprint) and the endpoints stored
-    CACHE/<subset>/<video>.npz     offsets int64 [N] (window starts, sample frames) and, per endpoint,
-                                   float16 (or float32) [N, 2, C, t, h, w] (index 1 of axis 1: the horizontally flipped window)
+    CACHE/cache.json                   what every map depends on (the fingerprint: contents, not paths)
+    CACHE/videos/<video>.<endpoint>.npy  float16 (or float32) [views, C, L / stride, h, w]; view 1: mirror image
+    CACHE/videos/<video>.json          {"frames": n, "length": L, "views": V, "source": digest of the prepared array}
 
-A video file is written whole or not at all (talmts.fileio), so an interrupted extraction resumes where it stopped.
+The .npy files are written first and the .json last, each atomically (talmts.fileio): a video whose .json is
+missing or does not cover what is needed now (its frame count, padded length, views, or the prepared array's
+content changed) is extracted again; an interrupted extraction resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -26,32 +30,55 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from talmts.config import Config
+from talmts.config import BACKBONE_GRID, Config
 from talmts.data.dataset import ClipDataset
+from talmts.data.record import record_path
 from talmts.data.transforms import flip_horizontal, make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 META_FILE = "cache.json"
-MAX_OPEN_FILES = 64
+VIDEOS_DIR = "videos"
+MAX_OPEN_VIDEOS = 64
+SOURCE_SAMPLES = 16  # frames of a prepared array hashed into its digest (with its shape): cheap, and content
 
 
-def cache_fingerprint(cfg: Config, endpoints: list[str], in_channels: int) -> dict[str, Any]:
-    """Everything the stored features depend on: a cache made under other values is refused, not silently reused."""
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def prepare_digest(root: str | Path) -> str | None:
+    """sha256 of ROOT/prepare.json (how the frames were made), or None for a folder without a record."""
+    path = record_path(root) if root else None
+    return file_sha256(path) if path is not None and path.is_file() else None
+
+
+def array_digest(frames: np.ndarray) -> str:
+    """A digest of a prepared array's content: its shape and SOURCE_SAMPLES evenly spaced frames."""
+    h = hashlib.sha256(repr((frames.shape, str(frames.dtype))).encode())
+    n = len(frames)
+    for i in sorted({round(k * (n - 1) / max(SOURCE_SAMPLES - 1, 1)) for k in range(SOURCE_SAMPLES)} if n else ()):
+        h.update(np.ascontiguousarray(frames[i]).tobytes())
+    return h.hexdigest()
+
+
+def cache_fingerprint(cfg: Config, endpoints: list[str], in_channels: int, weights: str | None) -> dict[str, Any]:
+    """What every stored map depends on, by content: the prepare record's sha256, the weights' identity
+    (``weights``: the file's sha256, or the checksum of a named set), the crop, the endpoints. A cache made under
+    other values is refused. Window geometry and annotations are not in it: a map covers its whole video."""
     d, b = cfg.data, cfg.model.backbone
     return {
         "format": CACHE_FORMAT,
-        "root": str(Path(d.root).resolve()) if d.root else "",
+        "prepare": prepare_digest(d.root),
         "modality": d.modality,
-        "protocol": d.protocol,
-        "clip_frames": d.clip_frames,
         "frame_size": d.frame_size,
-        "train_stride": d.train_stride,
-        "test_stride": d.test_stride,
-        "min_overlap": d.min_overlap,
         "flip_negates_flow": d.flip_negates_flow,
-        "weights": b.weights,
+        "weights": weights,
         "seed": None if b.weights else cfg.train.seed,  # a random backbone is the one drawn under train.seed
         "width": b.width,
         "in_channels": in_channels,
@@ -76,31 +103,68 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
         fingerprint = fingerprint | {"dtype": stored.get("dtype")}
     diff = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
     if diff:
-        shown = ", ".join(f"{k}: cache {stored.get(k)!r} vs config {fingerprint.get(k)!r}" for k in diff[:4])
+        shown = ", ".join(f"{k}: cache {stored.get(k)!r} vs now {fingerprint.get(k)!r}" for k in diff[:4])
         raise InputError(
-            f"{path}: the cached features were made under other settings ({shown}); "
+            f"{path}: the cached features were made from other data or settings ({shown}); "
             "extract into a new folder (--out / train.feature_cache) or delete this one"
         )
 
 
-def video_file(cache: Path, subset: str, video: str) -> Path:
-    return cache / subset / f"{video}.npz"
+def video_record_path(cache: Path, video: str) -> Path:
+    return cache / VIDEOS_DIR / f"{video}.json"
 
 
-def write_video_features(path: Path, offsets: list[int], features: dict[str, np.ndarray]) -> None:
-    """One video's windows, atomically: ``features[e]`` is float16 (or float32) [N, 2, C, t, h, w]."""
-    with atomic_open(path, "wb") as f:
-        np.savez(f, offsets=np.asarray(offsets, np.int64), **features)
+def endpoint_path(cache: Path, video: str, endpoint: str) -> Path:
+    return cache / VIDEOS_DIR / f"{video}.{endpoint}.npy"
 
 
-def read_video_features(path: Path, endpoints: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def video_record(frames: int, length: int, views: int, source: str) -> dict[str, Any]:
+    return {"frames": frames, "length": length, "views": views, "source": source}
+
+
+def covers(cache: Path, video: str, wanted: dict[str, Any], endpoints: list[str]) -> bool:
+    """Whether the stored map of ``video`` serves ``wanted`` (:func:`video_record`): same frames, padded length and
+    source, at least as many views, every endpoint file present."""
+    path = video_record_path(cache, video)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: cached features missing (run `talmts extract-features` for this config)")
-    with np.load(path) as z:
-        missing = [e for e in endpoints if e not in z.files]
-        if missing:
-            raise InputError(f"{path}: no {missing} stored; re-extract for this model config")
-        return z["offsets"], {e: z[e] for e in endpoints}
+        return False
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    same = all(stored.get(k) == wanted[k] for k in ("frames", "length", "source"))
+    return (
+        same
+        and stored.get("views", 0) >= wanted["views"]
+        and all(endpoint_path(cache, video, e).is_file() for e in endpoints)
+    )
+
+
+def write_video_map(cache: Path, video: str, record: dict[str, Any], features: dict[str, np.ndarray]) -> None:
+    """One video's map: the endpoint arrays, then the record that says they are whole."""
+    video_record_path(cache, video).unlink(missing_ok=True)  # what was there no longer covers anything
+    (cache / VIDEOS_DIR).mkdir(parents=True, exist_ok=True)
+    for e, a in features.items():
+        with atomic_open(endpoint_path(cache, video, e), "wb") as f:
+            np.save(f, a)
+    atomic_write_json(video_record_path(cache, video), record)
+
+
+def read_video_map(cache: Path, video: str, endpoints: list[str]) -> dict[str, np.ndarray]:
+    """The stored map of ``video``, memory-mapped: {endpoint: [views, C, t, h, w]}."""
+    out = {}
+    for e in endpoints:
+        path = endpoint_path(cache, video, e)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: cached features missing (run `talmts extract-features` for this config)")
+        out[e] = np.load(path, mmap_mode="r")
+    return out
+
+
+def slice_steps(feature_map: np.ndarray, length: int, offset: int, clip_frames: int) -> slice:
+    """The steps of an endpoint map of a ``length``-frame video that a window at ``offset`` reads."""
+    stride = length // feature_map.shape[2]
+    return slice(offset // stride, (offset + clip_frames) // stride)
 
 
 def flip_clip(clip: Tensor, flow: bool, negate_flow_x: bool) -> Tensor:
@@ -108,55 +172,49 @@ def flip_clip(clip: Tensor, flow: bool, negate_flow_x: bool) -> Tensor:
     return torch.from_numpy(flip_horizontal(clip.numpy(), negate_flow_x=flow and negate_flow_x))
 
 
-@dataclass
-class CachedInput:
-    """What the head reads instead of a clip: backbone endpoints and the frames (FSA and frame-token STT read them).
-    Has ``.to`` like a tensor, so the training loop moves it to the device unchanged."""
-
-    features: dict[str, Tensor]  # endpoint -> [B, C, t, h, w]
-    clip: Tensor  # [B, C, T, H, W]
-
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> CachedInput:
-        feats = {k: v.to(device, non_blocking=non_blocking) for k, v in self.features.items()}
-        return CachedInput(feats, self.clip.to(device, non_blocking=non_blocking))
-
-
 class CachedFeatureDataset(Dataset):
-    """The windows of ``subset`` as ClipDataset plans them, with their cached endpoints instead of a backbone pass.
+    """The windows of ``subset`` as ClipDataset plans them (on the backbone's grid), each with its slice of its
+    video's cached map instead of a backbone pass.
 
-    Items: {"clip": CachedInput-ready parts ("features", "frames"), "targets", "video", "offset", ...}. Training
-    (``train=True``) picks the flipped copy with probability 0.5 (when data.flip); the frames are cropped as at
-    extraction (centre crop), so the pair is exactly what the end-to-end network would see for that window.
+    Items: {"features": {endpoint: [C, t, h, w]}, "frames": [C, T, F, F], "targets", "video", "offset", "flip"}.
+    Training (``train=True``) picks the mirrored view with probability 0.5 (when data.flip); the frames are cropped
+    as at extraction (centre crop) and mirrored with it.
     """
 
     def __init__(self, cfg: Config, cache: str | Path, subset: str, train: bool, endpoints: list[str]) -> None:
+        if cfg.model.backbone.context != "video":
+            raise InputError("a feature cache holds whole-video maps: set model.backbone.context=video")
         self.clips = ClipDataset(cfg, subset, train=train)
         self.cache, self.subset, self.train, self.endpoints = Path(cache), self.clips.subset, train, sorted(endpoints)
         self.classes = self.clips.classes
         self.in_channels = self.clips.in_channels
-        check_or_write_meta(self.cache, cache_fingerprint(cfg, self.endpoints, self.in_channels), create=False)
-        self._rows: dict[str, dict[int, int]] = {}
-        self._open: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
-        for video in {p.window.video for p in self.clips.plans}:
-            offsets, _ = read_video_features(video_file(self.cache, self.subset, video), [])
-            self._rows[video] = {int(o): i for i, o in enumerate(offsets)}
-        lost = [p.window for p in self.clips.plans if p.window.offset not in self._rows[p.window.video]]
-        if lost:
-            raise InputError(
-                f"{video_file(self.cache, self.subset, lost[0].video)}: no window at offset {lost[0].offset}; "
-                "the cache is stale, re-run `talmts extract-features`"
+        self.lengths: dict[str, int] = {}
+        views = 2 if train and cfg.data.flip else 1
+        for video in sorted({p.window.video for p in self.clips.plans}):
+            wanted = video_record(
+                self.clips.infos[video].sample_count,
+                padded_map_length(self.clips.infos[video].sample_count, cfg.data.clip_frames),
+                views,
+                array_digest(self.clips.array(video)),
             )
+            if not covers(self.cache, video, wanted, self.endpoints):
+                raise InputError(
+                    f"{video_record_path(self.cache, video)}: missing, or made from other frames or settings; "
+                    "run `talmts extract-features` (or `talmts train`, which extracts what is missing)"
+                )
+            self.lengths[video] = wanted["length"]
+        self._open: OrderedDict[str, dict[str, np.ndarray]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self.clips)
 
-    def _features(self, video: str) -> dict[str, np.ndarray]:
+    def _map(self, video: str) -> dict[str, np.ndarray]:
         if video in self._open:
             self._open.move_to_end(video)
             return self._open[video]
-        _, feats = read_video_features(video_file(self.cache, self.subset, video), self.endpoints)
+        feats = read_video_map(self.cache, video, self.endpoints)
         self._open[video] = feats
-        if len(self._open) > MAX_OPEN_FILES:
+        if len(self._open) > MAX_OPEN_VIDEOS:
             self._open.popitem(last=False)
         return feats
 
@@ -167,8 +225,10 @@ class CachedFeatureDataset(Dataset):
         clip = make_clip(self.clips.array(w.video), w.offset, w.length, d.frame_size, train=False)
         if flip:
             clip = flip_clip(clip, d.modality == "flow", d.flip_negates_flow)
-        row = self._rows[w.video][w.offset]
-        feats = {e: torch.from_numpy(a[row, int(flip)].astype(np.float32)) for e, a in self._features(w.video).items()}
+        feats = {}
+        for e, a in self._map(w.video).items():
+            steps = slice_steps(a, self.lengths[w.video], w.offset, w.length)
+            feats[e] = torch.from_numpy(np.array(a[int(flip), :, steps], dtype=np.float32))
         return {
             "features": feats,
             "frames": clip,
@@ -182,6 +242,24 @@ class CachedFeatureDataset(Dataset):
         state = self.__dict__.copy()
         state["_open"] = OrderedDict()
         return state
+
+
+def padded_map_length(num_frames: int, clip_frames: int) -> int:
+    """Frames of a video's map: the video padded to the backbone's grid, and to at least one window."""
+    return max(clip_frames, BACKBONE_GRID * -(-num_frames // BACKBONE_GRID))
+
+
+@dataclass
+class CachedInput:
+    """What the head reads instead of a clip: backbone endpoints and the frames (FSA and frame-token STT read them).
+    Has ``.to`` like a tensor, so the training loop moves it to the device unchanged."""
+
+    features: dict[str, Tensor]  # endpoint -> [B, C, t, h, w]
+    clip: Tensor  # [B, C, T, H, W]
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> CachedInput:
+        feats = {k: v.to(device, non_blocking=non_blocking) for k, v in self.features.items()}
+        return CachedInput(feats, self.clip.to(device, non_blocking=non_blocking))
 
 
 def collate_cached(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -43,25 +43,26 @@ class Window:
     length: int
 
 
-def window_offsets(num_frames: int, clip: int, stride: int) -> list[int]:
+def window_offsets(num_frames: int, clip: int, stride: int, align: int = 1) -> list[int]:
     """The sliding-window rule: starts every ``stride``, plus one aligned to the video end; ``[0]`` when the video fits
-    one clip."""
+    one clip. ``align`` > 1 (a whole-video feature map's grid; ``stride`` a multiple of it): the last start is
+    rounded up to a multiple of ``align``, so that window runs past the video end by fewer than ``align`` frames."""
     if clip < 1 or stride < 1:
         raise ValueError(f"clip ({clip}) and stride ({stride}) must be >= 1")
     if num_frames <= clip:
         return [0]
-    last = num_frames - clip
+    last = align * -(-(num_frames - clip) // align)
     offsets = list(range(0, last + 1, stride))
     if offsets[-1] != last:
         offsets.append(last)
     return offsets
 
 
-def inference_offsets(num_frames: int, clip: int, stride: int, protocol: str = "sliding") -> list[int]:
+def inference_offsets(num_frames: int, clip: int, stride: int, protocol: str = "sliding", align: int = 1) -> list[int]:
     """Window starts of the inference protocol: ``sliding``, :func:`window_offsets`; ``whole``, one window at 0."""
     if protocol == "whole":
         return [0]
-    return window_offsets(num_frames, clip, stride)
+    return window_offsets(num_frames, clip, stride, align)
 
 
 class WholeVideoTooLong(TalmtsError, ValueError):
@@ -155,13 +156,14 @@ def train_windows(
     min_overlap: float = 0.5,
     *,
     afsd_left_edge: bool = False,
+    align: int = 1,
 ) -> list[tuple[int, np.ndarray]]:
     """Training windows of one video: (offset, targets [M, 3]) for every window holding a whole action."""
     seg = np.asarray(segments, dtype=np.float64).reshape(-1, 2)
     valid = seg[:, 1] > seg[:, 0]  # zero-length segments have no inside fraction: skipped
     seg, lab = seg[valid], np.asarray(labels).reshape(-1)[valid]
     out = []
-    for offset in window_offsets(num_frames, clip, stride):
+    for offset in window_offsets(num_frames, clip, stride, align):
         left = offset + (1 if afsd_left_edge else 0)
         if not np.any((seg[:, 0] >= left) & (seg[:, 1] <= offset + clip)):
             continue
@@ -198,11 +200,13 @@ def plan_clips(
     stride: int,
     min_overlap: float,
     train: bool,
+    align: int = 1,
 ) -> list[ClipPlan]:
     """Windows of every video (which must appear in ``infos``), in the given video order.
 
     train: the training protocol (only windows holding a whole action; for ``whole``, only videos with some
-    ground truth); otherwise every test window of every video, with the ground truth it holds.
+    ground truth); otherwise every test window of every video, with the ground truth it holds. ``align``: window
+    starts on this grid (:func:`window_offsets`).
     """
     plans: list[ClipPlan] = []
     for video in videos:
@@ -221,11 +225,11 @@ def plan_clips(
             if not train or len(targets):
                 plans.append(ClipPlan(Window(video.id, 0, clip), targets, rate, n))
         elif train:
-            for offset, targets in train_windows(n, seg, lab, clip, stride, min_overlap):
+            for offset, targets in train_windows(n, seg, lab, clip, stride, min_overlap, align=align):
                 plans.append(ClipPlan(Window(video.id, offset, clip), targets, rate, n))
         else:
             valid = seg[:, 1] > seg[:, 0]
-            for offset in inference_offsets(n, clip, stride):
+            for offset in inference_offsets(n, clip, stride, align=align):
                 targets = window_targets(seg[valid], lab[valid], offset, clip, min_overlap)
                 plans.append(ClipPlan(Window(video.id, offset, clip), targets, rate, n))
     return plans

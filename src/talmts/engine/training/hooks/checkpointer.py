@@ -1,7 +1,7 @@
 """When the run folder's checkpoints are written (which one a run resumes from: training/resume.py).
 
 Written by process 0:
-  checkpoint-<epoch>.pt  at every epoch end (after validation)
+  checkpoint-<epoch>.pt  at every epoch end (after validation); only the newest ``train.keep_checkpoints`` are kept
   step-<step>.pt         every ``train.checkpoint_every_steps`` steps and when a stop signal arrives; only the
                          two newest are kept (the one just written, and one to fall back on)
   last.pt                when the run is done (the step files are then removed)
@@ -18,7 +18,7 @@ from pathlib import Path
 from talmts.engine.checkpoint import save_checkpoint
 from talmts.engine.training.hooks.base import Hook, TrainingLoop
 from talmts.engine.training.hooks.preemption import StopSignals, TrainingStopped
-from talmts.engine.training.resume import step_files, supersede_newer
+from talmts.engine.training.resume import epoch_files, step_files, supersede_newer
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +26,10 @@ KEEP_STEP_FILES = 2
 
 
 class Checkpointer(Hook):
-    def __init__(self, every_steps: int | None = None, signals: StopSignals | None = None):
-        self.every_steps, self.signals = every_steps, signals
+    def __init__(
+        self, every_steps: int | None = None, signals: StopSignals | None = None, keep_epochs: int | None = None
+    ):
+        self.every_steps, self.signals, self.keep_epochs = every_steps, signals, keep_epochs
         self.last: Path | None = None
 
     def start(self, loop: TrainingLoop) -> None:
@@ -61,6 +63,9 @@ class Checkpointer(Hook):
 
     def after_epoch(self, loop: TrainingLoop) -> None:
         self.last = self._save(loop, f"checkpoint-{loop.epoch}.pt")
+        if loop.ctx.is_main and self.keep_epochs is not None:
+            for old in epoch_files(loop.out)[self.keep_epochs :]:  # the new file is whole before older ones go
+                old.unlink(missing_ok=True)
 
     def after_run(self, loop: TrainingLoop) -> None:
         self.last = self._save(loop, "last.pt")

@@ -305,7 +305,7 @@ def test_load_predictor_reads_the_checkpoint_its_ema_weights_and_infer_overrides
         torch.testing.assert_close(conf(loaded), conf(type("S", (), {"model": plain.eval()})), atol=1e-4, rtol=1e-4)
     for bad, why in (("data.fps=5", "only infer"), ("infer.conf_thresh", "only infer")):
         with pytest.raises(
-            ConfigError, match=rf"^override '{bad}': {why}\.<key>=<value> applies to a trained checkpoint$"
+            ConfigError, match=rf"^override '{bad}': {why}\.<key>=<value> applies to a trained network$"
         ):
             with_infer_overrides(stream.cfg, [bad])
     assert with_infer_overrides(stream.cfg, []).infer == stream.cfg.infer

@@ -174,14 +174,16 @@ def stream_detections(
     start = time.perf_counter()
     with _stop_on_signals() as stop:
         reader.start(stop)
-        received = reader.frames(lambda: clock.tick(cutter.count / fps, emitted, merger.held))
-        # A batched flow (TV-L1 on a GPU: 1,024 pairs) would hold frames back for minutes: at most one stride.
-        for arrays in predictor.stream_frames(received, flow_batch=_flow_batch(predictor, prep.size)):
-            run_window(cutter.push(arrays))
-            emit(merger.settle(cutter.earliest_next_offset()))
-            peak = max(peak, merger.held)
-            clock.tick(cutter.count / fps, emitted, merger.held)
-        reader.stop()
+        try:
+            received = reader.frames(lambda: clock.tick(cutter.count / fps, emitted, merger.held))
+            # A batched flow (TV-L1 on a GPU: 1,024 pairs) would hold frames back for minutes: at most one stride.
+            for arrays in predictor.stream_frames(received, flow_batch=_flow_batch(predictor, prep.size)):
+                run_window(cutter.push(arrays))
+                emit(merger.settle(cutter.earliest_next_offset()))
+                peak = max(peak, merger.held)
+                clock.tick(cutter.count / fps, emitted, merger.held)
+        finally:
+            reader.stop()
     if cutter.count == 0:
         if reader.error is not None:
             raise reader.error

@@ -246,7 +246,7 @@ def _write_files(
 ) -> tuple[list[Detection], dict[str, Path]]:
     """The files ``talmts detect`` writes, from the detections kept: seconds at the rate known now that the stream
     has ended (as offline: the sampled frames span the decoded frames' time), capped as offline."""
-    from talmts.engine.inference.detect import write_detection_files
+    from talmts.engine.inference.detect_video import write_detection_files
 
     items = best.items()
     seg = np.array([[s.start, s.end] for s in items], np.float64).reshape(-1, 2)
@@ -397,7 +397,7 @@ class _stop_on_signals:
     def _handle(self, signum: int, frame: object) -> None:
         if self.flag.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        logger.info("signal %d: ending the stream", signum)
+        logger.debug("signal %d: ending the stream", signum)
         self.flag.set()
 
     def __exit__(self, *exc: object) -> None:

@@ -281,11 +281,18 @@ def test_memory_does_not_grow_with_the_stream(tmp_path):
     assert rss_long <= rss_short + 10
 
 
-def test_bad_sources_and_options_are_one_line(models, video, tmp_path):
-    ckpt = ["--checkpoint", str(models[0])]
-    done = run_cli([str(tmp_path / "missing.mkv"), *ckpt])
-    assert done.returncode == 2 and done.stderr.decode().count("\n") == 1 and "missing.mkv" in done.stderr.decode()
-    done = run_cli([str(video), *ckpt, "--reconnect", "2"])
-    assert done.returncode == 2 and "--reconnect applies to network sources" in done.stderr.decode()
-    done = run_cli([str(video), *ckpt, "--horizon", "0"])
-    assert done.returncode == 2 and "--horizon 0" in done.stderr.decode()
+def test_bad_sources_and_options_are_one_line(models, video, tmp_path, capsys):
+    from talmts.cli import main
+
+    ckpt = ["--checkpoint", str(models[0]), "--out", str(tmp_path / "out")]
+    cases = [
+        ([str(tmp_path / "missing.mkv")], "missing.mkv: no such video file"),
+        ([str(video), "--reconnect", "2"], "--reconnect applies to network sources"),
+        ([str(video), "--horizon", "0"], "--horizon 0: must be a positive number"),
+        (["-", "--realtime"], "--realtime paces a file"),
+    ]
+    for args, message in cases:
+        assert main(["stream", *args, *ckpt]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()  # nothing written

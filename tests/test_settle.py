@@ -26,7 +26,8 @@ def window_candidates(rng: np.random.Generator, offset: int, length: int, count:
 
 
 def run_stream(frames: int, clip: int, stride: int, merger: OnlineSoftNMS, seed: int, per_window: int = 40):
-    """Feed the windows of a ``frames``-long stream as they are cut; returns (emitted, every candidate in order)."""
+    """Feed the windows of a ``frames``-long stream as they are cut; returns (emitted, every candidate in order);
+    ``merger.held_at`` gets the candidates held after each frame."""
     rng = np.random.default_rng(seed)
     cutter = WindowCutter(clip, stride)
     pool: list[Candidates] = []
@@ -38,9 +39,11 @@ def run_stream(frames: int, clip: int, stride: int, merger: OnlineSoftNMS, seed:
             pool.append(window_candidates(rng, offset, len(w), per_window, 3))
             merger.add(pool[-1])
 
+    merger.held_at = []
     for _ in range(frames):
         run(cutter.push((np.zeros(1),)))
         emitted += [(cutter.count, d) for d in merger.settle(cutter.earliest_next_offset())]
+        merger.held_at.append(merger.held)
     run(cutter.close())
     emitted += [(cutter.count, d) for d in merger.finish()]
     return emitted, Candidates.concat(pool)
@@ -80,6 +83,8 @@ def test_detections_leave_before_the_stream_ends_and_only_once_final(seed):
     assert len(early) > len(emitted) / 2  # most leave mid-stream
     for n, d in early:
         assert d.end <= n - 64  # every window that can still come starts after it
+    # with no horizon at all, memory stays bounded: a closed group of candidates is forgotten, exactly
+    assert max(merger.held_at) < 0.2 * len(pool)
 
 
 def test_a_short_horizon_bounds_memory_and_marks_what_it_could_not_prove():
@@ -144,3 +149,17 @@ def test_best_per_class_keeps_the_offline_top_k():
         want = mine[np.lexsort((mine, starts[mine], -scores[mine]))][:7]  # the offline best-first order, cut
         assert sorted(d.seq for d in items if d.label == c) == sorted(want.tolist())
     assert len(BestPerClass(None).items()) == 0
+
+
+def test_what_the_horizon_cut_off_is_still_emitted_inexact():
+    """R is emitted, then forgotten past the horizon; P's chain reaches back to it, so P cannot be proven and must
+    leave at the horizon, marked inexact, even though its group is closed before that (the group is kept while it
+    holds something to emit)."""
+    r, p, q = [0.0, 2.0], [0.0, 10.0], [9.0, 14.0]
+    merger = OnlineSoftNMS(InferConfig(), 0.0, horizon=6.0)
+    merger.add(Candidates(np.array([r, p, q]), np.array([0.55, 0.5, 0.6]), np.array([1, 1, 1])))
+    out: dict[int, tuple[float, bool]] = {}
+    for frontier in range(40):
+        out.update({d.seq: (frontier, d.exact) for d in merger.settle(float(frontier))})
+    assert out == {0: (2, True), 2: (14, True), 1: (16, False)}
+    assert merger.held == 0

@@ -17,12 +17,15 @@ whatever its score, can join it. Point 1 also means that candidates scoring belo
 scoring ``min_score`` or more: they are dropped as they arrive, and the detections at or above ``min_score`` are
 exactly the offline ones.
 
-A chain can run on for as long as the stream does (all it takes is overlapping candidates above a score), and a
-low score links more of them. To bound memory and latency, a detection still unsettled ``horizon`` after its end is
-emitted with the score it has then, marked inexact, and candidates that end ``horizon`` before the frontier are
-forgotten; a chain that reaches back to a forgotten candidate cannot be proven final any more and waits for the
-horizon too. The stream therefore equals the offline run exactly when no chain spans more than about ``horizon``,
-and each detection says whether it was proven (``exact``). Units are the caller's (sample frames for the stream).
+Memory: a *group* (all held candidates of a class linked by overlaps: the chain at ``min_score``) that ends by the
+frontier and holds nothing left to emit is forgotten, exactly: no later candidate can reach it and no held one
+overlaps it. But a group can run on for as long as the stream does (overlapping candidates above ``min_score`` are
+all it takes), and its detections would wait for the end of the stream while it grows. So a detection still
+unsettled ``horizon`` after its end is emitted with the score it has then, marked inexact, and candidates that end
+``horizon`` before the frontier are forgotten; a chain that reaches back to one of those cannot be proven any more
+and waits for the horizon too. The stream therefore equals the offline run exactly when no group stays open for
+more than about ``horizon``, and each detection says whether it was proven (``exact``). Units are the caller's
+(sample frames for the stream).
 """
 
 from __future__ import annotations
@@ -55,7 +58,8 @@ class Settled:
 class OnlineSoftNMS:
     """Candidates in, window by window (:meth:`add`); final detections out (:meth:`settle`, :meth:`finish`).
 
-    Holds the candidates of the last ``horizon`` (plus the windows that are still open), however long the stream.
+    Holds the candidates of the groups still open, and of no more than the last ``horizon`` (plus the windows still
+    open), however long the stream.
     """
 
     def __init__(self, cfg: InferConfig, min_score: float, horizon: float):
@@ -92,9 +96,11 @@ class OnlineSoftNMS:
 
     def settle(self, frontier: float) -> list[Settled]:
         """The detections decided now that no later candidate starts before ``frontier``: those proven final, and
-        those ``horizon`` past their end; then the candidates ``horizon`` behind the frontier are forgotten."""
+        those ``horizon`` past their end; then the closed groups and the candidates ``horizon`` behind the frontier
+        are forgotten."""
         out = self._decide(frontier)
-        self._forget(frontier - self.horizon)
+        self._drop(self._closed_groups(frontier), past_horizon=False)
+        self._drop(self._seg[:, 1] <= frontier - self.horizon, past_horizon=True)
         return out
 
     def finish(self) -> list[Settled]:
@@ -150,16 +156,40 @@ class OnlineSoftNMS:
         out[known] = self._forgotten_end[labels[known]]
         return out
 
-    def _forget(self, before: float) -> None:
-        gone = self._seg[:, 1] <= before
+    def _closed_groups(self, frontier: float) -> np.ndarray:
+        """Held candidates whose *group* (all held candidates of their class linked to them by overlaps: the chain
+        at ``min_score``) ends by the frontier and holds nothing left to emit. No later candidate can reach such a
+        group, and no held candidate outside it overlaps it, so forgetting it changes no score (exact)."""
+        n = len(self._score)
+        if n == 0:
+            return np.zeros(0, bool)
+        lo = float(self._seg.min())
+        span = float(self._seg.max()) - lo + 1.0  # each class on its own stretch of the axis, as softnms.py
+        start = self._seg[:, 0] - lo + self._label * span
+        end = self._seg[:, 1] - lo + self._label * span
+        order = np.argsort(start, kind="stable")
+        reach = np.maximum.accumulate(end[order])
+        new_group = np.ones(n, bool)
+        new_group[1:] = start[order][1:] >= reach[:-1]  # sharing an end point is no overlap
+        group = np.empty(n, np.int64)
+        group[order] = np.cumsum(new_group) - 1
+        hi = np.full(int(group.max()) + 1, -np.inf)
+        np.maximum.at(hi, group, self._seg[:, 1])
+        busy = np.bincount(group, weights=self._open(self._kept), minlength=len(hi)) > 0
+        return ((hi <= frontier) & ~busy)[group]
+
+    def _drop(self, gone: np.ndarray, past_horizon: bool) -> None:
+        """Forget the ``gone`` candidates; those dropped ``past_horizon`` (not as a closed group) raise their class's
+        floor, behind which no chain can be proven any more."""
         if not gone.any():
             return
-        labels = self._label[gone]
-        if labels.max() >= len(self._forgotten_end):
-            grown = np.full(int(labels.max()) + 1, -np.inf)
-            grown[: len(self._forgotten_end)] = self._forgotten_end
-            self._forgotten_end = grown
-        np.maximum.at(self._forgotten_end, labels, self._seg[gone, 1])
+        if past_horizon:
+            labels = self._label[gone]
+            if labels.max() >= len(self._forgotten_end):
+                grown = np.full(int(labels.max()) + 1, -np.inf)
+                grown[: len(self._forgotten_end)] = self._forgotten_end
+                self._forgotten_end = grown
+            np.maximum.at(self._forgotten_end, labels, self._seg[gone, 1])
         stay = ~gone
         self._seg, self._score, self._label = self._seg[stay], self._score[stay], self._label[stay]
         self._seq, self._emitted = self._seq[stay], self._emitted[stay]

@@ -52,6 +52,13 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
 def report(**row: object) -> None:
     print(json.dumps(row), flush=True)
 
@@ -276,10 +283,13 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the throughput video")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the memory video")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the network; flow as --flow)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--flow", default="dis", help="flow method of the flow streams (throughput): dis, tvl1-torch")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     report(
-        host=platform.node() and platform.processor() or platform.machine(),
+        cpu=cpu_model(),
         cpus=os.cpu_count(),
         torch=torch.__version__,
         threads=torch.get_num_threads(),

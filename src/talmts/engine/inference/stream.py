@@ -191,6 +191,7 @@ def stream_detections(
     run_window(cutter.close())  # the last, end-aligned window, as offline
     emit(merger.finish())
     clock.tick(cutter.count / fps, emitted, merger.held, force=settings.every is not None)
+    info = reader.delivered()  # what decoding found, up to the last frame that went through
     result = StreamResult(vid, reader.reason, reader.message, emitted, inexact, info, peak_held=peak)
     if best is not None and out is not None:
         result.detections, result.files = _write_files(predictor, vid, best, info, Path(out), source, settings)
@@ -297,7 +298,8 @@ class _Reader:
     def __init__(
         self, source: str, fps: float, size: int, info: DecodeInfo, settings: StreamSettings, queue_frames: int
     ):
-        self.source, self.settings = source, settings
+        self.source, self.settings, self.info = source, settings, info
+        self._counts = (0, 0)  # info.count and info.sample_count when the last frame taken from the queue was sampled
         self.frames_in = live_frames(
             source,
             fps,
@@ -339,13 +341,21 @@ class _Reader:
     def _run(self) -> None:
         try:
             for frame in self.frames_in:
-                if not self._put(("frame", frame)):
+                if not self._put(("frame", (frame, self.info.count, self.info.sample_count))):
                     return
             self._put(("end", None))
         except Exception as e:  # handed to the main thread, which ends the stream with it
             self._put(("error", e))
         finally:
             self.frames_in.close()
+
+    def delivered(self) -> DecodeInfo:
+        """What decoding found: all of it when the source ended, else up to the last frame delivered (a stream
+        stopped by a signal leaves frames in the queue, which it does not run)."""
+        if self.reason == "end":
+            return self.info
+        count, sampled = self._counts
+        return DecodeInfo(self.info.fps, self.info.sample_fps, count, sampled)
 
     def frames(self, idle: Callable[[], None]) -> Iterator[np.ndarray]:
         """The frames as they arrive, until the source ends, fails, stalls or a stop is requested (the reason is
@@ -370,7 +380,9 @@ class _Reader:
                 continue
             last = time.monotonic()
             if kind == "frame":
-                yield item  # type: ignore[misc]
+                frame, count, sampled = item  # type: ignore[misc]
+                self._counts = (count, sampled)
+                yield frame
             elif kind == "reconnect":
                 continue
             elif kind == "error":

@@ -284,15 +284,18 @@ def test_memory_does_not_grow_with_the_stream(tmp_path):
 def test_bad_sources_and_options_are_one_line(models, video, tmp_path, capsys):
     from talmts.cli import main
 
-    ckpt = ["--checkpoint", str(models[0]), "--out", str(tmp_path / "out")]
+    out = ["--out", str(tmp_path / "out")]
+    ckpt = ["--checkpoint", str(models[0])]
     cases = [
-        ([str(tmp_path / "missing.mkv")], "missing.mkv: no such video file"),
-        ([str(video), "--reconnect", "2"], "--reconnect applies to network sources"),
-        ([str(video), "--horizon", "0"], "--horizon 0: must be a positive number"),
-        (["-", "--realtime"], "--realtime paces a file"),
+        ([str(tmp_path / "missing.mkv"), *ckpt], "missing.mkv: no such video file"),
+        ([str(video), *ckpt, "--reconnect", "2"], "--reconnect applies to network sources"),
+        ([str(video), *ckpt, "--horizon", "0"], "--horizon 0: must be a positive number"),
+        (["-", *ckpt, "--realtime"], "--realtime paces a file"),
     ]
+    whole = tiny_checkpoint(tmp_path / "whole.pt", overrides=("data.protocol=whole",))
+    cases.append(([str(video), "--checkpoint", str(whole)], "a stream needs sliding windows"))
     for args, message in cases:
-        assert main(["stream", *args, *ckpt]) == 2
+        assert main(["stream", *args, *out]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # nothing written

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=d.horizon,
         metavar="SECONDS",
-        help=f'a detection still unsettled this long after its end leaves anyway, marked "exact": false '
-        f"({d.horizon:g}); bounds latency and memory",
+        help='a detection leaves at the latest one window + SECONDS after its end, marked "exact": false if not '
+        f"proven final by then ({d.horizon:g}); bounds latency and memory",
     )
     parser.add_argument(
         "--stall-timeout",

@@ -42,7 +42,13 @@ import torch
 from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
 from talmts.data.record import PrepareOptions
 from talmts.engine.inference.predictor import Predictor, Stream, load_predictor
-from talmts.engine.inference.stream import Emitted, StreamSettings, StreamStatus, stream_detections
+from talmts.engine.inference.stream import (
+    Emitted,
+    StreamSettings,
+    StreamStatus,
+    default_threads,
+    stream_detections,
+)
 from talmts.formats import read_annotations
 from talmts.models import build_detector
 from talmts.schema import ClassMap
@@ -220,7 +226,7 @@ def throughput(args: argparse.Namespace) -> None:
             for flow in (None, args.flow):
                 predictor = random_predictor(config, flow, device)
                 load_before, cpu0 = load_average(), time.process_time()
-                res = stream_detections(predictor, str(video), StreamSettings())
+                res = stream_detections(predictor, str(video), StreamSettings(threads=args.threads))
                 report(
                     part="throughput",
                     model=config,
@@ -230,7 +236,7 @@ def throughput(args: argparse.Namespace) -> None:
                     wall_s=round(res.seconds, 2),
                     x_real_time=round(res.stream_time / res.seconds, 2),
                     cpu_s=round(time.process_time() - cpu0, 1),
-                    threads=torch.get_num_threads(),
+                    threads=args.threads or default_threads(),
                     load=f"{load_before} -> {load_average()}",
                 )
 
@@ -263,7 +269,7 @@ def memory(args: argparse.Namespace) -> None:
             marks["last"] = mark  # the last status: the end of the stream, before the files are written
 
         load_before = load_average()
-        settings = StreamSettings(every=1.0)
+        settings = StreamSettings(every=1.0, threads=args.threads)
         res = stream_detections(predictor, str(video), settings, out=Path(tmp) / "out", on_status=status)
         rss, hwm = memory_kib()
         report(
@@ -290,16 +296,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of the throughput video")
     parser.add_argument("--minutes", type=float, default=60.0, help="length of the memory video")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the network; flow as --flow)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: stream's, all cores but one)"
+    )
     parser.add_argument("--flow", default="dis", help="flow method of the flow streams (throughput): dis, tvl1-torch")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
     report(
         cpu=cpu_model(),
         cpus=os.cpu_count(),
         torch=torch.__version__,
-        threads=torch.get_num_threads(),
+        threads=args.threads or default_threads(),
         date=time.strftime("%Y-%m-%d"),
     )
     {"latency": latency, "throughput": throughput, "memory": memory}[args.part](args)

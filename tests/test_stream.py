@@ -250,7 +250,9 @@ def test_sigint_ends_the_stream_with_the_files_written(models, tmp_path):
     end = json.loads(rest.decode().splitlines()[-1])
     assert end["reason"] == "interrupted" and 0 < end["stream_time"] < 20
     written = read_detections(out / "detections.json")["long"]
-    assert all(d.end <= end["stream_time"] + 1e-6 for d in written)
+    # nothing past the frames that went through (the files' seconds run at the decoded frames' rate: within one
+    # sample period of the stream clock)
+    assert written and all(d.end <= end["stream_time"] + 0.1 for d in written)
     assert {p.name for p in out.iterdir()} >= {"detections.json", "detections.csv", "timeline.png", "index.html"}
 
 

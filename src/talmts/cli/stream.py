@@ -52,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", dest="fmt", help="FFmpeg input format of SOURCE (e.g. v4l2 for a camera)")
     parser.add_argument("--video-id", help="the video's id in the files (default: the file's name, else 'stream')")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (TV-L1 flow runs there too)")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads for the network (default: all cores but one, which decodes)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         horizon=args.horizon,
         fmt=args.fmt,
         video_id=args.video_id,
+        threads=args.threads,
     )
     checkpoints = [args.checkpoint] + ([args.flow_checkpoint] if args.flow_checkpoint else [])
     res = run_stream(

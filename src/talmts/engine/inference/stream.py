@@ -15,16 +15,19 @@ detections equal ``talmts detect``'s on the same file, is in docs/DESIGN.md ("St
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
+import torch
 
 from talmts.config import ConfigError
 from talmts.data.flow import default_batch
@@ -55,6 +58,7 @@ class StreamSettings:
     horizon: float = 60.0  # stream seconds after its end by which a detection leaves, proven final or not
     fmt: str | None = None  # FFmpeg input format (e.g. v4l2 for a camera); None: FFmpeg guesses
     video_id: str | None = None  # the id in the files (default: the file's stem, else "stream")
+    threads: int | None = None  # torch threads for the network; None: all cores but one (see default_threads)
 
     def check(self) -> None:
         """One line naming the option and the fix when a value cannot work."""
@@ -65,6 +69,15 @@ class StreamSettings:
             raise InputError(f"--min-score {self.min_score:g}: must be in [0, 1]")
         if self.reconnect < 0:
             raise InputError(f"--reconnect {self.reconnect}: must be 0 or more")
+        if self.threads is not None and self.threads < 1:
+            raise InputError(f"--threads {self.threads}: must be 1 or more")
+
+
+def default_threads() -> int:
+    """All the cores this process may use but one: the reader thread decodes on that one while the network runs.
+    On two shared cores torch's default of two threads took 5-13x the CPU time of one (docs/PERFORMANCE.md)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores - 1)
 
 
 @dataclass(frozen=True)
@@ -172,7 +185,7 @@ def stream_detections(
                 merger.add(candidates)
 
     start = time.perf_counter()
-    with _stop_on_signals() as stop:
+    with _stop_on_signals() as stop, _torch_threads(settings.threads or default_threads()):
         reader.start(stop)
         try:
             received = reader.frames(lambda: clock.tick(cutter.count / fps, emitted, merger.held))
@@ -184,11 +197,11 @@ def stream_detections(
                 clock.tick(cutter.count / fps, emitted, merger.held)
         finally:
             reader.stop()
-    if cutter.count == 0:
-        if reader.error is not None:
-            raise reader.error
-        raise VideoDecodeError(source, f"no frame arrived ({reader.reason})")
-    run_window(cutter.close())  # the last, end-aligned window, as offline
+        if cutter.count == 0:
+            if reader.error is not None:
+                raise reader.error
+            raise VideoDecodeError(source, f"no frame arrived ({reader.reason})")
+        run_window(cutter.close())  # the last, end-aligned window, as offline
     emit(merger.finish())
     clock.tick(cutter.count / fps, emitted, merger.held, force=settings.every is not None)
     info = reader.delivered()  # what decoding found, up to the last frame that went through
@@ -392,6 +405,16 @@ class _Reader:
                 return
             else:
                 return
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 class _stop_on_signals:

@@ -296,6 +296,9 @@ def test_bad_sources_and_options_are_one_line(models, video, tmp_path, capsys):
     ]
     whole = tiny_checkpoint(tmp_path / "whole.pt", overrides=("data.protocol=whole",))
     cases.append(([str(video), "--checkpoint", str(whole)], "a stream needs sliding windows"))
+    video_map = ("model.backbone.context=video", "model.backbone.freeze_bn=true")
+    context = tiny_checkpoint(tmp_path / "context.pt", overrides=video_map)
+    cases.append(([str(video), "--checkpoint", str(context)], "needs a checkpoint trained with model.backbone.context"))
     for args, message in cases:
         assert main(["stream", *args, *out]) == 2
         err = capsys.readouterr().err

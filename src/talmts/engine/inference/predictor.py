@@ -365,7 +365,10 @@ class Predictor:
 
     def window_candidates(self, offset: int, arrays: Sequence[np.ndarray]) -> list[Candidates]:
         """Eq. 13 candidates of one window (one array per stream), in sample frames: what :meth:`finish` pools for
-        this window when the network runs it alone (batch 1)."""
+        this window when the network runs it alone (batch 1). Window context only: under ``model.backbone.context:
+        video`` a window's features come from the whole video's map."""
+        if self.video_context:
+            raise ConfigError(f"{self.streams[0].source}: model.backbone.context=video has no per-window path")
         batches = network_outputs(self.streams, [(offset, arrays)], 1, self.device)
         return decode_windows(batches, 1.0, self.infer)
 

@@ -222,6 +222,11 @@ def check_streamable(predictor: Predictor) -> None:
     prep, where = predictor.preparation, predictor.streams[0].source
     if predictor.protocol != "sliding":
         raise ConfigError(f"{where}: data.protocol={predictor.protocol!r}; a stream needs sliding windows")
+    if predictor.video_context:
+        raise ConfigError(
+            f"{where}: model.backbone.context=video runs the backbone once over the whole video; a stream runs each "
+            "window as it arrives and needs a checkpoint trained with model.backbone.context=window"
+        )
     if prep.fps is None or prep.max_frames is not None:
         raise ConfigError(
             f"{where}: trained on frames sampled per video (max_frames={prep.max_frames}); a stream needs a fixed "

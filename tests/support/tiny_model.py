@@ -31,17 +31,26 @@ TINY = [
 
 
 def tiny_checkpoint(
-    path: str | Path, *, fps: float = 10.0, flow: str = "none", seed: int = 0, overrides: tuple[str, ...] = ()
+    path: str | Path,
+    *,
+    fps: float = 10.0,
+    flow: str = "none",
+    seed: int = 0,
+    overrides: tuple[str, ...] = (),
+    modality: str = "rgb",
+    size: int = 32,
 ) -> Path:
-    """A random tiny TAL-MTS for RGB clips of 32 frames at ``fps``, 32 x 32 px, two classes."""
+    """A random tiny TAL-MTS for clips of 32 frames at ``fps``, 32 x 32 px, two classes; RGB, or flow (2 channels,
+    its data prepared with ``flow``); frames sampled at ``size`` px (the clip is their centre)."""
     torch.manual_seed(seed)
-    cfg = load_config(_demo(), [*TINY, f"data.fps={fps}", *overrides])
-    model = build_detector(cfg, 2, 3)
+    cfg = load_config(_demo(), [*TINY, f"data.fps={fps}", f"data.modality={modality}", *overrides])
+    channels = 2 if modality == "flow" else 3
+    model = build_detector(cfg, 2, channels)
     state = {
         "config": cfg.to_dict(),
         "classes": ["jump", "wave"],
-        "in_channels": 3,
-        "prepare": {"fps": fps, "size": 32, "max_frames": None, "flow": flow},
+        "in_channels": channels,
+        "prepare": {"fps": fps, "size": size, "max_frames": None, "flow": flow},
         "model": model.state_dict(),
         "ema": None,
     }

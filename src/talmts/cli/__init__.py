@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval_checkpoints", "sliding-window inference on the test split and the paper-style mAP table"),
     "detect": ("detect", "detect actions in a video: JSON, CSV, timeline picture and an HTML page"),
     "export": ("export", "a trained network as an ONNX or TorchScript graph plus the JSON a runtime needs"),
+    "stream": ("stream", "detect actions as a video plays (file, pipe, URL, camera): one JSON line per detection"),
     "evaluate": ("evaluate", "score a detection file against ground truth (ActivityNet mAP)"),
     "view": ("view", "a static results site: per-video timelines, player and DETAD's error diagnosis"),
     "bench": ("bench", "throughput, FLOPs and memory of the network"),

@@ -15,7 +15,7 @@ ActivityNet's "dynamic fps" (at most N frames per video) is :func:`dynamic_sampl
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,15 +92,15 @@ def _open(path: Path) -> tuple[av.container.InputContainer, av.VideoStream]:
     try:
         container = av.open(str(path))
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot open: {_short(e)}") from e
+        raise VideoDecodeError(path, f"cannot open: {ffmpeg_reason(e)}") from e
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream")
     return container, container.streams.video[0]
 
 
-def _short(e: Exception) -> str:
-    # FFmpeg errors carry the path in str(e); the reason alone is in strerror.
+def ffmpeg_reason(e: Exception) -> str:
+    """An FFmpeg error's reason in a few words (its str() carries the path too; the reason alone is in strerror)."""
     text = str(getattr(e, "strerror", None) or e).strip() or type(e).__name__
     return text.splitlines()[0][:200]
 
@@ -109,12 +109,13 @@ def stream_fps(path: str | Path) -> float:
     """Frame rate the container declares (average, else guessed, else base rate)."""
     container, stream = _open(Path(path))
     try:
-        return _rate(path, stream)
+        return declared_rate(path, stream)
     finally:
         container.close()
 
 
-def _rate(path: str | Path, stream: av.VideoStream) -> float:
+def declared_rate(path: str | Path, stream: av.VideoStream) -> float:
+    """The stream's frame rate: average, else guessed, else base rate (``path`` names it in the error)."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and float(rate) > 0 and math.isfinite(float(rate)):
             return float(rate)
@@ -127,7 +128,7 @@ def count_frames(path: str | Path) -> int:
     try:
         return sum(1 for p in container.demux(stream) if p.size > 0)
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"cannot read packets: {_short(e)}") from e
+        raise VideoDecodeError(path, f"cannot read packets: {ffmpeg_reason(e)}") from e
     finally:
         container.close()
 
@@ -140,7 +141,7 @@ def iter_frames(path: str | Path, threads: int = 0) -> Iterator[av.VideoFrame]:
     try:
         yield from container.decode(stream)
     except av.FFmpegError as e:
-        raise VideoDecodeError(path, f"decoding failed: {_short(e)}") from e
+        raise VideoDecodeError(path, f"decoding failed: {ffmpeg_reason(e)}") from e
     finally:
         container.close()
 
@@ -199,8 +200,26 @@ def sampled_frames(
     else:
         rate = fps if sample_fps is None else float(sample_fps)
     info.fps, info.sample_fps = fps, rate
-    sampler = AccumulatorSampler(fps, rate)
-    for frame in iter_frames(path, threads=threads):
+    yield from sample_decoded(iter_frames(path, threads=threads), AccumulatorSampler(fps, rate), size, info, max_frames)
+    if info.count == 0:
+        raise VideoDecodeError(path, "zero frames decoded")
+    if info.sample_count == 0:
+        raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {info.count} frames")
+    info.check = check_decoded(path, info.count, fps)  # a cut-short file decodes to its end without an error
+    if strict and info.check.short:
+        raise VideoDecodeError(path, info.check.problem())
+
+
+def sample_decoded(
+    frames: Iterable[av.VideoFrame],
+    sampler: AccumulatorSampler,
+    size: int | None,
+    info: DecodeInfo,
+    max_frames: int | None = None,
+) -> Iterator[np.ndarray]:
+    """The sampling loop over decoded frames, shared by files and live sources: each frame counted in ``info``,
+    kept as ``sampler`` says (at most ``max_frames`` in all), converted to RGB at ``size`` only when kept."""
+    for frame in frames:
         info.count += 1
         copies = sampler()
         if max_frames is not None:
@@ -211,13 +230,6 @@ def sampled_frames(
         for _ in range(copies):
             info.sample_count += 1
             yield image
-    if info.count == 0:
-        raise VideoDecodeError(path, "zero frames decoded")
-    if info.sample_count == 0:
-        raise VideoDecodeError(path, f"no frame kept at {rate:g} fps from {info.count} frames")
-    info.check = check_decoded(path, info.count, fps)  # a cut-short file decodes to its end without an error
-    if strict and info.check.short:
-        raise VideoDecodeError(path, info.check.problem())
 
 
 def read_video(

@@ -16,8 +16,8 @@ index written as ``seconds * fps``); ``whole``: ``seconds * sample_fps``. Detect
 the same rate, so the round trip is exact.
 
 Training plans its windows by index (:func:`plan_clips`, random access for a dataset); inference cuts them from
-any frame source as the frames arrive (:func:`cut_windows`: stored arrays for ``eval``, a video being decoded for
-``detect``). Both place them with :func:`window_offsets`.
+any frame source as the frames arrive (:class:`WindowCutter`, :func:`cut_windows`: stored arrays for ``eval``, a video
+being decoded for ``detect``, a live stream for ``stream``). Both place them with :func:`window_offsets`.
 """
 
 from __future__ import annotations
@@ -69,39 +69,69 @@ class WholeVideoTooLong(TalmtsError, ValueError):
     """A video has more frames than one window under the ``whole`` protocol."""
 
 
+class WindowCutter:
+    """The one window cutter of inference, fed one frame at a time: :meth:`push` each frame, :meth:`close` at the end.
+
+    A frame is a tuple with one array per stream (e.g. (rgb, flow)); a window comes out as (offset, [uint8 [t, ...]
+    per stream]) at :func:`inference_offsets`, t <= clip (fewer at the end of a short video). The length need not be
+    known in advance: a regular window is cut as soon as its last frame arrives, the end-aligned (or only) one at
+    :meth:`close`, and only the last ``clip`` frames are held, since every later window starts after ``n - clip``.
+    """
+
+    def __init__(self, clip: int, stride: int, protocol: str = "sliding", video: str = "video"):
+        if clip < 1 or stride < 1:
+            raise ValueError(f"clip ({clip}) and stride ({stride}) must be >= 1")
+        self.clip, self.stride, self.protocol, self.video = clip, stride, protocol, video
+        self.count = 0  # frames pushed
+        self._buf: deque[Sequence[np.ndarray]] = deque(maxlen=clip)
+
+    def push(self, frame: Sequence[np.ndarray]) -> tuple[int, list[np.ndarray]] | None:
+        """Add the next frame; the window it completes, if any."""
+        clip, n = self.clip, self.count
+        if self.protocol == "whole" and n == clip:
+            raise WholeVideoTooLong(
+                f"{self.video}: more than data.clip_frames={clip} frames under the 'whole' protocol (sample it to "
+                f"at most {clip} frames: `talmts prepare --max-frames {clip}`, or use data.protocol=sliding)"
+            )
+        self._buf.append(frame)
+        self.count = n = n + 1
+        if self.protocol != "whole" and n >= clip and (n - clip) % self.stride == 0:  # a regular offset: in every plan
+            return n - clip, self._window()
+        return None
+
+    def close(self) -> tuple[int, list[np.ndarray]] | None:
+        """The input has ended: the end-aligned (or only) window, unless the last regular one already ends there."""
+        n, clip = self.count, self.clip
+        if n == 0:
+            return None
+        last = inference_offsets(n, clip, self.stride, self.protocol)[-1]
+        if self.protocol == "whole" or n < clip or (n - clip) % self.stride:
+            return last, self._window()
+        return None
+
+    def earliest_next_offset(self) -> int:
+        """The smallest offset any window not cut yet can have: the end-aligned window, should the input end now,
+        starts at ``count - clip``; every regular one later. Candidates of later windows start at or after it."""
+        return max(0, self.count - self.clip)
+
+    def _window(self) -> list[np.ndarray]:
+        buf = self._buf
+        return [np.stack([f[k] for f in buf]) for k in range(len(buf[0]))]
+
+
 def cut_windows(
     frames: Iterable[Sequence[np.ndarray]], clip: int, stride: int, protocol: str = "sliding", video: str = "video"
 ) -> Iterator[tuple[int, list[np.ndarray]]]:
-    """The one window cutter of inference, over any frame source: a raw video being decoded or stored arrays.
-
-    ``frames`` yields one tuple per frame with one array per stream (e.g. (rgb, flow)); the windows come out as
-    (offset, [uint8 [t, ...] per stream]) at :func:`inference_offsets`, t <= clip (fewer at the end of a short
-    video). The length need not be known in advance: a window is cut as soon as its last frame arrives, and only
-    the last ``clip`` frames are held, since every later window starts after ``n - clip``.
-    """
-    if clip < 1 or stride < 1:
-        raise ValueError(f"clip ({clip}) and stride ({stride}) must be >= 1")
-    buf: deque[Sequence[np.ndarray]] = deque(maxlen=clip)
-    n = 0
-
-    def window() -> list[np.ndarray]:
-        return [np.stack([f[k] for f in buf]) for k in range(len(buf[0]))]
-
+    """:class:`WindowCutter` over any frame source (a raw video being decoded, or stored arrays): every window, in
+    offset order."""
+    cutter = WindowCutter(clip, stride, protocol, video)
     for f in frames:
-        if protocol == "whole" and n == clip:
-            raise WholeVideoTooLong(
-                f"{video}: more than data.clip_frames={clip} frames under the 'whole' protocol (sample it to at most "
-                f"{clip} frames: `talmts prepare --max-frames {clip}`, or use data.protocol=sliding)"
-            )
-        buf.append(f)
-        n += 1
-        if protocol != "whole" and n >= clip and (n - clip) % stride == 0:  # a regular offset: in every plan
-            yield n - clip, window()
-    if n == 0:
-        return
-    last = inference_offsets(n, clip, stride, protocol)[-1]
-    if protocol == "whole" or n < clip or (n - clip) % stride:  # the end-aligned (or only) window
-        yield last, window()
+        window = cutter.push(f)
+        if window is not None:
+            yield window
+    window = cutter.close()
+    if window is not None:
+        yield window
 
 
 def frames_of(arrays: Sequence[np.ndarray]) -> Iterator[tuple[np.ndarray, ...]]:

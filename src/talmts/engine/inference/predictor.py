@@ -11,7 +11,7 @@ pools each stream's decoded candidates instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -201,8 +201,8 @@ def stream_feature_map(
 
 
 def decode_windows(batches: Sequence[WindowOutputs], rate: float, infer: InferConfig) -> list[Candidates]:
-    """Eq. 13 candidates of every window; ``rate`` is the video's sample frames per second: seconds =
-    (frame + offset) / rate, segments clamped to each window's real frames. Streams fused as ``infer.fusion`` says."""
+    """Eq. 13 candidates of every window, in units of 1 / ``rate`` seconds: (frame + offset) / rate, segments
+    clamped to each window's real frames (``rate`` 1: sample frames). Streams fused as ``infer.fusion`` says."""
     candidates: list[Candidates] = []
     for b in batches:
         for i, (offset, n) in enumerate(zip(b.offsets, b.num_frames)):
@@ -272,9 +272,14 @@ class Predictor:
         return sliced_outputs(self.streams, arrays, offsets, self.infer.batch_size, self.device)
 
     def finish(self, batches: Sequence[WindowOutputs], info: VideoInfo) -> list[Detection]:
-        """Decode, fuse, merge the windows with Soft-NMS, and label the video: its detections, best first."""
-        candidates = decode_windows(batches, info.rate(self.protocol), self.infer)
-        detections = detections_for_video(candidates, self.classes, self.infer, info.duration)
+        """Decode, fuse, merge the windows with Soft-NMS, and label the video: its detections, best first.
+
+        Candidates stay in sample frames through Soft-NMS and become seconds at the end, with the rate known once
+        the whole video is read; a stream (stream.py) runs the same numbers before it knows that rate."""
+        candidates = decode_windows(batches, 1.0, self.infer)
+        detections = detections_for_video(
+            candidates, self.classes, self.infer, info.duration, rate=info.rate(self.protocol)
+        )
         if self.scores is None:
             return detections
         return apply_video_classifier(
@@ -335,19 +340,37 @@ class Predictor:
         video = video or Path(path).stem
         if self.scores is not None:
             self.score_row(video)  # before the network runs
-        prep = self.streams[0].prepare or PrepareOptions()
+        prep = self.preparation
         decoded = DecodeInfo()
         frames = sampled_frames(path, prep.fps, prep.size, prep.max_frames, decoded)
-        modalities = [s.modality for s in self.streams]
-        if "flow" in modalities:
-            method = raw_video_flow_method(prep.flow)
-            flows = with_flow(frames, method, device=str(self.device))
-            per_stream = ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in flows)
-        else:
-            per_stream = ([rgb] for rgb in frames)
-        batches = self.outputs(per_stream, video)
+        batches = self.outputs(self.stream_frames(frames), video)
         info = VideoInfo(video, decoded.fps, decoded.sample_fps, decoded.count, decoded.sample_count)
         return self.finish(batches, info), decoded
+
+    @property
+    def preparation(self) -> PrepareOptions:
+        """How a raw video is sampled for these streams: as their training data was prepared."""
+        return self.streams[0].prepare or PrepareOptions()
+
+    def stream_frames(self, frames: Iterable[np.ndarray], flow_batch: int | None = None) -> Iterator[list[np.ndarray]]:
+        """Sampled RGB frames, one at a time -> one array per stream (RGB, or the flow computed on the fly as the
+        checkpoint's data was prepared, see :func:`raw_video_flow_method`; ``flow_batch`` frame pairs at a time,
+        default data.flow.default_batch)."""
+        modalities = [s.modality for s in self.streams]
+        if "flow" not in modalities:
+            return ([rgb] for rgb in frames)
+        method = raw_video_flow_method(self.preparation.flow)
+        flows = with_flow(frames, method, device=str(self.device), batch=flow_batch)
+        return ([rgb if m == "rgb" else flow for m in modalities] for rgb, flow in flows)
+
+    def window_candidates(self, offset: int, arrays: Sequence[np.ndarray]) -> list[Candidates]:
+        """Eq. 13 candidates of one window (one array per stream), in sample frames: what :meth:`finish` pools for
+        this window when the network runs it alone (batch 1). Window context only: under ``model.backbone.context:
+        video`` a window's features come from the whole video's map."""
+        if self.video_context:
+            raise ConfigError(f"{self.streams[0].source}: model.backbone.context=video has no per-window path")
+        batches = network_outputs(self.streams, [(offset, arrays)], 1, self.device)
+        return decode_windows(batches, 1.0, self.infer)
 
     def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
         path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from talmts import schema
 from talmts.config import BACKBONE_GRID, Config
 from talmts.data.dataset import ClipDataset
 from talmts.data.record import record_path
@@ -111,11 +112,11 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
 
 
 def video_record_path(cache: Path, video: str) -> Path:
-    return cache / VIDEOS_DIR / f"{video}.json"
+    return schema.video_file(cache / VIDEOS_DIR, video, ".json")
 
 
 def endpoint_path(cache: Path, video: str, endpoint: str) -> Path:
-    return cache / VIDEOS_DIR / f"{video}.{endpoint}.npy"
+    return schema.video_file(cache / VIDEOS_DIR, video, f".{endpoint}.npy")
 
 
 def video_record(frames: int, length: int, views: int, source: str) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from talmts.errors import InputError
 from talmts.fileio import TMP_MARK, atomic_open, atomic_write_json, is_write_failure
 from talmts.formats.common import as_float, load_json
 from talmts.formats.video_info import AFSD_COLUMNS, VideoInfo, read_video_info, write_video_info
-from talmts.schema import SchemaError
+from talmts.schema import SchemaError, check_video_id, video_file
 
 __all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "merge_shards", "prepare_dataset", "prepare_video"]
 
@@ -87,6 +87,7 @@ def find_videos(videos_dir: str | Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(videos_dir.iterdir()):
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith("."):
+            check_video_id(path.stem, file=str(path), record=path.name)  # the id names frames/, flow/ and meta/ files
             if path.stem in found:
                 raise InputError(
                     f"{videos_dir}: two videos share the id {path.stem!r} ({found[path.stem].name}, {path.name});"
@@ -134,7 +135,11 @@ def remove_stale_temporaries(out_dir: Path, videos: set[str] | None = None) -> i
 
 
 def _paths(out_dir: Path, video: str) -> tuple[Path, Path, Path]:
-    return out_dir / "frames" / f"{video}.npy", out_dir / "flow" / f"{video}.npy", out_dir / "meta" / f"{video}.json"
+    return (
+        video_file(out_dir / "frames", video, ".npy"),
+        video_file(out_dir / "flow", video, ".npy"),
+        video_file(out_dir / "meta", video, ".json"),
+    )
 
 
 def is_finished(out_dir: Path, video: str, flow: str) -> bool:
@@ -159,7 +164,7 @@ def _read_meta(path: Path) -> VideoInfo:
 
 def read_decode_check(out_dir: str | Path, video: str) -> dict | None:
     """What decoding found for ``video`` (data.completeness.DecodeCheck.record()), None for an older folder."""
-    path = Path(out_dir) / "meta" / f"{video}.json"
+    path = video_file(Path(out_dir) / "meta", video, ".json")
     rec = load_json(path) if path.is_file() else None
     decode = rec.get("decode") if isinstance(rec, dict) else None
     if decode is None:

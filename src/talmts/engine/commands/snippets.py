@@ -24,6 +24,7 @@ from talmts.data.transforms import make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
 from talmts.formats.video_info import read_video_info
+from talmts.schema import video_file
 
 META_FILE = "features.json"
 ENDPOINT = "Mixed_5c"
@@ -101,12 +102,13 @@ def extract_snippet_features(
 
         iterator = tqdm(names, desc="snippets", unit="video", leave=False)
     for video in iterator:
-        path, info = out / f"{video}.npy", infos[video]
+        path, info = video_file(out, video, ".npy"), infos[video]
         rate = info.rate("sliding")
         if path.is_file() and video in meta["videos"]:
             summary.skipped.append(video)
             continue
-        frames = load_video_array(root / sub / f"{video}.npy", MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
+        array = video_file(root / sub, video, ".npy")
+        frames = load_video_array(array, MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
         feats = video_snippet_features(backbone, frames, cfg.data.frame_size, window, stride, batch_size)
         with atomic_open(path, "wb") as f:
             np.save(f, feats)

@@ -16,7 +16,7 @@ from talmts.data.prepare import find_videos
 from talmts.data.video import VideoDecodeError
 from talmts.engine.inference.detect_video import DetectedVideo, detect_and_write
 from talmts.engine.inference.predictor import Predictor
-from talmts.schema import AnnotationSet
+from talmts.schema import AnnotationSet, video_file
 from talmts.viz.view import write_page
 
 
@@ -56,7 +56,7 @@ def detect_folder(
                 detect_and_write(
                     predictor,
                     path,
-                    out / vid,
+                    video_file(out, vid, ""),
                     ground_truth=ground_truth,
                     min_score=min_score,
                     nav=[("all videos", "../index.html")],

@@ -35,7 +35,7 @@ from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
 from talmts.models.video_features import video_feature_map, window_slice
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, decode_streams, detections_for_video
-from talmts.schema import ClassMap, Detection
+from talmts.schema import ClassMap, Detection, video_file
 
 ARRAY_DIRS = {"rgb": "frames", "flow": "flow"}
 
@@ -350,7 +350,7 @@ class Predictor:
         return self.finish(batches, info), decoded
 
     def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
-        path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"
+        path = video_file(root / ARRAY_DIRS[modality], info.video, ".npy")
         return load_video_array(path, MODALITY_CHANNELS[modality], info.sample_count)
 
 

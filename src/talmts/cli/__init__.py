@@ -160,6 +160,13 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # a bug, or an input check not written yet: say so, and how to see where it happened
+        if _out_of_memory(e):  # sizes within their bounds that this machine cannot hold: the input's doing
+            print(
+                f"{name}: out of memory ({_one_line(e)[:160]}); lower the sizes (batch, clip, network) or use a "
+                "machine with more memory",
+                file=sys.stderr,
+            )
+            return EXIT_USER_ERROR
         print(
             f"{name}: unexpected {type(e).__name__}: {_one_line(e)}\n"
             f"{name}: this may be a bug in talmts; run again with --debug for the traceback",
@@ -169,6 +176,11 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
     finally:
         warnings.formatwarning = previous
         undo_log()
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's refusal (a RuntimeError)."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
 
 
 def _one_line(e: BaseException) -> str:

@@ -37,6 +37,7 @@ from talmts.data.record import record_path
 from talmts.data.transforms import flip_horizontal, make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
+from talmts.formats.common import load_json
 
 CACHE_FORMAT = 2
 META_FILE = "cache.json"
@@ -99,7 +100,9 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, fingerprint)
         return
-    stored = json.loads(path.read_text())
+    stored = load_json(path)
+    if not isinstance(stored, dict):
+        raise InputError(f"{path}: not a feature cache record (a JSON object); extract into a new folder")
     if "dtype" not in fingerprint:
         fingerprint = fingerprint | {"dtype": stored.get("dtype")}
     diff = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
@@ -131,7 +134,9 @@ def covers(cache: Path, video: str, wanted: dict[str, Any], endpoints: list[str]
         return False
     try:
         stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON, a 5,000-digit integer
+        return False
+    if not isinstance(stored, dict):
         return False
     same = all(stored.get(k) == wanted[k] for k in ("frames", "length", "source"))
     return (

@@ -67,8 +67,10 @@ def read_record(root: str | Path) -> PrepareOptions | None:
         return None
     try:
         raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise PreparationMismatch(f"{path}: unreadable prepare record ({e}); rerun `talmts prepare`") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8, bad JSON, a 5,000-digit integer
+        raise PreparationMismatch(
+            f"{path}: unreadable prepare record ({type(e).__name__}); rerun `talmts prepare`"
+        ) from None
     if not isinstance(raw, dict):
         raise PreparationMismatch(f"{path}: the prepare record must be a JSON object; rerun `talmts prepare`")
     return PrepareOptions.from_dict(raw)

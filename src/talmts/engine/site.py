@@ -114,6 +114,7 @@ def build_view(
 ) -> ViewOutputs:
     """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players. ``subset``: the ground
     truth's subset to score (default: the ones the detections cover, see :func:`view_scope`)."""
+    check_page_options(tiou=tiou, min_score=min_score)
     out = Path(out_dir)
     scored, scope = view_scope(ground_truth, detections, subset)
     diag = diagnose(scored, detections, [tiou], bins=bins)
@@ -172,6 +173,14 @@ def build_view(
         },
     )
     return res
+
+
+def check_page_options(*, tiou: float = 0.5, min_score: float = 0.1) -> None:
+    """The tIoU threshold in (0, 1] and the score slider's start in [0, 1], as numbers (NaN is neither)."""
+    if not 0 < tiou <= 1:
+        raise InputError(f"--tiou {tiou}: a tIoU threshold is a number in (0, 1]")
+    if not 0 <= min_score <= 1:
+        raise InputError(f"--min-score {min_score}: a score threshold is a number in [0, 1]")
 
 
 def video_data(m: Matches, v: int, *, t: int = 0, min_score: float = 0.1, src: str | None = None) -> dict[str, Any]:
@@ -233,6 +242,7 @@ def write_video_view(
     nav: Sequence[tuple[str, str | None]] = (),
 ) -> Path:
     """One video's page outside a site (``talmts detect``): judged against ``ground_truth`` when it has any."""
+    check_page_options(tiou=tiou, min_score=min_score)
     if ground_truth:
         gt = AnnotationSet(
             {video_id: Video(video_id, "test", duration=duration, annotations=list(ground_truth))},

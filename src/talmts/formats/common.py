@@ -76,6 +76,10 @@ def load_json(path: str | Path) -> Any:
         ) from None
     except json.JSONDecodeError as e:
         raise SchemaError(str(path), f"line {e.lineno}", "-", f"not valid JSON: {e.msg}", "fix the syntax") from None
+    except ValueError:  # an integer of more than 4,300 digits: Python refuses to convert it (sys.int_info)
+        raise SchemaError(
+            str(path), "-", "-", "holds an integer of more than 4,300 digits", "no field of talmts' files needs one"
+        ) from None
 
 
 def require(obj: Any, key: str, *, file: str, record: str, kind: type | tuple[type, ...] | None = None) -> Any:

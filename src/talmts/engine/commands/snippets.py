@@ -9,7 +9,6 @@ snippet i is centred at (i * stride + window / 2) / fps seconds.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from talmts.data.dataset import load_video_array
 from talmts.data.transforms import make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
+from talmts.formats.common import load_json
 from talmts.formats.video_info import read_video_info
 from talmts.schema import video_file
 
@@ -83,7 +83,9 @@ def extract_snippet_features(
     if unknown:
         raise InputError(f"{root}/video_info.csv: no video {unknown[0]!r}; run `talmts prepare` on it")
     meta_path = out / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = load_json(meta_path) if meta_path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: not a snippet record (a JSON object); write into another folder")
     wanted = {"window": window, "stride": stride, "endpoint": ENDPOINT, "frame_size": cfg.data.frame_size}
     wanted |= {"modality": cfg.data.modality, "weights": cfg.model.backbone.weights, "width": cfg.model.backbone.width}
     clash = [k for k, v in wanted.items() if k in meta and meta[k] != v]

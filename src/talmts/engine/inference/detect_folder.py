@@ -37,9 +37,11 @@ def detect_folder(
     progress: bool = False,
 ) -> FolderOutputs:
     """Run ``predictor`` on every video directly in ``folder`` (ids = file names without extension)."""
+    from talmts.engine.site import check_page_options
     from talmts.formats import write_detections
     from talmts.formats.detections import write_detections_csv
 
+    check_page_options(min_score=min_score)
     videos = find_videos(folder)
     if not videos:
         raise FileNotFoundError(f"{folder}: no video files in this folder")

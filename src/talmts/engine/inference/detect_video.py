@@ -41,12 +41,13 @@ def detect_and_write(
     when ``ground_truth`` holds the video). ``nav``: (label, href) links in the page's header."""
     import time
 
-    from talmts.engine.site import relative_link, write_video_view
+    from talmts.engine.site import check_page_options, relative_link, write_video_view
     from talmts.formats import write_detections
     from talmts.formats.detections import write_detections_csv
     from talmts.formats.subtitles import write_detections_srt, write_detections_vtt
     from talmts.viz import plot_timeline
 
+    check_page_options(min_score=min_score)  # before the video is decoded
     start = time.perf_counter()
     video, out = Path(video), Path(out_dir)
     vid = video_id or video.stem

@@ -329,12 +329,13 @@ class TrainLoop:
     def run(self, resume: str | Path | None) -> float:
         """Train to the end (or to the first error); returns the seconds it took."""
         cfg, ctx = self.cfg, self.ctx
-        if ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
+        # The checkpoint to resume from is read (and checked) first: a wrong --resume leaves the run folder as it was
         found = open_resume(resume, self.out, self.steps_per_epoch) if resume is not None else None
         if found is not None:
             self.load_state(*found)
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
         net = network_call(distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters), cfg)
         start = time.perf_counter()
         try:

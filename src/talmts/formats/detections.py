@@ -60,14 +60,29 @@ def read_detections(path: str | Path) -> dict[str, list[Detection]]:
     return parse_detections(load_json(path), file=str(path))
 
 
+# A text cell a spreadsheet would read as a formula (OWASP's CSV injection guidance: =, +, -, @, tab, carriage
+# return; and a line feed, which some readers take as a new row of their own)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def spreadsheet_text(text: str) -> str:
+    """``text`` as a CSV cell no spreadsheet evaluates: one that starts like a formula gets a leading apostrophe
+    (the cell then shows the text as written; the csv module quotes what needs quoting)."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
 def write_detections_csv(results: Mapping[str, Sequence[Detection]], path: str | Path) -> Path:
-    """One row a detection: video, label, start, end (seconds), score; highest score first per video."""
+    """One row a detection: video, label, start, end (seconds), score; highest score first per video. Ids and
+    labels that start like a spreadsheet formula are escaped (:func:`spreadsheet_text`); numbers are written as
+    numbers."""
     path = Path(path)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["video", "label", "start", "end", "score"])
     for vid, dets in results.items():
         for d in sorted(dets, key=lambda d: -d.score):
-            w.writerow([vid, d.label, f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"])
+            w.writerow(
+                [spreadsheet_text(vid), spreadsheet_text(d.label), f"{d.start:.3f}", f"{d.end:.3f}", f"{d.score:.6f}"]
+            )
     atomic_write_text(path, buf.getvalue())
     return path

@@ -148,20 +148,20 @@ class FolderBusy(TalmtsError):
 
 
 @contextmanager
-def folder_lock(folder: str | Path, command: str, *, shared: bool = False) -> Iterator[Path]:
+def folder_lock(folder: str | Path, command: str, *, shared: bool = False, name: str = LOCK_FILE) -> Iterator[Path]:
     """Hold a lock on ``folder`` (created if need be) while the block runs, or refuse at once with
     :class:`FolderBusy` naming the folder and the process that holds it.
 
     The lock is ``flock`` on ``FOLDER/.talmts-lock``: the kernel drops it when its holder exits in any way, a kill
     included, so no stale lock outlives a crash. ``shared``: several holders at once (the ``--shard`` runs of one
     prepare), none while an exclusive holder runs. The exclusive holder writes ``command`` and its pid into the
-    file, for the message another run prints.
+    file, for the message another run prints. ``name``: another lock file of the folder (one shard's runs).
     """
     import fcntl
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / LOCK_FILE
+    path = folder / name
     flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     try:
         fd = os.open(path, flags, 0o666)

@@ -100,13 +100,16 @@ def main(argv: list[str] | None = None) -> int:
     if mod is None:
         print(f"talmts {args.command}: not available in this build", file=sys.stderr)
         return 2
-    if debug:
-        undo_log = show_library_log(f"talmts {args.command}")
-        try:
-            return int(mod.run(args) or 0)
-        finally:
-            undo_log()
-    return run_reporting_errors(mod.run, args, f"talmts {args.command}")
+    from talmts.processes import stop_signals_raise
+
+    with stop_signals_raise():  # SIGTERM / SIGHUP unwind like Ctrl-C: pools pass the stop on to their workers
+        if debug:
+            undo_log = show_library_log(f"talmts {args.command}")
+            try:
+                return int(mod.run(args) or 0)
+            finally:
+                undo_log()
+        return run_reporting_errors(mod.run, args, f"talmts {args.command}")
 
 
 class CommandLog(logging.Handler):
@@ -156,9 +159,10 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
     except USER_ERRORS as e:
         print(f"{name}: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (talmts.processes.Terminated)
+        signum = getattr(e, "signum", None)
+        print(f"{name}: {'interrupted' if signum is None else e}", file=sys.stderr)
+        return 130 if signum is None else 128 + signum
     except Exception as e:  # a bug, or an input check not written yet: say so, and how to see where it happened
         if _out_of_memory(e):  # sizes within their bounds that this machine cannot hold: the input's doing
             print(

@@ -71,7 +71,9 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
     ema = averaged_weights(state)
     model.load_state_dict(ema if use_ema and ema is not None else state["model"])
     model = apply_levers(model, INFERENCE).to(device)  # an eval copy, BatchNorm folded
-    prepare = PrepareOptions.from_dict(state["prepare"]) if state.get("prepare") else None
+    prepare = (
+        PrepareOptions.from_dict(state["prepare"], source=f"{path} (prepare record)") if state.get("prepare") else None
+    )
     return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=prepare)
 
 

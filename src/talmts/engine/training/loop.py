@@ -44,6 +44,7 @@ from talmts.engine.training.resume import ResumeSettingsWarning, changed_setting
 from talmts.engine.training.speedups import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
+from talmts.processes import exit_with_parent
 from talmts.schema import ClassMap
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _seed_worker(worker_id: int) -> None:
+    exit_with_parent(grace=0)  # a loader worker holds no state: it ends as soon as the training process is gone
     # torch seeds each worker from the loader's base seed (from the per-epoch loader generator); numpy and
     # python's random follow it, so augmentation in workers is reproducible across a resume at an epoch end.
     s = torch.initial_seed() % 2**32

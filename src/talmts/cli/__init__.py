@@ -123,8 +123,8 @@ class CommandLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            sys.stderr.write(f"{self.name}: warning: {text}\n")
+        if record.levelno >= logging.WARNING:  # one line, whatever a label or an id in it holds
+            sys.stderr.write(f"{self.name}: warning: {' '.join(text.split())}\n")
             sys.stderr.flush()
         else:
             sys.stdout.write(text + "\n")
@@ -152,7 +152,7 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
     (exit 2), anything else as a short line that points at ``--debug`` (exit 1), Ctrl-C as exit 130; warnings
     and the library's log print as one line each too."""
     previous = warnings.formatwarning  # formatwarning, not showwarning: warnings being recorded stay recorded
-    warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {message}\n"
+    warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {_one_line(message)}\n"
     undo_log = show_library_log(name)
     try:
         return int(run(args) or 0)

@@ -229,16 +229,12 @@ def site_folder(out: Path, command: str = "talmts view") -> Iterator[Path]:
     ``videos``) is refused before anything is written. A link at an entry's name is moved away and deleted as a
     link: its target is never written to or removed.
     """
+    _check_site_folder(out)  # before the lock: a refused folder gets no lock file either
     with folder_lock(out, command):
+        _check_site_folder(out)  # again, now that no other run can be swapping
         for p in out.iterdir():  # leftovers of a run that died between building and swapping
             if p.name.startswith((_BUILDING, _REPLACED)) and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
-        present = [n for n in SITE_ENTRIES if os.path.lexists(out / n)]
-        if present and not _is_site(out):
-            raise InputError(
-                f"{out / present[0]} exists and {out} holds no site of talmts view: write the site into another "
-                "folder (--out), or remove it"
-            )
         tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         stage, replaced = out / f"{_BUILDING}{tag}", out / f"{_REPLACED}{tag}"
         stage.mkdir()
@@ -253,6 +249,16 @@ def site_folder(out: Path, command: str = "talmts view") -> Iterator[Path]:
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             shutil.rmtree(replaced, ignore_errors=True)  # never follows a link inside
+
+
+def _check_site_folder(out: Path) -> None:
+    """Refuse a folder that holds something at a site entry's name but no site (a user's own ``videos``)."""
+    present = [n for n in SITE_ENTRIES if os.path.lexists(out / n)]
+    if present and not _is_site(out):
+        raise InputError(
+            f"{out / present[0]} exists and {out} holds no site of talmts view: write the site into another "
+            "folder (--out), or remove it"
+        )
 
 
 def _is_site(out: Path) -> bool:

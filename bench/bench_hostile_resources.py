@@ -5,8 +5,8 @@ The large probe: `talmts evaluate` of a file of 5,000,000 detections (100,000 vi
 detectors write them). Its peak memory is compared with the two files' size. The small probes: inputs of a few
 hundred bytes that once took minutes or gigabytes (a YAML alias bomb as a file and as an override, a video that
 declares 1/65535 fps to prepare and one of 1/1000 fps to detect, a JSON integer of 5,000 digits, an absurd network
-size). Every probe runs as a child process (``python -m talmts ...``); seconds are wall clock, peak RSS comes from
-``os.wait4``. ``--baseline-src`` runs the same probes with another source tree first (e.g. ``git archive`` of an
+size). Every probe runs as a child process (``python -m talmts ...``); seconds are wall clock, the peak RSS is the
+child's own high-water mark (``VmHWM``, which it reports on exit). ``--baseline-src`` runs the same probes with another source tree first (e.g. ``git archive`` of an
 earlier commit), side by side, under an address-space limit so that a bomb fails instead of taking the machine.
 
     .venv/bin/python bench/bench_hostile_resources.py                                   # the defaults
@@ -71,38 +71,45 @@ def write_probe_files(folder: Path, detections: int, ground_truths: int, videos:
         f.write('}, "external_data": {}}')
 
 
+# Runs talmts and, on the way out, writes the process's own peak RSS (VmHWM, KiB) into the file named first: the
+# peak of python alone, where os.wait4's ru_maxrss would also count this process's memory, copied at fork
+PEAK = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+def peak():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            open(report, "w").write(line.split()[1])
+atexit.register(peak)
+runpy.run_module("talmts", run_name="__main__", alter_sys=True)
+"""
+
+
 def run(argv: list[str], cwd: Path, src: str | None, memory_gib: float, timeout: float) -> dict:
-    """One child ``python -m talmts ARGV``: exit code, seconds, peak RSS (MiB), the last line of stderr."""
+    """One child ``python -m talmts ARGV`` under an address-space limit: exit code, seconds, its own peak RSS (MiB;
+    ru_maxrss when it was killed before it could say), the last line of stderr."""
     env = dict(os.environ)
     if src:
         env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-
-    def limit() -> None:
-        import resource
-
-        cap = int(memory_gib * (1 << 30))
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
+    limit_kib = int(memory_gib * (1 << 20))
+    report = cwd / ".peak-rss"
+    report.unlink(missing_ok=True)
+    cmd = ["sh", "-c", f'ulimit -v {limit_kib} && exec "$@"', "sh", sys.executable, "-c", PEAK, str(report), *argv]
     start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "talmts", *argv],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        preexec_fn=limit,
-        start_new_session=True,
+        cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
     timer = threading.Timer(timeout, lambda: os.killpg(proc.pid, signal.SIGKILL))
     timer.start()
+    err_bytes = proc.stderr.read() if proc.stderr else b""  # read before waiting: a full pipe would block the child
     _, status, usage = os.wait4(proc.pid, 0)
     timer.cancel()
-    err = proc.stderr.read().decode(errors="replace").strip().splitlines() if proc.stderr else []
-    code = os.waitstatus_to_exitcode(status)
+    err = err_bytes.decode(errors="replace").strip().splitlines()
+    peak_kib = int(report.read_text()) if report.is_file() else usage.ru_maxrss
     return {
-        "exit": code,
+        "exit": os.waitstatus_to_exitcode(status),
         "seconds": time.perf_counter() - start,
-        "rss": usage.ru_maxrss / 1024,  # KiB on Linux
+        "rss": peak_kib / 1024,
         "last": (err[-1] if err else "")[:110],
         "lines": len(err),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import secrets
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from typing import IO, Any
 from talmts.errors import TalmtsError
 
 TMP_MARK = ".tmp-"
+logger = logging.getLogger(__name__)
 
 # errno -> what the user can do about it
 _WRITE_ERRNOS = {
@@ -175,6 +177,8 @@ def folder_lock(folder: str | Path, command: str, *, shared: bool = False, name:
         holder = _lock_holders(fd) or "another talmts process"
         os.close(fd)
         raise FolderBusy(f"{folder} is in use by {holder}; wait for it to end or write into another folder") from None
+    except OSError as e:  # a file system without locks (some network mounts): go on, and say what is not guarded
+        logger.warning("%s cannot be locked (%s): do not run two talmts commands into it at once", folder, e.strerror)
     try:
         if not shared:
             os.ftruncate(fd, 0)

@@ -220,8 +220,9 @@ def test_prepare_workers_end_when_prepare_is_killed(tmp_path: Path, sig: signal.
         workers = descendants(parent.pid)
         assert len(workers) >= 2 and parent.poll() is None, "prepare ended before it could be killed"
         os.kill(parent.pid, sig)
-        parent.wait(HANG_GUARD)
+        code = parent.wait(HANG_GUARD)
         assert not _wait_gone(workers, 30), "workers outlived their parent"
+        assert code == (128 + signal.SIGTERM if sig == signal.SIGTERM else -signal.SIGKILL)
     finally:
         kill_group(parent.pid)  # whatever is left, even when the test fails
 

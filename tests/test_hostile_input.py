@@ -237,7 +237,11 @@ def test_demo_training_workers_end_with_a_plain_kill(tmp_path: Path) -> None:
         for line in parent.stdout:
             if "training the flow stream" in line:
                 break
-        time.sleep(5.0)  # the workers are importing or training
+        started = [tmp_path / "demo" / m / "config.yaml" for m in ("rgb", "flow")]  # written as training starts
+        deadline = time.monotonic() + HANG_GUARD
+        while not all(p.is_file() for p in started) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)  # inside the step loop
         workers = descendants(parent.pid)
         assert len(workers) >= 2, "demo trained without worker processes"
         os.kill(parent.pid, signal.SIGTERM)

@@ -102,19 +102,22 @@ def worker_pool(
 
 
 def stop_workers(pool: ProcessPoolExecutor, *, grace: float = GRACE_SECONDS) -> None:
-    """Pass the stop on: SIGTERM to every worker of ``pool``, up to ``grace`` seconds for them to end (a training
-    worker writes its step checkpoint), SIGKILL for the rest; queued jobs are cancelled. Never waits longer."""
+    """Pass the stop on: queued jobs cancelled, SIGTERM to every worker (repeated, so that one whose training loop
+    took the first as a request to stop at its next step boundary ends once it has), up to ``grace`` seconds for
+    them to end, SIGKILL for the rest. Never waits longer."""
     processes = list((getattr(pool, "_processes", None) or {}).values())
-    for p in processes:
-        with suppress(OSError, ValueError, AttributeError):
-            p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)  # idle workers get their sentinel and end by themselves
     deadline = time.monotonic() + grace
-    for p in processes:
-        with suppress(OSError, ValueError, AttributeError):
-            p.join(max(0.0, deadline - time.monotonic()))
+    while True:
+        running = [p for p in processes if p.is_alive()]
+        if not running or time.monotonic() >= deadline:
+            break
+        for p in running:
+            with suppress(OSError, ValueError, AttributeError):
+                p.terminate()
+        time.sleep(WATCH_SECONDS)
     for p in processes:
         with suppress(OSError, ValueError, AttributeError):
             if p.is_alive():
                 p.kill()
                 p.join(5)
-    pool.shutdown(wait=False, cancel_futures=True)

@@ -394,6 +394,8 @@ def merge_shards(out_dir: str | Path) -> dict[str, str]:
     """After every ``--shard K/N`` run into ``out_dir`` ended: check that all shards reported with the folder's
     options, remove leftover temporaries and rebuild video_info.csv. Returns the failed videos (video -> reason)."""
     out_dir = Path(out_dir)
+    if not out_dir.is_dir():  # not created by the lock below
+        raise FileNotFoundError(f"{out_dir}: no such folder; give the OUT_DIR the `prepare --shard` runs wrote into")
     with folder_lock(out_dir, "talmts prepare-merge"):  # no shard still running: their temporaries go
         failed = check_shard_reports(out_dir)
         remove_stale_temporaries(out_dir)

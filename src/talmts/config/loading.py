@@ -90,7 +90,7 @@ def _base_path(path: Path, base: Any) -> Path:
     """``_base_``: a file beside ``path`` when one exists, else a config bundled with talmts (``demo``,
     ``generic.yaml``, ...), so that a user's file can build on a bundled one wherever talmts is installed."""
     if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"{path}: _base_ must be a file name or the name of a bundled config, got {base!r}")
+        raise ConfigError(f"{path}: _base_ must be a file name or the name of a bundled config, got {shown(base)}")
     name = base if base.endswith((".yaml", ".yml")) else f"{base}.yaml"
     try:
         beside, named = (path.parent / base).resolve(), (path.parent / name).resolve()

@@ -183,9 +183,11 @@ def test_old_checkpoint_gets_a_conversion_command(tmp_path, capsys):
     rng = _old_checkpoint(old)
     with pytest.raises(ck.UnsafeCheckpoint) as err:
         ck.load_checkpoint(old)
-    assert f"talmts convert-checkpoint {old} {tmp_path / 'old-v2.pt'}" in str(err.value)
+    assert f"talmts convert-checkpoint {old} {tmp_path / 'old-v2.pt'} --trust" in str(err.value)
     new = tmp_path / "new.pt"
-    assert main(["convert-checkpoint", str(old), str(new)]) == 0
+    assert main(["convert-checkpoint", str(old), str(new)]) == 2  # full unpickling only with --trust
+    assert "add --trust only if you trust" in capsys.readouterr().err and not new.exists()
+    assert main(["convert-checkpoint", str(old), str(new), "--trust"]) == 0
     assert "any code it holds runs now" in capsys.readouterr().err  # the unsafe read is announced
     state = ck.load_checkpoint(new)
     assert state["format"] == ck.CHECKPOINT_FORMAT and state["step"] == 7
@@ -195,7 +197,7 @@ def test_old_checkpoint_gets_a_conversion_command(tmp_path, capsys):
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     assert after == (random.random(), np.random.rand())
-    assert main(["convert-checkpoint", str(old), str(old)]) == 2  # never overwrites the original
+    assert main(["convert-checkpoint", str(old), str(old), "--trust"]) == 2  # never overwrites the original
 
 
 def test_checksum_less_safe_file_is_refused_with_the_conversion(tmp_path, capsys):

@@ -48,7 +48,7 @@ def test_an_unknown_base_lists_the_bundled_configs(tmp_path: Path) -> None:
         ("train.epochs=0", "train.epochs=0 is out of range: it must be >= 1"),
         ("train.lr=0", "train.lr=0.0 is out of range: it must be > 0"),
         ("data.train_stride=0", "data.train_stride=0 is out of range"),
-        ("data.fps=-10", "data.fps=-10.0 is out of range: it must be > 0"),
+        ("data.fps=-10", "data.fps=-10.0 is out of range: it must be (0, 120]"),
         ("loss.focal_alpha=1.5", "loss.focal_alpha=1.5 is out of range: it must be [0, 1]"),
         ("train.ema=1.0", "train.ema=1.0 is out of range: it must be (0, 1)"),
         ("model.stt.dropout=1", "model.stt.dropout=1.0 is out of range: it must be [0, 1)"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from talmts.errors import TalmtsError
 from talmts.subsets import SUBSETS as SUBSETS  # re-exported: the canonical names
@@ -27,7 +28,7 @@ class SchemaError(TalmtsError, ValueError):
         super().__init__(msg)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a million instances fit in a fraction of the memory
 class Segment:
     """One ground-truth action instance."""
 
@@ -40,7 +41,7 @@ class Segment:
         return self.end - self.start
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: 64 bytes an object instead of 150, for files of millions
 class Detection:
     """One predicted action instance in a video."""
 
@@ -137,3 +138,48 @@ def check_segment(start: float, end: float, *, file: str, record: str, field_nam
         raise SchemaError(file, record, field_name, f"negative time [{start}, {end}]", "times are seconds >= 0")
     if end < start:
         raise SchemaError(file, record, field_name, f"end {end} is before start {start}", "swap or fix the pair")
+
+
+# ----------------------------------------------------------------------------------------------- video ids
+# A video id names files (frames/<id>.npy, meta/<id>.json, <id>.npz, ...), so it must be one plain file name. The
+# bytes bound leaves room, within the 255 bytes of a file name, for a suffix and a temporary's ".tmp-<pid>-<hex>".
+VIDEO_ID_MAX_BYTES = 200
+
+
+def video_id_problem(video: object) -> str | None:
+    """Why ``video`` cannot be used as a file name, or None when it can: the one rule for video ids."""
+    if not isinstance(video, str) or not video:
+        return "it is empty" if video == "" else f"it is a {type(video).__name__}, not text"
+    if "/" in video or "\\" in video:
+        return "it holds a path separator ('/' or '\\')"
+    if video.startswith("."):
+        return "it starts with '.' (hidden files and talmts' temporary files do)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in video):
+        return "it holds a control character (a newline, a tab, NUL, ...)"
+    try:
+        size = len(video.encode("utf-8"))
+    except UnicodeEncodeError:
+        return "it is not valid Unicode text"
+    if size > VIDEO_ID_MAX_BYTES:
+        return f"it is {size} bytes long (at most {VIDEO_ID_MAX_BYTES})"
+    return None
+
+
+def check_video_id(video: object, *, file: str = "<input>", record: str | None = None) -> str:
+    """``video`` when it can name a file, else a SchemaError naming the file, the record and the id."""
+    problem = video_id_problem(video)
+    if problem is not None:
+        shown = repr(video)[:80]
+        raise SchemaError(
+            file,
+            record if record is not None else shown,
+            "video",
+            f"the video id {shown} cannot name a file: {problem}",
+            "video ids become file names; rename the video in every file that lists it",
+        )
+    return video  # type: ignore[return-value]
+
+
+def video_file(folder: str | Path, video: str, suffix: str, *, file: str = "<input>") -> Path:
+    """``folder/<video><suffix>``, after :func:`check_video_id`: an id never leads a path out of ``folder``."""
+    return Path(folder) / f"{check_video_id(video, file=file)}{suffix}"

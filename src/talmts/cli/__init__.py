@@ -101,13 +101,16 @@ def main(argv: list[str] | None = None) -> int:
     if mod is None:
         print(f"talmts {args.command}: not available in this build", file=sys.stderr)
         return 2
-    if debug:
-        undo_log = show_library_log(f"talmts {args.command}")
-        try:
-            return int(mod.run(args) or 0)
-        finally:
-            undo_log()
-    return run_reporting_errors(mod.run, args, f"talmts {args.command}")
+    from talmts.processes import stop_signals_raise
+
+    with stop_signals_raise():  # SIGTERM / SIGHUP unwind like Ctrl-C: pools pass the stop on to their workers
+        if debug:
+            undo_log = show_library_log(f"talmts {args.command}")
+            try:
+                return int(mod.run(args) or 0)
+            finally:
+                undo_log()
+        return run_reporting_errors(mod.run, args, f"talmts {args.command}")
 
 
 class CommandLog(logging.Handler):
@@ -121,8 +124,8 @@ class CommandLog(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         text = record.getMessage()
-        if record.levelno >= logging.WARNING:
-            sys.stderr.write(f"{self.name}: warning: {text}\n")
+        if record.levelno >= logging.WARNING:  # one line, whatever a label or an id in it holds
+            sys.stderr.write(f"{self.name}: warning: {' '.join(text.split())}\n")
             sys.stderr.flush()
         else:
             sys.stdout.write(text + "\n")
@@ -150,17 +153,25 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
     (exit 2), anything else as a short line that points at ``--debug`` (exit 1), Ctrl-C as exit 130; warnings
     and the library's log print as one line each too."""
     previous = warnings.formatwarning  # formatwarning, not showwarning: warnings being recorded stay recorded
-    warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {message}\n"
+    warnings.formatwarning = lambda message, *_a, **_k: f"{name}: warning: {_one_line(message)}\n"
     undo_log = show_library_log(name)
     try:
         return int(run(args) or 0)
     except USER_ERRORS as e:
         print(f"{name}: {_one_line(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (talmts.processes.Terminated)
+        signum = getattr(e, "signum", None)
+        print(f"{name}: {'interrupted' if signum is None else e}", file=sys.stderr)
+        return 130 if signum is None else 128 + signum
     except Exception as e:  # a bug, or an input check not written yet: say so, and how to see where it happened
+        if _out_of_memory(e):  # sizes within their bounds that this machine cannot hold: the input's doing
+            print(
+                f"{name}: out of memory ({_one_line(e)[:160]}); lower the sizes (batch, clip, network) or use a "
+                "machine with more memory",
+                file=sys.stderr,
+            )
+            return EXIT_USER_ERROR
         print(
             f"{name}: unexpected {type(e).__name__}: {_one_line(e)}\n"
             f"{name}: this may be a bug in talmts; run again with --debug for the traceback",
@@ -170,6 +181,11 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], int | None], args: 
     finally:
         warnings.formatwarning = previous
         undo_log()
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError (CUDA) or its CPU allocator's refusal (a RuntimeError)."""
+    return isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError" or "can't allocate memory" in str(e)
 
 
 def _one_line(e: BaseException) -> str:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             gt, args.pred[0], tiou=args.tiou, subset=args.subset, dataset=args.dataset
         )
         if args.json:
-            print(json.dumps(result.to_json() | summary))
+            print(json.dumps(result.to_json() | summary, allow_nan=False))
         else:
             print(f"proposals on {subset or 'all videos'} of {args.gt}")
             print(" ".join(f"{k}={100 * v:.2f}" for k, v in summary.items()))
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         summary = summarize_runs(scores.results, scores.dataset)
         if args.json:
             runs = [{"file": f} | r.to_json() for f, r in zip(args.pred, scores.results)]
-            print(json.dumps({k: summary[k] for k in ("columns", "mean", "std")} | {"runs": runs}))
+            print(json.dumps({k: summary[k] for k in ("columns", "mean", "std")} | {"runs": runs}, allow_nan=False))
         else:
             print(f"mAP (%) on {where} of {args.gt}: {len(scores.results)} runs, mean and standard deviation")
             print(format_runs_table(summary, short_names(args.pred)))
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             gt, args.pred[0], args.diagnose, tiou=args.tiou, subset=args.subset, dataset=scores.dataset
         )
     if args.json:
-        print(json.dumps(result.to_json() | ({"diagnosis": diagnosis.to_json()} if diagnosis else {})))
+        print(json.dumps(result.to_json() | ({"diagnosis": diagnosis.to_json()} if diagnosis else {}), allow_nan=False))
     else:
         print(f"mAP (%) on {where} of {args.gt}: {len(result.per_class)} classes")
         print(format_table(result, scores.dataset))

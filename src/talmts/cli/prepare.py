@@ -74,8 +74,8 @@ def run(args: argparse.Namespace) -> int:
             shard=shard,
             strict=args.strict,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM / SIGHUP (talmts.processes.Terminated: 128 + the signal)
         print("talmts prepare: interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", 2)
     print(summary.report())
     return 0 if summary.ok else 1

@@ -40,9 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
+
+    cfg = load_config(resolve_config_path(args.config), args.overrides)  # before torch loads: a bad config fails fast
     from talmts.engine.training.loop import EXIT_STOPPED, TrainingStopped, train
 
-    cfg = load_config(resolve_config_path(args.config), args.overrides)
     try:
         if cfg.train.feature_cache:  # frozen backbone: the head on cached features, then an optional fine-tune
             from talmts.engine.training.cached_features import train_cached

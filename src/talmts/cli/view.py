@@ -31,8 +31,6 @@ def run(args: argparse.Namespace) -> int:
     from talmts.errors import InputError
     from talmts.formats import read_annotations, read_detections
 
-    if not 0 < args.tiou <= 1:
-        raise InputError(f"--tiou {args.tiou}: a tIoU threshold is in (0, 1]")
     if args.videos and not Path(args.videos).is_dir():
         raise InputError(f"--videos {args.videos}: no such folder (give the folder that holds the videos)")
     res = build_view(

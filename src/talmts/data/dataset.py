@@ -24,7 +24,7 @@ from talmts.data.transforms import draw_clip_params, make_clip
 from talmts.data.windows import ClipPlan, Window, plan_clips
 from talmts.errors import InputError
 from talmts.formats.video_info import VideoInfo, read_video_info
-from talmts.schema import AnnotationSet, ClassMap, normalize_subset
+from talmts.schema import AnnotationSet, ClassMap, normalize_subset, video_file
 
 AGNOSTIC = ClassMap(("action",))  # data.class_agnostic: every label is class 1
 MAX_OPEN_ARRAYS = 32  # memory maps kept open per dataset (each holds a file descriptor)
@@ -153,7 +153,8 @@ class ClipDataset(Dataset):
         if video in self._arrays:
             self._arrays.move_to_end(video)
             return self._arrays[video]
-        arr = load_video_array(self.array_dir / f"{video}.npy", self.in_channels, self.infos[video].sample_count)
+        path = video_file(self.array_dir, video, ".npy")
+        arr = load_video_array(path, self.in_channels, self.infos[video].sample_count)
         self._arrays[video] = arr
         if len(self._arrays) > MAX_OPEN_ARRAYS:
             self._arrays.popitem(last=False)

@@ -30,12 +30,14 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from talmts import schema
 from talmts.config import BACKBONE_GRID, Config
 from talmts.data.dataset import ClipDataset
 from talmts.data.record import record_path
 from talmts.data.transforms import flip_horizontal, make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
+from talmts.formats.common import load_json
 
 CACHE_FORMAT = 2
 META_FILE = "cache.json"
@@ -98,7 +100,9 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
         cache.mkdir(parents=True, exist_ok=True)
         atomic_write_json(path, fingerprint)
         return
-    stored = json.loads(path.read_text())
+    stored = load_json(path)
+    if not isinstance(stored, dict):
+        raise InputError(f"{path}: not a feature cache record (a JSON object); extract into a new folder")
     if "dtype" not in fingerprint:
         fingerprint = fingerprint | {"dtype": stored.get("dtype")}
     diff = sorted(k for k in set(stored) | set(fingerprint) if stored.get(k) != fingerprint.get(k))
@@ -111,11 +115,11 @@ def check_or_write_meta(cache: Path, fingerprint: dict[str, Any], *, create: boo
 
 
 def video_record_path(cache: Path, video: str) -> Path:
-    return cache / VIDEOS_DIR / f"{video}.json"
+    return schema.video_file(cache / VIDEOS_DIR, video, ".json")
 
 
 def endpoint_path(cache: Path, video: str, endpoint: str) -> Path:
-    return cache / VIDEOS_DIR / f"{video}.{endpoint}.npy"
+    return schema.video_file(cache / VIDEOS_DIR, video, f".{endpoint}.npy")
 
 
 def video_record(frames: int, length: int, views: int, source: str) -> dict[str, Any]:
@@ -130,7 +134,9 @@ def covers(cache: Path, video: str, wanted: dict[str, Any], endpoints: list[str]
         return False
     try:
         stored = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, ValueError, RecursionError):  # ValueError: bad UTF-8 or JSON, a 5,000-digit integer
+        return False
+    if not isinstance(stored, dict):
         return False
     same = all(stored.get(k) == wanted[k] for k in ("frames", "length", "source"))
     return (

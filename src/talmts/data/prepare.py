@@ -23,28 +23,30 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from talmts.data.completeness import DECODE_FIELDS, DecodeCheck
-from talmts.data.flow import BATCHED_METHODS, FLOW_METHODS, compute_flow
+from talmts.data.flow import BATCHED_METHODS, compute_flow
 from talmts.data.record import PrepareOptions, claim_folder
 from talmts.data.shards import Shard, check_shard_reports, write_shard_report
 from talmts.data.video import VIDEO_EXTENSIONS, VideoDecodeError, read_video
 from talmts.errors import InputError
-from talmts.fileio import TMP_MARK, atomic_open, atomic_write_json, is_write_failure
+from talmts.fileio import TMP_MARK, atomic_open, atomic_write_json, folder_lock, is_write_failure
 from talmts.formats.common import as_float, load_json
 from talmts.formats.video_info import AFSD_COLUMNS, VideoInfo, read_video_info, write_video_info
-from talmts.schema import SchemaError
+from talmts.processes import stop_workers, worker_pool
+from talmts.schema import SchemaError, check_video_id, video_file
 
 __all__ = ["PrepareOptions", "PrepareSummary", "find_videos", "merge_shards", "prepare_dataset", "prepare_video"]
 
 CSV_REWRITE_SECONDS = 30.0
+MAX_FLOW_BATCH = 65536  # --flow-batch: 65,536 pairs of 112 px frames are 6.6 GB of float32 flow
 INFO_FILE = "video_info.csv"
 
 
@@ -87,6 +89,7 @@ def find_videos(videos_dir: str | Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for path in sorted(videos_dir.iterdir()):
         if path.is_file() and path.suffix.lower() in VIDEO_EXTENSIONS and not path.name.startswith("."):
+            check_video_id(path.stem, file=str(path), record=path.name)  # the id names frames/, flow/ and meta/ files
             if path.stem in found:
                 raise InputError(
                     f"{videos_dir}: two videos share the id {path.stem!r} ({found[path.stem].name}, {path.name});"
@@ -134,7 +137,11 @@ def remove_stale_temporaries(out_dir: Path, videos: set[str] | None = None) -> i
 
 
 def _paths(out_dir: Path, video: str) -> tuple[Path, Path, Path]:
-    return out_dir / "frames" / f"{video}.npy", out_dir / "flow" / f"{video}.npy", out_dir / "meta" / f"{video}.json"
+    return (
+        video_file(out_dir / "frames", video, ".npy"),
+        video_file(out_dir / "flow", video, ".npy"),
+        video_file(out_dir / "meta", video, ".json"),
+    )
 
 
 def is_finished(out_dir: Path, video: str, flow: str) -> bool:
@@ -159,7 +166,7 @@ def _read_meta(path: Path) -> VideoInfo:
 
 def read_decode_check(out_dir: str | Path, video: str) -> dict | None:
     """What decoding found for ``video`` (data.completeness.DecodeCheck.record()), None for an older folder."""
-    path = Path(out_dir) / "meta" / f"{video}.json"
+    path = video_file(Path(out_dir) / "meta", video, ".json")
     rec = load_json(path) if path.is_file() else None
     decode = rec.get("decode") if isinstance(rec, dict) else None
     if decode is None:
@@ -278,22 +285,41 @@ def prepare_dataset(
     """Prepare every video of ``videos_dir`` (or of its ``shard``) into ``out_dir``; returns what was done,
     skipped and failed. With ``device``, tvl1-torch flow is computed there, ``flow_batch`` pairs at a time.
     ``strict``: a video that decodes far shorter than its container declares fails (else: kept, warned)."""
-    from talmts.progress import progress_bar
-
-    if options.flow not in (*FLOW_METHODS, "none"):
-        raise InputError(f"unknown flow method {options.flow!r}; choose one of {[*FLOW_METHODS, 'none']}")
+    # Every check before anything is written: options (PrepareOptions checked its own), device, the videos
     if device is not None and options.flow not in (*BATCHED_METHODS, "none"):
         raise InputError(f"--device computes {'/'.join(BATCHED_METHODS)} flow; --flow {options.flow} runs on the CPU")
     if device is not None:
         _check_device(device)
-    if options.size < 1:
-        raise InputError(f"size must be positive, got {options.size}")
+    if flow_batch is not None and not 1 <= flow_batch <= MAX_FLOW_BATCH:
+        raise InputError(f"--flow-batch {flow_batch}: frame pairs per batch, 1 to {MAX_FLOW_BATCH}")
     out_dir = Path(out_dir)
     videos = find_videos(videos_dir)
     if not videos:
         raise InputError(f"{videos_dir}: no video files ({' '.join(VIDEO_EXTENSIONS)})")
     if shard is not None:
         videos = {v: p for v, p in videos.items() if shard.holds(v)}
+    # One prepare per folder at a time (or one per shard: the shards of a split share the folder), refused at once
+    with ExitStack() as held:
+        held.enter_context(folder_lock(out_dir, "talmts prepare", shared=shard is not None))
+        if shard is not None:
+            held.enter_context(folder_lock(out_dir, f"talmts prepare --shard {shard}", name=shard.lock_name))
+        return _prepare_locked(videos, out_dir, options, workers, progress, device, flow_batch, shard, strict)
+
+
+def _prepare_locked(
+    videos: dict[str, Path],
+    out_dir: Path,
+    options: PrepareOptions,
+    workers: int,
+    progress: bool,
+    device: str | None,
+    flow_batch: int | None,
+    shard: Shard | None,
+    strict: bool,
+) -> PrepareSummary:
+    """:func:`prepare_dataset` once its checks passed and it holds the folder's lock."""
+    from talmts.progress import progress_bar
+
     for sub in ("frames", "flow", "meta") if options.flow != "none" else ("frames", "meta"):
         (out_dir / sub).mkdir(parents=True, exist_ok=True)
     claim_folder(out_dir, options)
@@ -368,9 +394,12 @@ def merge_shards(out_dir: str | Path) -> dict[str, str]:
     """After every ``--shard K/N`` run into ``out_dir`` ended: check that all shards reported with the folder's
     options, remove leftover temporaries and rebuild video_info.csv. Returns the failed videos (video -> reason)."""
     out_dir = Path(out_dir)
-    failed = check_shard_reports(out_dir)
-    remove_stale_temporaries(out_dir)
-    write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
+    if not out_dir.is_dir():  # not created by the lock below
+        raise FileNotFoundError(f"{out_dir}: no such folder; give the OUT_DIR the `prepare --shard` runs wrote into")
+    with folder_lock(out_dir, "talmts prepare-merge"):  # no shard still running: their temporaries go
+        failed = check_shard_reports(out_dir)
+        remove_stale_temporaries(out_dir)
+        write_video_info(collect_rows(out_dir), out_dir / INFO_FILE)
     return failed
 
 
@@ -383,8 +412,7 @@ def _run_pool(
     defer_flow: bool = False,
     strict: bool = False,
 ) -> None:
-    ctx = get_context("spawn")  # no fork: OpenCV / FFmpeg thread pools do not survive fork
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init, initargs=(options.flow,))
+    pool = worker_pool(workers, _worker_init, (options.flow,))  # spawn; the workers end with this process
     try:
         futures = {pool.submit(prepare_video, p, out_dir, options, 1, defer_flow, strict): p for p in todo}
         for fut in as_completed(futures):
@@ -394,14 +422,8 @@ def _run_pool(
                 result = VideoResult(futures[fut].stem, "failed", reason="a worker process died; rerun to resume")
             record(result)
     except BaseException:
-        # Ctrl-C (workers ignore it) or an error here: stop the workers now rather than finish the queue;
-        # a worker killed mid-write leaves only a temporary file, removed by the next run.
-        terminate = getattr(pool, "terminate_workers", None)  # Python >= 3.14
-        if terminate is not None:
-            terminate()
-        else:
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.terminate()
-        pool.shutdown(wait=False, cancel_futures=True)
+        # Ctrl-C (workers ignore it), SIGTERM (processes.Terminated) or an error here: stop the workers now rather
+        # than finish the queue; a worker killed mid-write leaves only a temporary file, removed by the next run.
+        stop_workers(pool, grace=0)
         raise
     pool.shutdown()

@@ -13,12 +13,14 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from talmts.data.flow import DEFAULT_FLOW
-from talmts.errors import TalmtsError
+from talmts.data.flow import DEFAULT_FLOW, FLOW_METHODS
+from talmts.data.video import MAX_FRAME_SIZE, SAMPLE_FPS
+from talmts.errors import InputError, TalmtsError
 from talmts.fileio import atomic_write_json
 
 RECORD_FILE = "prepare.json"
 SAMPLING_KEYS = ("fps", "size", "max_frames")  # what every stream must share; "flow" matters to a flow stream
+MAX_FRAMES = 10_000_000  # --max-frames: ActivityNet uses 768; 10**7 frames at 112 px are 376 GB
 # flow methods a network accepts in place of each other: tvl1-torch agrees with OpenCV's tvl1 to a few hundredths
 # of a pixel (docs/DESIGN.md, "TV-L1 in PyTorch")
 FLOW_FAMILIES = {"tvl1-torch": "tvl1"}
@@ -41,19 +43,46 @@ class PrepareOptions:
     flow: str = DEFAULT_FLOW  # the flow method, or "none"
     max_frames: int | None = None  # ActivityNet dynamic fps: at most this many frames per video
 
+    def __post_init__(self) -> None:
+        """Every option checked when it is made, before anything is decoded or written (``prepare --fps inf``
+        would loop for ever, ``--fps 0`` keep no frame, ``--size 100000`` ask for 30 GB a frame)."""
+        lo, hi = SAMPLE_FPS
+        if self.fps is not None and not (_number(self.fps) and lo <= self.fps <= hi):
+            raise InputError(f"prepare option fps={self.fps!r}: the sample rate must be a number in [{lo:g}, {hi:g}]")
+        if not (_whole(self.size) and 1 <= self.size <= MAX_FRAME_SIZE):
+            raise InputError(f"prepare option size={self.size!r}: frames are 1 to {MAX_FRAME_SIZE} pixels wide")
+        if self.max_frames is not None and not (_whole(self.max_frames) and 1 <= self.max_frames <= MAX_FRAMES):
+            raise InputError(f"prepare option max_frames={self.max_frames!r}: a whole number in [1, {MAX_FRAMES:,}]")
+        if self.flow not in (*FLOW_METHODS, "none"):
+            raise InputError(f"prepare option flow={self.flow!r}: choose one of {[*FLOW_METHODS, 'none']}")
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> PrepareOptions:
-        """From a stored record; keys it lacks take the defaults (records written before a key existed)."""
+    def from_dict(cls, raw: dict[str, Any], source: str = "prepare record") -> PrepareOptions:
+        """From a stored record; keys it lacks take the defaults (records written before a key existed). A record
+        whose options are not valid ones raises InputError naming ``source``."""
+        if not isinstance(raw, dict):
+            raise InputError(f"{source}: the prepare options must be a mapping, not a {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except InputError as e:
+            raise InputError(f"{source}: {e}") from None
 
     def differences(self, other: PrepareOptions, *, flow: bool) -> list[str]:
         """The keys on which ``other`` differs (``flow`` too when a flow stream reads the data)."""
         diff = [k for k in SAMPLING_KEYS if getattr(self, k) != getattr(other, k)]
         return diff + (["flow"] if flow and flow_family(self.flow) != flow_family(other.flow) else [])
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def record_path(root: str | Path) -> Path:
@@ -67,11 +96,16 @@ def read_record(root: str | Path) -> PrepareOptions | None:
         return None
     try:
         raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise PreparationMismatch(f"{path}: unreadable prepare record ({e}); rerun `talmts prepare`") from None
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad UTF-8, bad JSON, a 5,000-digit integer
+        raise PreparationMismatch(
+            f"{path}: unreadable prepare record ({type(e).__name__}); rerun `talmts prepare`"
+        ) from None
     if not isinstance(raw, dict):
         raise PreparationMismatch(f"{path}: the prepare record must be a JSON object; rerun `talmts prepare`")
-    return PrepareOptions.from_dict(raw)
+    try:
+        return PrepareOptions.from_dict(raw, source=str(path))
+    except InputError as e:
+        raise PreparationMismatch(f"{e}; rerun `talmts prepare` into a new folder") from None
 
 
 def write_record(root: str | Path, options: PrepareOptions) -> None:

@@ -41,6 +41,14 @@ class Shard:
     def holds(self, video: str) -> bool:
         return zlib.crc32(video.encode("utf-8")) % self.count == self.index
 
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+    @property
+    def lock_name(self) -> str:
+        """The lock file of this shard's runs in OUT_DIR (fileio.folder_lock): one run per shard at a time."""
+        return f".talmts-lock-shard-{self.index}-of-{self.count}"
+
     def report_path(self, out_dir: str | Path) -> Path:
         return Path(out_dir) / SHARD_DIR / f"{self.index}-of-{self.count}.json"
 

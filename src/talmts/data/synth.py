@@ -437,12 +437,16 @@ def generate_dataset(
             _write_one(p, out, cfg.crf)
             bar.update(1)
     else:
-        from concurrent.futures import ProcessPoolExecutor
-        from multiprocessing import get_context
+        from talmts.processes import stop_workers, worker_pool
 
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        pool = worker_pool(workers)  # its workers end with this process, however it ends
+        try:
             for _ in pool.map(_write_one, plans, [out] * len(plans), [cfg.crf] * len(plans)):
                 bar.update(1)
+        except BaseException:
+            stop_workers(pool, grace=0)  # a half-written video is a temporary file, never the final one
+            raise
+        pool.shutdown()
     bar.close()
     annotations = annotations_of(plans, cfg.classes)
     write_ground_truth(annotations, out / "annotations.json")

@@ -10,6 +10,11 @@ with bicubic interpolation. We do the same with two differences, both recorded i
   always at ``sample_fps``; AFSD refuses such videos.
 
 ActivityNet's "dynamic fps" (at most N frames per video) is :func:`dynamic_sample_fps`.
+
+A video's own rate is what its container declares, and a container can declare anything: a 1 kB file that claims
+1/65535 fps would sample to two million frames. So the declared rate must lie in :data:`DECLARED_FPS` and the
+sample rate in :data:`SAMPLE_FPS`; each decoded frame then yields at most ``SAMPLE_FPS[1] / DECLARED_FPS[0]``
+sampled frames, and what is sampled is bounded by what the file really holds.
 """
 
 from __future__ import annotations
@@ -27,6 +32,12 @@ from talmts.errors import TalmtsError
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
 INTERPOLATION = "BICUBIC"  # swscale flag name, see av.video.reformatter.Interpolation
+# Frame rates a container may declare: from a slide show's frame every 10 s to a high-speed camera's 1000 fps.
+DECLARED_FPS = (0.1, 1000.0)
+# Rates talmts samples at (prepare --fps, data.fps): the paper's 10 fps, and anything from a frame every 100 s up to
+# 120 fps (beyond a video's own rate the sampler only repeats frames)
+SAMPLE_FPS = (0.01, 120.0)
+MAX_FRAME_SIZE = 1024  # prepare --size and data.stored_size: a 1024 x 1024 RGB frame is 3 MiB, an hour at 10 fps 113 GB
 
 
 class VideoDecodeError(TalmtsError, RuntimeError):
@@ -53,8 +64,8 @@ class AccumulatorSampler:
     """AFSD's frame picker: after each decoded frame, say how many copies of it to keep (0, 1, or more)."""
 
     def __init__(self, fps: float, sample_fps: float):
-        if fps <= 0 or sample_fps <= 0:
-            raise ValueError(f"frame rates must be positive (fps={fps}, sample_fps={sample_fps})")
+        if not (0 < fps < math.inf and 0 < sample_fps < math.inf):  # inf would loop for ever, NaN keep nothing
+            raise ValueError(f"frame rates must be positive and finite (fps={fps}, sample_fps={sample_fps})")
         self.step = fps / sample_fps
         self._acc = 0.0
 
@@ -118,6 +129,11 @@ def declared_rate(path: str | Path, stream: av.VideoStream) -> float:
     """The stream's frame rate: average, else guessed, else base rate (``path`` names it in the error)."""
     for rate in (stream.average_rate, stream.guessed_rate, stream.base_rate):
         if rate is not None and float(rate) > 0 and math.isfinite(float(rate)):
+            lo, hi = DECLARED_FPS
+            if not lo <= float(rate) <= hi:
+                raise VideoDecodeError(
+                    path, f"the container declares {float(rate):.3g} fps, outside [{lo:g}, {hi:g}]: re-encode the video"
+                )
             return float(rate)
     raise VideoDecodeError(path, "the container declares no frame rate")
 

@@ -60,9 +60,12 @@ class UnsafeCheckpoint(CheckpointError):
     """The file holds Python objects that only full unpickling (which can run code) would rebuild."""
 
 
-def convert_command(path: str | Path) -> str:
+TRUST_MEANS = "--trust: talmts unpickles the file fully, which runs any code it holds"
+
+
+def convert_command(path: str | Path, *, trust: bool = False) -> str:
     p = Path(path)
-    return f"talmts convert-checkpoint {p} {p.with_name(p.stem + '-v2' + p.suffix)}"
+    return f"talmts convert-checkpoint {p} {p.with_name(p.stem + '-v2' + p.suffix)}" + (" --trust" if trust else "")
 
 
 # ------------------------------------------------------------------------------------------------ writing
@@ -176,7 +179,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UnsafeCheckpoint(
             f"checkpoint {path} holds Python objects that talmts does not unpickle, since unpickling can run code "
             f"hidden in the file ({_refused_global(e)}). A checkpoint of an older talmts is converted once with: "
-            f"`{convert_command(path)}` - do that only for a file whose source you trust"
+            f"`{convert_command(path, trust=True)}` - only for a file whose source you trust ({TRUST_MEANS})"
         ) from None
     except Exception as e:  # any other failure to parse means the same thing to the user
         raise CheckpointCorrupted(
@@ -214,24 +217,28 @@ def _check_layout(state: Any, path: Path, has_record: bool) -> None:
 def convert_checkpoint(
     src: str | Path, dst: str | Path, *, trust: bool = False, announce: Callable[[str], None] | None = None
 ) -> dict[str, Any]:
-    """Rewrite an older (format 1) or checksum-less checkpoint ``src`` as a current one at ``dst``.
+    """Rewrite an older (format 1) or checksum-less checkpoint ``src`` as a current one at ``dst`` and check that
+    it reads back; returns the state.
 
-    ``src`` is read with ``weights_only=True`` when that suffices; otherwise only with ``trust=True`` (full
-    unpickling, which runs whatever code the file carries), after telling ``announce``. Returns the state.
+    ``src`` is read with ``weights_only=True`` when that suffices; a file that needs full unpickling (which runs
+    whatever code the file carries) only with ``trust=True``, after telling ``announce``; without it the file is
+    refused and nothing is written. ``src`` itself is never written.
     """
     src, dst = Path(src), Path(dst)
     if not src.is_file():
         raise CheckpointMissing(f"checkpoint {src} does not exist")
+    if dst.resolve() == src.resolve():
+        raise CheckpointError(f"convert-checkpoint: NEW must differ from OLD ({src} is kept as it is)")
     try:
         state = torch.load(src, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as e:
         if not trust:
             raise UnsafeCheckpoint(
-                f"checkpoint {src} needs full unpickling, which runs any code it holds; pass trust=True "
-                "(`talmts convert-checkpoint` does, saying so) only for a file whose source you trust"
+                f"checkpoint {src} holds Python objects that only full unpickling rebuilds ({_refused_global(e)}); "
+                f"refused: add --trust only if you trust where the file comes from ({TRUST_MEANS})"
             ) from None
         if announce is not None:
-            announce(f"{src} needs full unpickling: any code it holds runs now")
+            announce(f"{src} needs full unpickling: any code it holds runs now (--trust was given)")
         state = torch.load(src, map_location="cpu", weights_only=False)
     except Exception as e:
         raise CheckpointCorrupted(f"checkpoint {src} cannot be read ({type(e).__name__}: {e})") from None
@@ -243,6 +250,7 @@ def convert_checkpoint(
         save_checkpoint({k: v for k, v in state.items() if k != "format"}, dst)
     except TypeError as e:
         raise CheckpointError(f"checkpoint {src} cannot be converted: {e}") from None
+    load_checkpoint(dst)  # what was written reads back safely and its checksum holds
     return state
 
 

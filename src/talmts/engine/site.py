@@ -7,13 +7,22 @@ one video: the player, a timeline of ground truth and detections per class drawn
 the table of detections; OUT/diagnosis.html and OUT/diagnosis/*.png hold DETAD's error diagnosis. The pages show
 paths relative to themselves and nothing else of the machine that wrote them. ``talmts detect`` writes the video
 page for one video with :func:`write_video_view`.
+
+A site is written whole (:func:`site_folder`): under OUT's lock (a second ``view`` into OUT is refused), into a
+hidden folder inside OUT, then swapped in entry by entry, so pages of an earlier run never stay behind and a link
+planted at an entry's name (``OUT/videos`` -> elsewhere) is replaced, never followed. Entries are replaced only in
+a folder that holds a site already (or none of them); anything else in OUT is left alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
-from collections.abc import Mapping, Sequence
+import secrets
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +31,7 @@ import numpy as np
 
 from talmts.errors import InputError
 from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, Matches, diagnose, match_detections, per_video
+from talmts.fileio import TMP_MARK, folder_lock
 from talmts.geometry import official_tiou
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video, normalize_subset
 from talmts.viz.diagnosis_plots import plot_diagnosis
@@ -113,8 +123,37 @@ def build_view(
     title: str = "talmts view",
 ) -> ViewOutputs:
     """Write the whole site into ``out_dir``; ``videos``: video id -> file, for the players. ``subset``: the ground
-    truth's subset to score (default: the ones the detections cover, see :func:`view_scope`)."""
-    out = Path(out_dir)
+    truth's subset to score (default: the ones the detections cover, see :func:`view_scope`). The site is built
+    beside and swapped in whole (:func:`site_folder`)."""
+    check_page_options(tiou=tiou, min_score=min_score)
+    final = Path(out_dir)
+    options = {"videos": videos, "tiou": tiou, "subset": subset, "bins": bins, "min_score": min_score, "title": title}
+    with site_folder(final) as stage:
+        res = _build_site(detections, ground_truth, stage, players_from=final / "videos", **options)
+    return dataclasses.replace(
+        res,
+        index=final / res.index.relative_to(stage),
+        diagnosis_page=final / res.diagnosis_page.relative_to(stage),
+        videos={k: final / p.relative_to(stage) for k, p in res.videos.items()},
+        pictures={k: final / p.relative_to(stage) for k, p in res.pictures.items()},
+    )
+
+
+def _build_site(
+    detections: dict[str, list[Detection]],
+    ground_truth: AnnotationSet,
+    out: Path,
+    *,
+    players_from: Path,
+    videos: Mapping[str, Path] | None,
+    tiou: float,
+    subset: str | None,
+    bins: str,
+    min_score: float,
+    title: str,
+) -> ViewOutputs:
+    """The site's pages into ``out``; ``players_from``: the folder the video pages will be served from (their links
+    to the videos are relative to it)."""
     scored, scope = view_scope(ground_truth, detections, subset)
     diag = diagnose(scored, detections, [tiou], bins=bins)
     m = diag.matches
@@ -125,7 +164,7 @@ def build_view(
     for v, row in enumerate(diag.videos):
         vid = row["video"]
         page = out / "videos" / f"{names[vid]}.html"
-        src = relative_link(videos[vid], page.parent) if videos and vid in videos else None
+        src = relative_link(videos[vid], players_from) if videos and vid in videos else None
         data = video_data(m, v, min_score=min_score, src=src) | {"ap": row["ap"]}
         nav = [("index", "../index.html"), ("diagnosis", "../diagnosis.html"), (vid, None)]
         res.videos[vid] = write_page(page, kind="video", title=vid, data=data, nav=nav)
@@ -172,6 +211,71 @@ def build_view(
         },
     )
     return res
+
+
+# What a site consists of in OUT; the hidden folders a run builds in and moves the previous site into
+SITE_ENTRIES = ("index.html", "diagnosis.html", "videos", "diagnosis")
+_BUILDING, _REPLACED = f".site{TMP_MARK}", f".replaced{TMP_MARK}"
+_INDEX_MARK = "<script type='application/json' id='talmts-data'>{\"page\":\"index\""
+
+
+@contextmanager
+def site_folder(out: Path, command: str = "talmts view") -> Iterator[Path]:
+    """Yield an empty hidden folder inside ``out`` to build a site in; when the block ends without an error, swap
+    its entries in for the site's old ones (which are deleted: no stale page stays) and remove it.
+
+    ``out`` is locked for the whole time (fileio.folder_lock: a second run is refused, naming the first). An entry
+    of the site's names that exists where no site is (a folder of the user's that happens to be called
+    ``videos``) is refused before anything is written. A link at an entry's name is moved away and deleted as a
+    link: its target is never written to or removed.
+    """
+    _check_site_folder(out)  # before the lock: a refused folder gets no lock file either
+    with folder_lock(out, command):
+        _check_site_folder(out)  # again, now that no other run can be swapping
+        for p in out.iterdir():  # leftovers of a run that died between building and swapping
+            if p.name.startswith((_BUILDING, _REPLACED)) and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+        tag = f"{os.getpid()}-{secrets.token_hex(4)}"
+        stage, replaced = out / f"{_BUILDING}{tag}", out / f"{_REPLACED}{tag}"
+        stage.mkdir()
+        try:
+            yield stage
+            replaced.mkdir()
+            for name in SITE_ENTRIES:
+                if os.path.lexists(out / name):
+                    os.replace(out / name, replaced / name)  # a link moves as a link
+                if os.path.lexists(stage / name):
+                    os.replace(stage / name, out / name)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            shutil.rmtree(replaced, ignore_errors=True)  # never follows a link inside
+
+
+def _check_site_folder(out: Path) -> None:
+    """Refuse a folder that holds something at a site entry's name but no site (a user's own ``videos``)."""
+    present = [n for n in SITE_ENTRIES if os.path.lexists(out / n)]
+    if present and not _is_site(out):
+        raise InputError(
+            f"{out / present[0]} exists and {out} holds no site of talmts view: write the site into another "
+            "folder (--out), or remove it"
+        )
+
+
+def _is_site(out: Path) -> bool:
+    """OUT/index.html is the index page of a talmts view site (a plain file, not a link)."""
+    index = out / "index.html"
+    if index.is_symlink() or not index.is_file():
+        return False
+    with open(index, encoding="utf-8", errors="replace") as f:
+        return _INDEX_MARK in f.read(1 << 20)
+
+
+def check_page_options(*, tiou: float = 0.5, min_score: float = 0.1) -> None:
+    """The tIoU threshold in (0, 1] and the score slider's start in [0, 1], as numbers (NaN is neither)."""
+    if not 0 < tiou <= 1:
+        raise InputError(f"--tiou {tiou}: a tIoU threshold is a number in (0, 1]")
+    if not 0 <= min_score <= 1:
+        raise InputError(f"--min-score {min_score}: a score threshold is a number in [0, 1]")
 
 
 def video_data(m: Matches, v: int, *, t: int = 0, min_score: float = 0.1, src: str | None = None) -> dict[str, Any]:
@@ -233,6 +337,7 @@ def write_video_view(
     nav: Sequence[tuple[str, str | None]] = (),
 ) -> Path:
     """One video's page outside a site (``talmts detect``): judged against ``ground_truth`` when it has any."""
+    check_page_options(tiou=tiou, min_score=min_score)
     if ground_truth:
         gt = AnnotationSet(
             {video_id: Video(video_id, "test", duration=duration, annotations=list(ground_truth))},
@@ -289,9 +394,10 @@ def _page_names(videos: Sequence[str]) -> dict[str, str]:
 
 def relative_link(target: str | Path, start: str | Path) -> str | None:
     """``target`` as a link from a page in folder ``start``: relative, with forward slashes (None across drives
-    on Windows: a page shows no absolute path)."""
+    on Windows: a page shows no absolute path). Paths are made absolute, not resolved: a browser follows the page's
+    own path, and a link at ``start`` (which the site replaces) must not bend the result."""
     try:
-        return Path(os.path.relpath(Path(target).resolve(), Path(start).resolve())).as_posix()
+        return Path(os.path.relpath(os.path.abspath(target), os.path.abspath(start))).as_posix()
     except ValueError:
         return None
 

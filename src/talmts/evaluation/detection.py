@@ -66,6 +66,7 @@ def evaluate_detections(
     gt_vid = np.array([vi for vi, _ in gt_rows], dtype=np.int64)
     gt_cls = np.array([cls_index[s.label] for _, s in gt_rows], dtype=np.int64)
     gt_seg = np.array([(s.start, s.end) for _, s in gt_rows], dtype=np.float64).reshape(-1, 2)
+    del gt_rows  # a tuple per ground truth: 70 MB for a million
 
     # ---- detections as flat arrays; unknown videos get fresh indices (they hold no ground truth) ---------------
     _warn_unusual_segments(ground_truth, detections)
@@ -75,11 +76,13 @@ def evaluate_detections(
     # Rank inside each class: descending score, ties in input order (lexsort: last key is the primary one).
     rank_order = np.lexsort((np.arange(len(det_score)), -det_score, det_cls))
     tp = np.zeros((num_t, len(det_score)), dtype=bool)
+    del det_score  # ranked: only the order is needed from here
 
     # ---- match inside each (class, video) block that has ground truth -----------------------------------------
     det_key = det_cls * num_v + det_vid
     det_sorted = rank_order[np.argsort(det_key[rank_order], kind="stable")]  # blocks of one key, in rank order
     det_keys_sorted = det_key[det_sorted]
+    del det_key
     gt_key = gt_cls * num_v + gt_vid
     gt_sorted = np.argsort(gt_key, kind="stable")  # blocks in annotation order (decides equal-tIoU ties)
     keys, gt_starts = np.unique(gt_key[gt_sorted], return_index=True)
@@ -99,30 +102,28 @@ def evaluate_detections(
         d_idx = det_sorted[lo[k] : hi[k]]
         g_idx = gt_sorted[gt_starts[k] : gt_ends[k]]
         tp[:, d_idx] = greedy_match(official_tiou(det_seg[d_idx], gt_seg[g_idx]), thr)
-
-    fp = ~tp
-    if amb:  # an unmatched detection that overlaps Ambiguous ground truth is neither TP nor FP
-        fp &= ~_overlaps_ambiguous(amb, det_vid, det_seg)[None, :]
+    # an unmatched detection that overlaps Ambiguous ground truth is neither TP nor FP
+    countable = ~_overlaps_ambiguous(amb, det_vid, det_seg) if amb else None
+    del det_sorted, det_keys_sorted, det_vid, det_seg  # what matching needed (40 MB each for 5 million)
 
     # ---- AP per class -----------------------------------------------------------------------------------------
     ap = np.zeros((num_t, num_c))
     npos = np.bincount(gt_cls, minlength=num_c)
     bounds = np.searchsorted(det_cls[rank_order], np.arange(num_c + 1))
-    # Counts are integers, so one running sum over all classes, minus the count before each class, is exact.
-    zero = np.zeros((num_t, 1), dtype=np.int64)
-    tp_cum = np.concatenate([zero, np.cumsum(tp[:, rank_order], axis=1)], axis=1)  # [T, N + 1]
-    fp_cum = np.concatenate([zero, np.cumsum(fp[:, rank_order], axis=1)], axis=1)
+    # One class and one threshold at a time: the running counts of 5 million detections at 10 thresholds would be
+    # 800 MB as one array. Counts of 0/1 values summed in float64 are exact.
     for c in range(num_c):
         a, b = bounds[c], bounds[c + 1]
         if a == b:
             continue  # no detections: AP 0, as the official evaluator
-        tp_c = (tp_cum[:, a + 1 : b + 1] - tp_cum[:, a : a + 1]).astype(np.float64)
-        fp_c = (fp_cum[:, a + 1 : b + 1] - fp_cum[:, a : a + 1]).astype(np.float64)
-        recall = tp_c / npos[c]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            precision = np.where(tp_c + fp_c > 0, tp_c / (tp_c + fp_c), 0.0)
+        rows = rank_order[a:b]
         for t in range(num_t):
-            ap[t, c] = interpolated_ap(precision[t], recall[t])
+            hit = tp[t, rows]
+            tp_c = np.cumsum(hit, dtype=np.float64)
+            fp_c = np.cumsum(~hit if countable is None else ~hit & countable[rows], dtype=np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                precision = np.where(tp_c + fp_c > 0, tp_c / (tp_c + fp_c), 0.0)
+            ap[t, c] = interpolated_ap(precision, tp_c / npos[c])
 
     mAP = ap.mean(axis=1)
     return EvalResult(

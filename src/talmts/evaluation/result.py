@@ -123,7 +123,7 @@ def format_runs_table(summary: dict[str, Any], names: Sequence[str]) -> str:
 
 def thresholds_array(tiou: Sequence[float]) -> np.ndarray:
     arr = np.asarray(list(tiou), dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0 or np.any(arr <= 0) or np.any(arr > 1):
+    if arr.ndim != 1 or arr.size == 0 or not np.all((arr > 0) & (arr <= 1)):  # NaN is in no range
         raise InputError(f"tIoU thresholds must be a non-empty list of numbers in (0, 1], got {list(tiou)}")
     return arr
 

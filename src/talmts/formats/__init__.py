@@ -16,7 +16,7 @@ from pathlib import Path
 
 from talmts.formats.activitynet import read_activitynet, write_ground_truth
 from talmts.formats.classes import THUMOS14_CLASSES, read_class_list
-from talmts.formats.common import AMBIGUOUS, load_json
+from talmts.formats.common import AMBIGUOUS, load_json_streamed
 from talmts.formats.detections import read_detections, write_detections
 from talmts.schema import AnnotationSet, ClassMap, SchemaError
 
@@ -61,10 +61,13 @@ def read_annotations(
             return read_table_csv(path, classes=classes)
 
         return read_thumos_csv(path, classes=classes, video_info=video_info, exclude_ambiguous=exclude_ambiguous)
-    data = load_json(path)
-    if isinstance(data, dict) and "database" in data:
-        from talmts.formats.activitynet import parse_activitynet
+    from talmts.formats.activitynet import VideoEntries, parse_activitynet
 
+    reader = VideoEntries(str(path), exclude_ambiguous)
+    data, videos = load_json_streamed(path, "database", reader)  # one video's parsed entry at a time
+    if videos is not None:
+        return reader.annotation_set(videos, data.get("taxonomy"), classes)
+    if isinstance(data, dict) and "database" in data:
         return parse_activitynet(data, file=str(path), classes=classes, exclude_ambiguous=exclude_ambiguous)
     if isinstance(data, dict) and data and all(isinstance(v, dict) and "duration_second" in v for v in data.values()):
         from talmts.formats.bsn import parse_bsn

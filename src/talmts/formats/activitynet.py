@@ -15,7 +15,7 @@ from typing import Any
 
 from talmts.fileio import atomic_write_json
 from talmts.formats.classes import check_labels
-from talmts.formats.common import AMBIGUOUS, as_float, load_json, parse_pair, require
+from talmts.formats.common import AMBIGUOUS, as_float, load_json_streamed, parse_pair, require
 from talmts.schema import AnnotationSet, ClassMap, SchemaError, Segment, Video, check_segment, normalize_subset
 
 # How each normalised subset is spelled when written (the official file's spelling).
@@ -64,9 +64,22 @@ def parse_activitynet(
 ) -> AnnotationSet:
     """Turn a loaded ActivityNet-layout object into an AnnotationSet (see the module doc)."""
     database = require(data, "database", file=file, record="<top level>", kind=dict)
-    videos: dict[str, Video] = {}
-    labels: list[tuple[str, str]] = []
-    for vid, entry in database.items():
+    reader = VideoEntries(file, exclude_ambiguous)
+    videos = {vid: reader(vid, entry) for vid, entry in database.items()}
+    return reader.annotation_set(videos, data.get("taxonomy"), classes)
+
+
+class VideoEntries:
+    """Reads the ``database`` entries of one file, one video at a time (formats.common.load_json_streamed hands
+    them over as they are parsed), and remembers each label's first record for the class checks."""
+
+    def __init__(self, file: str, exclude_ambiguous: bool = True):
+        self.file, self.exclude_ambiguous = file, exclude_ambiguous
+        self.first_record: dict[str, str] = {}  # label -> its first record (what an error about it names)
+        self._names: dict[str, str] = {}
+
+    def __call__(self, vid: str, entry: Any) -> Video:
+        file = self.file
         subset = normalize_subset(require(entry, "subset", file=file, record=vid, kind=str), file=file, record=vid)
         duration = fps = None
         if entry.get("duration") is not None:
@@ -84,21 +97,30 @@ def parse_activitynet(
             label = require(ann, "label", file=file, record=record, kind=str)
             start, end = parse_pair(require(ann, "segment", file=file, record=record), file=file, record=record)
             check_segment(start, end, file=file, record=record)
-            if label == AMBIGUOUS and exclude_ambiguous:
+            if label == AMBIGUOUS and self.exclude_ambiguous:
                 continue
-            labels.append((record, label))
-            segments.append(Segment(start, end, label))
-        videos[vid] = Video(vid, subset, duration, fps, segments)
-    fallback = _class_order(data.get("taxonomy"), labels, file=file) if classes is None else ()
-    class_map = check_labels(labels, classes, file=file, fallback=fallback)
-    return AnnotationSet(videos, class_map, source=file)
+            self.first_record.setdefault(label, record)
+            segments.append(Segment(start, end, self._names.setdefault(label, label)))  # one str object a label
+        return Video(vid, subset, duration, fps, segments)
+
+    def annotation_set(self, videos: dict[str, Video], taxonomy: Any, classes: ClassMap | None) -> AnnotationSet:
+        """The videos with their class map: ``classes``, else the taxonomy's leaves, else the sorted labels. The
+        first record of each label stands for all of them: the first label that fails is named either way."""
+        labels = [(record, label) for label, record in self.first_record.items()]
+        fallback = _class_order(taxonomy, labels, file=self.file) if classes is None else ()
+        class_map = check_labels(labels, classes, file=self.file, fallback=fallback)
+        return AnnotationSet(videos, class_map, source=self.file)
 
 
 def read_activitynet(
     path: str | Path, *, classes: ClassMap | None = None, exclude_ambiguous: bool = True
 ) -> AnnotationSet:
-    """Read an ActivityNet-layout ground-truth JSON file."""
-    return parse_activitynet(load_json(path), file=str(path), classes=classes, exclude_ambiguous=exclude_ambiguous)
+    """Read an ActivityNet-layout ground-truth JSON file, one video at a time (formats.common.load_json_streamed)."""
+    reader = VideoEntries(str(path), exclude_ambiguous)
+    top, videos = load_json_streamed(path, "database", reader)
+    if videos is None:
+        return parse_activitynet(top, file=str(path), classes=classes, exclude_ambiguous=exclude_ambiguous)
+    return reader.annotation_set(videos, top.get("taxonomy"), classes)
 
 
 def ground_truth_to_json(annotations: AnnotationSet, version: str = "talmts") -> dict[str, Any]:

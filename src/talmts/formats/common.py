@@ -9,13 +9,17 @@ import csv
 import io
 import json
 import math
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from json.decoder import scanstring
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from talmts.schema import SchemaError
 
 AMBIGUOUS = "Ambiguous"  # THUMOS14's label for unclear instances; never one of the action classes
+T = TypeVar("T")
 
 
 class _DuplicateKey(Exception):
@@ -66,8 +70,17 @@ def load_json(path: str | Path) -> Any:
     """Parse a JSON file; duplicated keys (e.g. a video id listed twice) are an error, not a silent overwrite."""
     path = Path(path)
     text = read_text(path)
-    try:
+    with _json_errors(path):
         return json.loads(text, object_pairs_hook=_no_duplicates)
+
+
+@contextmanager
+def _json_errors(path: Path) -> Iterator[None]:
+    """Every way parsing JSON fails, as a SchemaError naming the file (and the line where there is one)."""
+    try:
+        yield
+    except SchemaError:  # a record that ``convert`` refused (load_json_streamed): already names what is wrong
+        raise
     except RecursionError:
         raise SchemaError(str(path), "-", "-", "nested too deeply", "check the file's structure") from None
     except _DuplicateKey as e:
@@ -76,6 +89,85 @@ def load_json(path: str | Path) -> Any:
         ) from None
     except json.JSONDecodeError as e:
         raise SchemaError(str(path), f"line {e.lineno}", "-", f"not valid JSON: {e.msg}", "fix the syntax") from None
+    except ValueError:  # an integer of more than 4,300 digits: Python refuses to convert it (sys.int_info)
+        raise SchemaError(
+            str(path), "-", "-", "holds an integer of more than 4,300 digits", "no field of talmts' files needs one"
+        ) from None
+
+
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_CHECKED = json.JSONDecoder(object_pairs_hook=_no_duplicates)  # small members: duplicated keys are errors
+_PLAIN = json.JSONDecoder()  # one video's value: parsed at C speed (inside it, as json itself, the last key wins)
+
+
+def load_json_streamed(
+    path: str | Path, member: str, convert: Callable[[str, Any], T]
+) -> tuple[dict[str, Any], dict[str, T] | None]:
+    """A JSON object file with one large member (``results`` of a detection file, ``database`` of a ground-truth
+    file: video id -> value), read so that only one video's parsed value exists at a time.
+
+    Returns the other members as :func:`load_json` parses them and ``{video: convert(video, value)}``, each value
+    handed to ``convert`` as soon as it is parsed (a 5-million-detection file never becomes one tree of dicts). When
+    the top level is not an object or ``member`` is absent or not an object, returns (the whole file as load_json
+    parses it, None). A video id listed twice, like a key twice at the top level, is an error.
+    """
+    path = Path(path)
+    text = read_text(path)
+    with _json_errors(path):
+        pos = _skip(text, 0)
+        if not text.startswith("{", pos):
+            return json.loads(text, object_pairs_hook=_no_duplicates), None
+        top: dict[str, Any] = {}
+        streamed: dict[str, T] | None = None
+
+        def take(key: str, pos: int) -> int:
+            nonlocal streamed
+            if key in top or (key == member and streamed is not None):
+                raise _DuplicateKey(key)
+            if key == member and text.startswith("{", pos):
+                streamed = {}
+
+                def convert_one(video: str, pos: int) -> int:
+                    if video in streamed:  # type: ignore[operator]
+                        raise _DuplicateKey(video)
+                    value, end = _PLAIN.raw_decode(text, pos)
+                    streamed[video] = convert(video, value)  # type: ignore[index]
+                    return end
+
+                return _members(text, pos, convert_one)
+            top[key], end = _CHECKED.raw_decode(text, pos)
+            return end
+
+        end = _skip(text, _members(text, pos, take))
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    return top, streamed
+
+
+def _skip(text: str, pos: int) -> int:
+    return _WHITESPACE.match(text, pos).end()  # type: ignore[union-attr]
+
+
+def _members(text: str, pos: int, take: Callable[[str, int], int]) -> int:
+    """Walk the object starting at ``text[pos] == "{"``: for each member, ``take(key, start of its value)``
+    returns where the value ends. Returns the position after the closing brace."""
+    pos = _skip(text, pos + 1)
+    if text.startswith("}", pos):
+        return pos + 1
+    while True:
+        if not text.startswith('"', pos):
+            raise json.JSONDecodeError("Expecting property name enclosed in double quotes", text, pos)
+        key, pos = scanstring(text, pos + 1)
+        pos = _skip(text, pos)
+        if not text.startswith(":", pos):
+            raise json.JSONDecodeError("Expecting ':' delimiter", text, pos)
+        pos = _skip(text, take(key, _skip(text, pos + 1)))
+        if text.startswith(",", pos):
+            pos = _skip(text, pos + 1)
+        elif text.startswith("}", pos):
+            return pos + 1
+        else:
+            raise json.JSONDecodeError("Expecting ',' delimiter", text, pos)
 
 
 def require(obj: Any, key: str, *, file: str, record: str, kind: type | tuple[type, ...] | None = None) -> Any:

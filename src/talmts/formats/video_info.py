@@ -18,7 +18,7 @@ from pathlib import Path
 
 from talmts.fileio import atomic_write_bytes
 from talmts.formats.common import read_csv
-from talmts.schema import SchemaError
+from talmts.schema import SchemaError, check_video_id
 
 AFSD_COLUMNS = ("video", "fps", "sample_fps", "count", "sample_count")
 BSN_COLUMNS = ("video", "numFrame", "seconds", "fps")
@@ -118,7 +118,7 @@ def _afsd_row(rec: dict[str, str], path: Path, record: str) -> VideoInfo:
 
 def _bsn_row(rec: dict[str, str], path: Path, record: str, max_frames: int | None) -> VideoInfo:
     video = _video_id(rec, path, record)
-    video = video[2:] if video.startswith("v_") else video
+    video = check_video_id(video[2:] if video.startswith("v_") else video, file=str(path), record=record)
     fps, count = _number(rec, "fps", path, record), _whole(rec, "numFrame", path, record)
     scale = 1.0 if max_frames is None else min(max_frames / count, 1.0)
     sample_count = count if max_frames is None else min(count, max_frames)
@@ -129,4 +129,4 @@ def _video_id(rec: dict[str, str], path: Path, record: str) -> str:
     video = (rec.get("video") or "").strip()
     if not video:
         raise SchemaError(str(path), record, "video", "empty video id", "give every row its video's id")
-    return video
+    return check_video_id(video, file=str(path), record=record)

@@ -195,16 +195,21 @@ def train_streams(cfgs: list[Config], settings: DemoSettings, log: Callable[[str
         log(f"training the {cfg.data.modality} stream ({cfg.train.epochs} epochs) into {cfg.train.out_dir}")
     if not settings.parallel or len(cfgs) < 2 or (os.cpu_count() or 1) < len(cfgs):
         return {cfg.data.modality: train(cfg, progress=settings.progress) for cfg in cfgs}
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
+    from talmts.processes import stop_workers, worker_pool
 
     threads = max(1, (os.cpu_count() or 1) // len(cfgs))
-    with ProcessPoolExecutor(len(cfgs), mp_context=get_context("spawn")) as pool:
+    pool = worker_pool(len(cfgs))  # the workers end with this process, however it ends
+    try:
         jobs = [
             pool.submit(_train_worker, cfg.to_dict(), threads, settings.progress and i == 0)
             for i, cfg in enumerate(cfgs)
         ]
-        return {cfg.data.modality: job.result() for cfg, job in zip(cfgs, jobs)}
+        results = {cfg.data.modality: job.result() for cfg, job in zip(cfgs, jobs)}
+    except BaseException:  # SIGTERM / Ctrl-C here, or one stream failed: the stop goes on to the workers, each
+        stop_workers(pool)  # writes a step checkpoint at its next step boundary and ends (killed after a grace)
+        raise
+    pool.shutdown()
+    return results
 
 
 def _train_worker(raw: dict, threads: int, progress: bool) -> TrainResult:

@@ -9,7 +9,6 @@ snippet i is centred at (i * stride + window / 2) / fps seconds.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,9 @@ from talmts.data.dataset import load_video_array
 from talmts.data.transforms import make_clip
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
+from talmts.formats.common import load_json
 from talmts.formats.video_info import read_video_info
+from talmts.schema import video_file
 
 META_FILE = "features.json"
 ENDPOINT = "Mixed_5c"
@@ -82,7 +83,9 @@ def extract_snippet_features(
     if unknown:
         raise InputError(f"{root}/video_info.csv: no video {unknown[0]!r}; run `talmts prepare` on it")
     meta_path = out / META_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    meta = load_json(meta_path) if meta_path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise InputError(f"{meta_path}: not a snippet record (a JSON object); write into another folder")
     wanted = {"window": window, "stride": stride, "endpoint": ENDPOINT, "frame_size": cfg.data.frame_size}
     wanted |= {"modality": cfg.data.modality, "weights": cfg.model.backbone.weights, "width": cfg.model.backbone.width}
     clash = [k for k, v in wanted.items() if k in meta and meta[k] != v]
@@ -101,12 +104,13 @@ def extract_snippet_features(
 
         iterator = tqdm(names, desc="snippets", unit="video", leave=False)
     for video in iterator:
-        path, info = out / f"{video}.npy", infos[video]
+        path, info = video_file(out, video, ".npy"), infos[video]
         rate = info.rate("sliding")
         if path.is_file() and video in meta["videos"]:
             summary.skipped.append(video)
             continue
-        frames = load_video_array(root / sub / f"{video}.npy", MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
+        array = video_file(root / sub, video, ".npy")
+        frames = load_video_array(array, MODALITY_CHANNELS[cfg.data.modality], info.sample_count)
         feats = video_snippet_features(backbone, frames, cfg.data.frame_size, window, stride, batch_size)
         with atomic_open(path, "wb") as f:
             np.save(f, feats)

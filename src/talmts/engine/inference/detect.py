@@ -44,8 +44,10 @@ def run_detect(
     ``model``: a folder written by ``talmts export``, run instead of ``checkpoints`` (which must then be empty).
     """
     from talmts.engine.inference.runtime import check_model_or_checkpoint
+    from talmts.engine.site import check_page_options
     from talmts.formats import read_annotations
 
+    check_page_options(min_score=min_score)  # before the network loads and any video is decoded
     check_model_or_checkpoint(
         checkpoints[0] if checkpoints else None, model, checkpoints[1] if len(checkpoints) > 1 else None
     )

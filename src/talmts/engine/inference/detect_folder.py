@@ -16,7 +16,7 @@ from talmts.data.prepare import find_videos
 from talmts.data.video import VideoDecodeError
 from talmts.engine.inference.detect_video import DetectedVideo, detect_and_write
 from talmts.engine.inference.predictor import Predictor
-from talmts.schema import AnnotationSet
+from talmts.schema import AnnotationSet, video_file
 from talmts.viz.view import write_page
 
 
@@ -37,9 +37,11 @@ def detect_folder(
     progress: bool = False,
 ) -> FolderOutputs:
     """Run ``predictor`` on every video directly in ``folder`` (ids = file names without extension)."""
+    from talmts.engine.site import check_page_options
     from talmts.formats import write_detections
     from talmts.formats.detections import write_detections_csv
 
+    check_page_options(min_score=min_score)
     videos = find_videos(folder)
     if not videos:
         raise FileNotFoundError(f"{folder}: no video files in this folder")
@@ -56,7 +58,7 @@ def detect_folder(
                 detect_and_write(
                     predictor,
                     path,
-                    out / vid,
+                    video_file(out, vid, ""),
                     ground_truth=ground_truth,
                     min_score=min_score,
                     nav=[("all videos", "../index.html")],

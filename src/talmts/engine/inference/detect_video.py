@@ -41,6 +41,9 @@ def detect_and_write(
     when ``ground_truth`` holds the video). ``nav``: (label, href) links in the page's header."""
     import time
 
+    from talmts.engine.site import check_page_options
+
+    check_page_options(min_score=min_score)  # before the video is decoded
     start = time.perf_counter()
     video, out = Path(video), Path(out_dir)
     vid = video_id or video.stem

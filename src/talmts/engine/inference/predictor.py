@@ -35,7 +35,7 @@ from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
 from talmts.models.video_features import video_feature_map, window_slice
 from talmts.outputs import DetectorOutput
 from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, decode_streams, detections_for_video
-from talmts.schema import ClassMap, Detection
+from talmts.schema import ClassMap, Detection, video_file
 
 ARRAY_DIRS = {"rgb": "frames", "flow": "flow"}
 
@@ -71,7 +71,9 @@ def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: b
     ema = averaged_weights(state)
     model.load_state_dict(ema if use_ema and ema is not None else state["model"])
     model = apply_levers(model, INFERENCE).to(device)  # an eval copy, BatchNorm folded
-    prepare = PrepareOptions.from_dict(state["prepare"]) if state.get("prepare") else None
+    prepare = (
+        PrepareOptions.from_dict(state["prepare"], source=f"{path} (prepare record)") if state.get("prepare") else None
+    )
     return Stream(model=model, cfg=cfg, classes=classes, source=str(path), prepare=prepare)
 
 
@@ -373,7 +375,7 @@ class Predictor:
         return decode_windows(batches, 1.0, self.infer)
 
     def _array(self, root: Path, modality: str, info: VideoInfo) -> np.ndarray:
-        path = root / ARRAY_DIRS[modality] / f"{info.video}.npy"
+        path = video_file(root / ARRAY_DIRS[modality], info.video, ".npy")
         return load_video_array(path, MODALITY_CHANNELS[modality], info.sample_count)
 
 

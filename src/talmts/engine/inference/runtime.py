@@ -61,7 +61,7 @@ def read_contract(folder: str | Path) -> dict[str, Any]:
         raise ModelFolderError(f"{path} does not exist: {folder} is not a folder written by `talmts export`")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+    except (ValueError, RecursionError) as e:  # bad UTF-8 or JSON, or an integer of more than 4,300 digits
         raise ModelFolderError(f"{path}: not valid JSON ({type(e).__name__}); export the model again") from None
     if not isinstance(meta, dict) or meta.get("format") != CONTRACT:
         raise ModelFolderError(f"{path}: field 'format' is not {CONTRACT!r}: not a talmts model file")

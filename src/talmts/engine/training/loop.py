@@ -44,6 +44,7 @@ from talmts.engine.training.resume import ResumeSettingsWarning, changed_setting
 from talmts.engine.training.speedups import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
 from talmts.outputs import DetectorOutput
+from talmts.processes import exit_with_parent
 from talmts.schema import ClassMap
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,7 @@ def seed_everything(seed: int) -> None:
 
 
 def _seed_worker(worker_id: int) -> None:
+    exit_with_parent(grace=0)  # a loader worker holds no state: it ends as soon as the training process is gone
     # torch seeds each worker from the loader's base seed (from the per-epoch loader generator); numpy and
     # python's random follow it, so augmentation in workers is reproducible across a resume at an epoch end.
     s = torch.initial_seed() % 2**32
@@ -329,12 +331,13 @@ class TrainLoop:
     def run(self, resume: str | Path | None) -> float:
         """Train to the end (or to the first error); returns the seconds it took."""
         cfg, ctx = self.cfg, self.ctx
-        if ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
+        # The checkpoint to resume from is read (and checked) first: a wrong --resume leaves the run folder as it was
         found = open_resume(resume, self.out, self.steps_per_epoch) if resume is not None else None
         if found is not None:
             self.load_state(*found)
+        if ctx.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.yaml", cfg.to_yaml())
         net = network_call(distributed.wrap_model(self.model, ctx, cfg.train.find_unused_parameters), cfg)
         start = time.perf_counter()
         try:

@@ -44,57 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.engine.commands.evaluate import (
-        diagnose_file,
-        read_annotations_with_class_list,
-        score_files,
-        score_proposal_file,
-        short_names,
-    )
-    from talmts.errors import InputError
-    from talmts.evaluation import format_diagnosis, format_runs_table, format_table, summarize_runs
+    from talmts.engine.commands.evaluate import evaluate_files
 
-    gt = read_annotations_with_class_list(
-        args.gt, classes_file=args.classes, video_info=args.video_info, keep_ambiguous=args.keep_ambiguous
+    report = evaluate_files(
+        args.gt,
+        args.pred,
+        tiou=args.tiou,
+        subset=args.subset,
+        dataset=args.dataset,
+        strict=args.strict,
+        classes_file=args.classes,
+        video_info=args.video_info,
+        keep_ambiguous=args.keep_ambiguous,
+        diagnose_dir=args.diagnose,
+        proposals=args.proposals,
     )
-    if args.proposals:
-        if len(args.pred) > 1:
-            raise InputError("--proposals scores one detection file at a time")
-        result, summary, subset = score_proposal_file(
-            gt, args.pred[0], tiou=args.tiou, subset=args.subset, dataset=args.dataset
-        )
-        if args.json:
-            print(json.dumps(result.to_json() | summary, allow_nan=False))
-        else:
-            print(f"proposals on {subset or 'all videos'} of {args.gt}")
-            print(" ".join(f"{k}={100 * v:.2f}" for k, v in summary.items()))
-        return 0
-    if args.diagnose and len(args.pred) > 1:
-        raise InputError("--diagnose diagnoses one detection file at a time")
-    scores = score_files(gt, args.pred, tiou=args.tiou, subset=args.subset, dataset=args.dataset, strict=args.strict)
-    where = scores.subset or "all videos"
-    if len(scores.results) > 1:
-        summary = summarize_runs(scores.results, scores.dataset)
-        if args.json:
-            runs = [{"file": f} | r.to_json() for f, r in zip(args.pred, scores.results)]
-            print(json.dumps({k: summary[k] for k in ("columns", "mean", "std")} | {"runs": runs}, allow_nan=False))
-        else:
-            print(f"mAP (%) on {where} of {args.gt}: {len(scores.results)} runs, mean and standard deviation")
-            print(format_runs_table(summary, short_names(args.pred)))
-        return 0
-    (result,) = scores.results
-    diagnosis = pictures = None
-    if args.diagnose:
-        diagnosis, pictures = diagnose_file(
-            gt, args.pred[0], args.diagnose, tiou=args.tiou, subset=args.subset, dataset=scores.dataset
-        )
     if args.json:
-        print(json.dumps(result.to_json() | ({"diagnosis": diagnosis.to_json()} if diagnosis else {}), allow_nan=False))
+        print(json.dumps(report.document, allow_nan=False))
     else:
-        print(f"mAP (%) on {where} of {args.gt}: {len(result.per_class)} classes")
-        print(format_table(result, scores.dataset))
-        if diagnosis:
-            print(format_diagnosis(diagnosis))
-    if pictures:  # on stderr under --json, which keeps stdout one JSON document
-        print("wrote " + ", ".join(str(p) for p in pictures.values()), file=sys.stderr if args.json else sys.stdout)
+        print("\n".join(report.lines))
+    if report.written:  # on stderr under --json, which keeps stdout one JSON document
+        print("wrote " + ", ".join(map(str, report.written)), file=sys.stderr if args.json else sys.stdout)
     return 0

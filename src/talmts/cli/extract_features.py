@@ -33,34 +33,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.config import MODALITY_CHANNELS, load_config, resolve_config_path
-    from talmts.errors import InputError
+    from talmts.config import load_config, resolve_config_path
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)
-    cache = args.out or cfg.train.feature_cache
-    if not cache and not args.snippets:
-        raise InputError("give --out CACHE (or set train.feature_cache), --snippets DIR, or both")
-    from talmts.engine.commands.snippets import extract_snippet_features
-    from talmts.engine.training.cached_features import extract_video_features, frozen_detector
+    from talmts.engine.commands.extract_features import extract_features
 
-    if cache:
-        s = extract_video_features(cfg, cache, args.subset, progress=not args.quiet, dtype=args.dtype)
+    done = extract_features(
+        cfg,
+        cache=args.out,
+        subsets=args.subset,
+        snippets=args.snippets,
+        snippet_window=args.snippet_window,
+        snippet_stride=args.snippet_stride,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        progress=not args.quiet,
+    )
+    if (s := done.cache) is not None:
         print(
             f"video features: {len(s.done)} videos written ({s.frames} frames through the backbone), "
             f"{len(s.skipped)} already cached, {s.seconds:.0f} s -> {s.cache}"
         )
-    if args.snippets:
-        backbone = frozen_detector(cfg, 1, MODALITY_CHANNELS[cfg.data.modality]).backbone
-        window, stride = args.snippet_window, args.snippet_stride
-        s2 = extract_snippet_features(
-            cfg,
-            backbone,
-            args.snippets,
-            window=window,
-            stride=stride,
-            batch_size=args.batch_size,
-            progress=not args.quiet,
-        )
+    if (s2 := done.snippets) is not None:
         print(
             f"snippet features: {len(s2.done)} videos written ({s2.snippets} snippets), {len(s2.skipped)} "
             f"already there, {s2.seconds:.0f} s -> {s2.out}"

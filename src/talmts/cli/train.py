@@ -42,15 +42,11 @@ def run(args: argparse.Namespace) -> int:
     from talmts.config import load_config, resolve_config_path
 
     cfg = load_config(resolve_config_path(args.config), args.overrides)  # before torch loads: a bad config fails fast
-    from talmts.engine.training.loop import EXIT_STOPPED, TrainingStopped, train
+    from talmts.engine.training.loop import EXIT_STOPPED, TrainingStopped
+    from talmts.engine.training.run import run_training
 
     try:
-        if cfg.train.feature_cache:  # frozen backbone: the head on cached features, then an optional fine-tune
-            from talmts.engine.training.cached_features import train_cached
-
-            result = train_cached(cfg, resume=args.resume, progress=not args.quiet)
-        else:
-            result = train(cfg, resume=args.resume, progress=not args.quiet)
+        result = run_training(cfg, resume=args.resume, progress=not args.quiet)
     except TrainingStopped as e:  # not a failure: the checkpoint to resume from is written
         print(f"talmts train: {e}", file=sys.stderr)
         return EXIT_STOPPED

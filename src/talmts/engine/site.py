@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from talmts.errors import InputError
-from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, Matches, diagnose, match_detections, per_video
+from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, diagnose, match_detections, per_video
+from talmts.evaluation.matches import Matches
 from talmts.fileio import TMP_MARK, folder_lock
 from talmts.geometry import official_tiou
 from talmts.schema import AnnotationSet, ClassMap, Detection, Segment, Video, normalize_subset

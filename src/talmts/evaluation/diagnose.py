@@ -28,12 +28,13 @@ Sensitivity to the instances' characteristics lives in :mod:`talmts.evaluation.s
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from talmts.errors import InputError
+from talmts.evaluation.matches import Matches, groups
 from talmts.evaluation.matching import greedy_assign, ranked_ap
 from talmts.evaluation.result import thresholds_array
 from talmts.evaluation.sensitivity import sensitivity
@@ -45,44 +46,6 @@ ERROR_TYPES = ("true positive", "double detection", "wrong label", "localization
 TRUE_POSITIVE, DOUBLE, WRONG_LABEL, LOCALIZATION, CONFUSION, BACKGROUND = range(6)
 MIN_TIOU = 0.1  # DETAD's lower tIoU bound between a localization/confusion error and a background error
 PROFILE_GROUPS = 10  # the profile's groups: 1G .. 10G
-
-
-@dataclass
-class Matches:
-    """Ground truth and detections of one evaluation as flat arrays, and each detection's match and error type.
-
-    Videos are indexed in ``videos`` (the ground truth's videos first, then videos that only have detections);
-    classes in ``classes`` (labels with ground truth); a detection whose label has no ground truth has class -1:
-    it is a false positive of no class's AP. ``gt_index``/``det_index`` give each row's position in its video's
-    list, so the pages can point back at the input.
-    """
-
-    tiou: np.ndarray  # [T]
-    classes: list[str]
-    videos: list[str]
-    durations: dict[str, float | None]
-    gt_video: np.ndarray  # [G] video index
-    gt_class: np.ndarray  # [G] class index
-    gt_seg: np.ndarray  # [G, 2]
-    gt_index: np.ndarray  # [G] position in the video's annotation list
-    det_video: np.ndarray  # [N]
-    det_class: np.ndarray  # [N], -1: label without ground truth
-    det_label: list[str]  # [N]
-    det_seg: np.ndarray  # [N, 2]
-    det_score: np.ndarray  # [N]
-    det_index: np.ndarray  # [N] position in the video's detection list
-    matched: np.ndarray = field(default=None)  # [T, N] ground-truth row matched at each threshold, -1: none
-    error: np.ndarray = field(default=None)  # [T, N] one of the ERROR_TYPES' codes
-    best_gt: np.ndarray = field(default=None)  # [N] the ground-truth row of highest tIoU in the video, -1: none
-    best_tiou: np.ndarray = field(default=None)  # [N] that tIoU (0 when none)
-    _ranked: dict[int, np.ndarray] | None = field(default=None, repr=False)
-
-    def ranked(self, c: int) -> np.ndarray:
-        """Rows of class ``c`` in rank order: descending score, ties in input order."""
-        if self._ranked is None:
-            order = np.lexsort((np.arange(len(self.det_score)), -self.det_score))
-            self._ranked = _groups(self.det_class[order], order)
-        return self._ranked.get(c, np.zeros(0, dtype=np.int64))
 
 
 def match_detections(
@@ -131,9 +94,9 @@ def _greedy(m: Matches) -> np.ndarray:
     """[T, N] matched ground-truth row, block by block (one class in one video), with the evaluator's kernel."""
     matched = np.full((len(m.tiou), len(m.det_score)), -1, dtype=np.int64)
     num_v = len(m.videos)
-    gt_blocks = _groups(m.gt_class * num_v + m.gt_video, np.arange(len(m.gt_seg)))
+    gt_blocks = groups(m.gt_class * num_v + m.gt_video, np.arange(len(m.gt_seg)))
     det_rank = np.lexsort((np.arange(len(m.det_score)), -m.det_score))  # all detections in rank order
-    for key, rows in _groups((m.det_class * num_v + m.det_video)[det_rank], det_rank).items():
+    for key, rows in groups((m.det_class * num_v + m.det_video)[det_rank], det_rank).items():
         g = gt_blocks.get(key)
         if g is not None and key >= 0:
             hit = greedy_assign(official_tiou(m.det_seg[rows], m.gt_seg[g]), m.tiou)  # [T, rows]
@@ -144,21 +107,14 @@ def _greedy(m: Matches) -> np.ndarray:
 def _best_ground_truth(m: Matches) -> tuple[np.ndarray, np.ndarray]:
     best = np.full(len(m.det_score), -1, dtype=np.int64)
     best_tiou = np.zeros(len(m.det_score))
-    gt_by_video = _groups(m.gt_video, np.arange(len(m.gt_seg)))
-    for v, d in _groups(m.det_video, np.arange(len(m.det_score))).items():
+    gt_by_video = groups(m.gt_video, np.arange(len(m.gt_seg)))
+    for v, d in groups(m.det_video, np.arange(len(m.det_score))).items():
         g = gt_by_video.get(v)
         if g is not None:
             t = official_tiou(m.det_seg[d], m.gt_seg[g])  # [d, g]
             best[d] = g[t.argmax(axis=1)]  # first listed on ties, as DETAD's argmax
             best_tiou[d] = np.minimum(t.max(axis=1), 1.0)  # a zero union (+inf: matches at every threshold) as 1
     return best, best_tiou
-
-
-def _groups(keys: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
-    """{key: the rows with that key, in their given order}."""
-    order = np.argsort(keys, kind="stable")
-    uniq, starts = np.unique(keys[order], return_index=True)
-    return dict(zip(uniq.tolist(), np.split(rows[order], starts[1:])))
 
 
 def _error_types(m: Matches) -> np.ndarray:
@@ -227,8 +183,8 @@ def per_video(m: Matches, t: int = 0) -> list[dict[str, Any]]:
     matched_gt = np.zeros(len(m.gt_seg), dtype=bool)
     matched_gt[m.matched[t][m.matched[t] >= 0]] = True
     none = np.zeros(0, dtype=np.int64)
-    gt_by_video = _groups(m.gt_video, np.arange(len(m.gt_seg)))
-    det_by_video = _groups(m.det_video, np.arange(len(m.det_score)))
+    gt_by_video = groups(m.gt_video, np.arange(len(m.gt_seg)))
+    det_by_video = groups(m.det_video, np.arange(len(m.det_score)))
     for v, name in enumerate(m.videos):
         g, d = gt_by_video.get(v, none), det_by_video.get(v, none)
         aps = []

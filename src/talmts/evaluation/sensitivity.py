@@ -27,15 +27,13 @@ few instances comparable with bins with many.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from talmts.errors import InputError
+from talmts.evaluation.matches import Matches
 from talmts.evaluation.matching import ranked_ap
-
-if TYPE_CHECKING:
-    from talmts.evaluation.diagnose import Matches
 
 INF = float("inf")
 SIZES5 = ("XS", "S", "M", "L", "XL")

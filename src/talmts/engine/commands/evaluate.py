@@ -1,14 +1,15 @@
 """Scoring detection files against a ground-truth file (``talmts evaluate``): the dataset's thresholds and
 subset, one :class:`EvalResult` per file, DETAD's diagnosis of one file, the class-agnostic proposal metrics, and
-row names for several runs."""
+row names for several runs; :func:`evaluate_files` puts them together into the command's report."""
 
 from __future__ import annotations
 
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from talmts.errors import InputError
 from talmts.evaluation import (
@@ -19,6 +20,10 @@ from talmts.evaluation import (
     diagnose,
     evaluate_detections,
     evaluate_proposals,
+    format_diagnosis,
+    format_runs_table,
+    format_table,
+    summarize_runs,
 )
 from talmts.formats import THUMOS14_CLASSES, read_annotations, read_class_list, read_detections
 from talmts.schema import AnnotationSet, normalize_subset
@@ -31,6 +36,69 @@ class Scores:
     dataset: str
     subset: str | None
     results: list[EvalResult]
+
+
+@dataclass
+class EvaluateReport:
+    """What ``talmts evaluate`` shows: ``document`` (its --json form), ``lines`` (its table) and ``written`` (files
+    it wrote, e.g. the diagnosis plots)."""
+
+    document: dict[str, Any]
+    lines: list[str]
+    written: list[Path] = field(default_factory=list)
+
+
+def evaluate_files(
+    gt_file: str | Path,
+    files: Sequence[str | Path],
+    *,
+    tiou: Sequence[float] | None = None,
+    subset: str | None = None,
+    dataset: str | None = None,
+    strict: bool = False,
+    classes_file: str | Path | None = None,
+    video_info: str | Path | None = None,
+    keep_ambiguous: bool = False,
+    diagnose_dir: str | Path | None = None,
+    proposals: bool = False,
+) -> EvaluateReport:
+    """``talmts evaluate``: detection mAP of each file (several: a row each, then mean and std), with DETAD's
+    diagnosis of one file written into ``diagnose_dir``; or, with ``proposals``, one file's AR@AN."""
+    gt = read_annotations_with_class_list(
+        gt_file, classes_file=classes_file, video_info=video_info, keep_ambiguous=keep_ambiguous
+    )
+    if proposals:
+        if len(files) > 1:
+            raise InputError("--proposals scores one detection file at a time")
+        result, summary, chosen = score_proposal_file(gt, files[0], tiou=tiou, subset=subset, dataset=dataset)
+        lines = [f"proposals on {chosen or 'all videos'} of {gt_file}"]
+        return EvaluateReport(
+            result.to_json() | summary, lines + [" ".join(f"{k}={100 * v:.2f}" for k, v in summary.items())]
+        )
+    if diagnose_dir is not None and len(files) > 1:
+        raise InputError("--diagnose diagnoses one detection file at a time")
+    scores = score_files(gt, files, tiou=tiou, subset=subset, dataset=dataset, strict=strict)
+    where = scores.subset or "all videos"
+    if len(scores.results) > 1:
+        summary = summarize_runs(scores.results, scores.dataset)
+        runs = [{"file": str(f)} | r.to_json() for f, r in zip(files, scores.results)]
+        return EvaluateReport(
+            {k: summary[k] for k in ("columns", "mean", "std")} | {"runs": runs},
+            [
+                f"mAP (%) on {where} of {gt_file}: {len(scores.results)} runs, mean and standard deviation",
+                format_runs_table(summary, short_names([str(f) for f in files])),
+            ],
+        )
+    (result,) = scores.results
+    lines = [f"mAP (%) on {where} of {gt_file}: {len(result.per_class)} classes", format_table(result, scores.dataset)]
+    if diagnose_dir is None:
+        return EvaluateReport(result.to_json(), lines)
+    diagnosis, pictures = diagnose_file(gt, files[0], diagnose_dir, tiou=tiou, subset=subset, dataset=scores.dataset)
+    return EvaluateReport(
+        result.to_json() | {"diagnosis": diagnosis.to_json()},
+        [*lines, format_diagnosis(diagnosis)],
+        list(pictures.values()),
+    )
 
 
 def read_annotations_with_class_list(

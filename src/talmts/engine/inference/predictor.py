@@ -11,14 +11,13 @@ pools each stream's decoded candidates instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from talmts.config import BACKBONE_GRID, MODALITY_CHANNELS, Config, ConfigError, InferConfig, config_from_dict
 from talmts.data.dataset import load_video_array
@@ -29,6 +28,7 @@ from talmts.data.transforms import make_clip
 from talmts.data.video import DecodeInfo, sampled_frames
 from talmts.data.windows import WholeVideoTooLong, cut_windows, frames_of, inference_offsets
 from talmts.engine.checkpoint import averaged_weights, load_checkpoint
+from talmts.engine.inference.network import Stream
 from talmts.formats.video_info import VideoInfo, read_video_info
 from talmts.models import build_detector
 from talmts.models.levers import FAST, INFERENCE, LeverRunner, apply_levers
@@ -38,27 +38,6 @@ from talmts.postprocess import Candidates, VideoScores, apply_video_classifier, 
 from talmts.schema import ClassMap, Detection, video_file
 
 ARRAY_DIRS = {"rgb": "frames", "flow": "flow"}
-
-
-@dataclass
-class Stream:
-    """A network ready for inference, with the config, classes and data preparation it was trained with.
-
-    ``model`` is the PyTorch network of a checkpoint; an exported model (engine/inference/runtime.py) has none and
-    sets ``forward`` to its ONNX Runtime or TorchScript runner instead: the rest of the path is the same.
-    """
-
-    model: nn.Module | None
-    cfg: Config
-    classes: ClassMap
-    source: str = ""
-    root: str | None = None  # prepared dataset of this stream; None: the evaluation config's data.root
-    prepare: PrepareOptions | None = None  # how its training data was prepared, if recorded
-    forward: Callable[[torch.Tensor], DetectorOutput] | None = None  # use_fast_path, a runtime; None: ``model``
-
-    @property
-    def modality(self) -> str:
-        return self.cfg.data.modality
 
 
 def load_stream(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True) -> Stream:

@@ -22,7 +22,7 @@ import torch
 
 from talmts.config import Config, InferConfig, config_from_dict
 from talmts.data.record import PrepareOptions
-from talmts.engine.inference.predictor import Stream
+from talmts.engine.inference.network import Stream
 from talmts.errors import InputError, TalmtsError
 from talmts.models.export import FORMATS, INPUT_NAME, ONNX_EXTRA, OUTPUT_NAMES, RuntimeMissing
 from talmts.outputs import DetectorOutput

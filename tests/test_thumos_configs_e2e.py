@@ -170,9 +170,9 @@ def _record_settings(log: dict[str, list]) -> Iterator[None]:
         log.setdefault("loss", []).append(cfg)
         return real_loss(output, targets, cfg)
 
-    def merge_spy(candidates, classes, cfg, duration=None):  # noqa: ANN001, ANN202
+    def merge_spy(candidates, classes, cfg, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         log.setdefault("infer", []).append(cfg)
-        return real_merge(candidates, classes, cfg, duration)
+        return real_merge(candidates, classes, cfg, *args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(losses, "compute_losses", loss_spy)

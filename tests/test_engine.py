@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -256,3 +259,23 @@ def test_checkpoints_of_the_flat_layout_still_resume_exactly(tmp_path):
     assert torch.equal(next(iter(averaged_weights(legacy).values())), next(iter(legacy["ema"]["weights"].values())))
     resumed = _train(tiny_config(tmp_path / "half", epochs=2, **opts), resume=old)
     assert_same_training_state(load_checkpoint(full.out_dir / "last.pt"), load_checkpoint(resumed.out_dir / "last.pt"))
+
+
+def test_persistent_loader_workers_let_the_process_exit(tmp_path):
+    """data.persistent_workers=true: the training process exits once training is done. Its workers ignore SIGTERM,
+    so multiprocessing's exit handler (SIGTERM, then join) waited on workers still alive forever."""
+    script = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import torch
+from support.engine_fixtures import RandomClips, TinyNet, collate, tiny_config, tiny_loss
+from talmts.engine.training.loop import train
+cfg = tiny_config({str(tmp_path)!r}, epochs=2, batch_size=2)
+cfg.data.workers = 2
+cfg.data.persistent_workers = True
+result = train(cfg, model=TinyNet(), dataset=RandomClips(12), collate=collate, loss_fn=tiny_loss, progress=False)
+print("steps", result.steps)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["steps", "12"]

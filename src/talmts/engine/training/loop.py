@@ -352,8 +352,18 @@ class TrainLoop:
         finally:
             for hook in reversed(self.hooks):
                 hook.close(self)
+            self._stop_loader_workers()
         ctx.barrier()
         return time.perf_counter() - start
+
+    def _stop_loader_workers(self) -> None:
+        """End persistent loader workers now. They ignore SIGTERM (stop signals are the training process's), so
+        multiprocessing's exit handler, which terminates them with SIGTERM and then joins them, would wait forever
+        if they were still alive when the interpreter exits. DataLoader has no public call for this."""
+        iterator = getattr(self.loader, "_iterator", None)
+        if iterator is not None:
+            iterator._shutdown_workers()
+            self.loader._iterator = None
 
     def _epoch(self, net: nn.Module) -> None:  # net: the (compiled) network
         t = self.cfg.train

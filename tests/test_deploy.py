@@ -223,7 +223,9 @@ def _copy(work: dict[str, Path], tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("damage", ["missing_stream", "changed_graph", "newer_json", "no_onnxruntime"])
+@pytest.mark.parametrize(
+    "damage", ["missing_stream", "changed_graph", "newer_json", "no_onnxruntime", "no_clip_frames", "bad_sections"]
+)
 def test_a_bad_model_folder_is_one_line_and_nothing_is_written(work, tmp_path, capsys, monkeypatch, damage):
     folder = _copy(work, tmp_path)
     needles: tuple[str, ...]
@@ -240,6 +242,16 @@ def test_a_bad_model_folder_is_one_line_and_nothing_is_written(work, tmp_path, c
         meta["version"], meta["written_by"] = 2, "talmts 9.0"
         (folder / "talmts-model.json").write_text(json.dumps(meta))
         needles = ("talmts-model.json", "version 2", "upgrade talmts")
+    elif damage == "no_clip_frames":  # the contract is plain JSON a user may edit: a field lost in the edit
+        meta = json.loads((folder / "talmts-model.json").read_text())
+        del meta["windows"]["clip_frames"]
+        (folder / "talmts-model.json").write_text(json.dumps(meta))
+        needles = ("talmts-model.json", "windows.clip_frames", "export the model again")
+    elif damage == "bad_sections":
+        meta = json.loads((folder / "talmts-model.json").read_text())
+        meta["postprocess"], meta["streams"][1]["flow"] = [], 7
+        (folder / "talmts-model.json").write_text(json.dumps(meta))
+        needles = ("talmts-model.json", "postprocess", "export the model again")
     else:
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [onnx] extra were not installed
         needles = ("onnxruntime", "pip install 'talmts[onnx]'")

@@ -217,6 +217,17 @@ def test_export_refuses_what_is_not_a_usable_pair_of_checkpoints(work, tmp_path,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+def test_export_refuses_the_current_folder_before_exporting(work, tmp_path, capsys, monkeypatch):
+    """``--out .`` (empty): the export replaces its folder whole, which the shell's own folder cannot be; said at
+    once, not after the export as the rename's "Invalid argument"."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", "../here"):
+        _one_line_exit_2(capsys, ["export", str(work["rgb"]), "--out", out], f"--out {out}", "new folder")
+    assert list(tmp_path.iterdir()) == [here] and list(here.iterdir()) == []
+
+
 def _copy(work: dict[str, Path], tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(work["onnx"], folder)

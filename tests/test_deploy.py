@@ -217,13 +217,26 @@ def test_export_refuses_what_is_not_a_usable_pair_of_checkpoints(work, tmp_path,
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary folder left
 
 
+def test_export_refuses_the_current_folder_before_exporting(work, tmp_path, capsys, monkeypatch):
+    """``--out .`` (empty): the export replaces its folder whole, which the shell's own folder cannot be; said at
+    once, not after the export as the rename's "Invalid argument"."""
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for out in (".", "../here"):
+        _one_line_exit_2(capsys, ["export", str(work["rgb"]), "--out", out], f"--out {out}", "new folder")
+    assert list(tmp_path.iterdir()) == [here] and list(here.iterdir()) == []
+
+
 def _copy(work: dict[str, Path], tmp_path: Path) -> Path:
     folder = tmp_path / "model"
     shutil.copytree(work["onnx"], folder)
     return folder
 
 
-@pytest.mark.parametrize("damage", ["missing_stream", "changed_graph", "newer_json", "no_onnxruntime"])
+@pytest.mark.parametrize(
+    "damage", ["missing_stream", "changed_graph", "newer_json", "no_onnxruntime", "no_clip_frames", "bad_sections"]
+)
 def test_a_bad_model_folder_is_one_line_and_nothing_is_written(work, tmp_path, capsys, monkeypatch, damage):
     folder = _copy(work, tmp_path)
     needles: tuple[str, ...]
@@ -240,6 +253,16 @@ def test_a_bad_model_folder_is_one_line_and_nothing_is_written(work, tmp_path, c
         meta["version"], meta["written_by"] = 2, "talmts 9.0"
         (folder / "talmts-model.json").write_text(json.dumps(meta))
         needles = ("talmts-model.json", "version 2", "upgrade talmts")
+    elif damage == "no_clip_frames":  # the contract is plain JSON a user may edit: a field lost in the edit
+        meta = json.loads((folder / "talmts-model.json").read_text())
+        del meta["windows"]["clip_frames"]
+        (folder / "talmts-model.json").write_text(json.dumps(meta))
+        needles = ("talmts-model.json", "windows.clip_frames", "export the model again")
+    elif damage == "bad_sections":
+        meta = json.loads((folder / "talmts-model.json").read_text())
+        meta["postprocess"], meta["streams"][1]["flow"] = [], 7
+        (folder / "talmts-model.json").write_text(json.dumps(meta))
+        needles = ("talmts-model.json", "postprocess", "export the model again")
     else:
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the [onnx] extra were not installed
         needles = ("onnxruntime", "pip install 'talmts[onnx]'")

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from talmts.engine.checkpoint import save_checkpoint
+from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
 from talmts.engine.distributed import DistContext
 from talmts.engine.training.hooks import (
     Checkpointer,
@@ -22,7 +22,7 @@ from talmts.engine.training.hooks import (
     StopSignals,
     TrainingStopped,
 )
-from talmts.engine.training.resume import open_resume, resume_candidates, resume_target
+from talmts.engine.training.resume import open_resume, resume_candidates, resume_target, supersede_newer
 
 
 def _loop(out: Path, steps_per_epoch: int = 5, total_steps: int = 20) -> SimpleNamespace:
@@ -192,3 +192,21 @@ def test_nan_guard_names_the_term_and_the_last_checkpoint(tmp_path):
     guard.before_update(loop, {"cls": torch.tensor(1.0), "total": torch.tensor(1.0)})  # finite: nothing happens
     with pytest.raises(NonFiniteLossError, match=r"step 8 \(epoch 2\): loc=inf.*checkpoint-1.pt is intact"):
         guard.before_update(loop, {"loc": torch.tensor(float("inf")), "total": torch.tensor(1.0)})
+
+
+def test_a_second_rewind_to_the_same_step_keeps_what_the_first_moved_aside(tmp_path):
+    """Rewound twice to step 5 (two abandoned runs after it): each one's later files are kept, none overwritten."""
+
+    def abandoned_run(lr: float) -> None:
+        for name, step in [("checkpoint-2.pt", 10), ("last.pt", 12)]:
+            save_checkpoint({"model": {}, "config": {"lr": lr}, "step": step, "epoch": 2}, tmp_path / name)
+
+    abandoned_run(0.1)
+    first = supersede_newer(tmp_path, 5, 1, None)
+    abandoned_run(0.2)
+    second = supersede_newer(tmp_path, 5, 1, None)
+    assert len(first) == len(second) == 2
+    moved = sorted(tmp_path.glob("superseded-at-step-5*/*.pt"))
+    assert [p.name for p in moved] == ["checkpoint-2.pt", "last.pt", "checkpoint-2.pt", "last.pt"]
+    lrs = sorted(load_checkpoint(p)["config"]["lr"] for p in moved)
+    assert lrs == [0.1, 0.1, 0.2, 0.2]  # both runs' files, none overwritten

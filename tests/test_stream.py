@@ -304,3 +304,17 @@ def test_bad_sources_and_options_are_one_line(models, video, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1
     assert not (tmp_path / "out").exists()  # nothing written
+
+
+def test_an_out_that_cannot_be_a_folder_is_refused_before_the_stream_runs(models, video, tmp_path, capsys):
+    """The files are written when the stream ends, which for a camera may be hours later: an --out that can never
+    hold them is named before the first frame is read."""
+    from talmts.cli import main
+
+    taken = tmp_path / "taken"
+    taken.write_text("mine")
+    assert main(["stream", str(video), "--checkpoint", str(models[0]), "--out", str(taken)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not one detection line: nothing ran
+    assert f"--out {taken}" in captured.err and captured.err.count("\n") == 1
+    assert taken.read_text() == "mine"

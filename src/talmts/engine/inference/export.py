@@ -72,7 +72,9 @@ def export_model(
     quantize: bool = False,
 ) -> ExportResult:
     """Export the stream(s) of ``checkpoint`` (and ``flow_checkpoint``: two fused streams) to ``out``."""
-    out = Path(out)
+    given, out = out, Path(os.path.abspath(out))  # "." and "x/.." get their real name, for the temporary beside
+    if out == Path.cwd():
+        raise InputError(f"--out {given}: the export replaces its folder whole; name a new folder inside this one")
     if fmt not in FORMATS:
         raise InputError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
     if quantize and fmt != "onnx":

@@ -79,6 +79,7 @@ def read_contract(folder: str | Path) -> dict[str, Any]:
     streams = meta["streams"]
     if not isinstance(streams, list) or not streams:
         raise ModelFolderError(f"{path}: field 'streams' must list at least one stream")
+    _check_fields(meta, path)
     for i, s in enumerate(streams):
         where = f"{path}: streams[{i}]"
         if not isinstance(s, dict) or s.get("format") not in FORMATS or not isinstance(s.get("file"), str):
@@ -97,6 +98,50 @@ def read_contract(folder: str | Path) -> dict[str, Any]:
                 "was changed or damaged after export; export it again"
             )
     return meta
+
+
+def _is_count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool)
+
+
+# the contract's fields that talmts reads besides the streams' own: (section, field, test, what it must be)
+_FIELDS: tuple[tuple[str, str, Any, str], ...] = (
+    ("windows", "clip_frames", _is_count, "a positive integer"),
+    ("windows", "test_stride", _is_count, "a positive integer"),
+    ("windows", "protocol", lambda v: v in ("sliding", "whole"), "'sliding' or 'whole'"),
+    ("sampling", "frame_size", _is_count, "a positive integer"),
+    ("sampling", "crop", _is_count, "a positive integer"),
+    ("sampling", "fps", lambda v: v is None or (_is_number(v) and v > 0), "a positive number or null"),
+    ("sampling", "max_frames", lambda v: v is None or _is_count(v), "a positive integer or null"),
+    ("outputs", "anchors", lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers"),
+    ("outputs", "level_sizes", lambda v: isinstance(v, list) and all(map(_is_count, v)), "a list of integers"),
+)
+
+
+def _check_fields(meta: dict[str, Any], path: Path) -> None:
+    """The fields read to build the streams, each of the type it must have: the contract is plain JSON that a user
+    may edit, and a field lost or mistyped in an edit is named here rather than failing somewhere inside."""
+    for section in ("windows", "sampling", "outputs", "postprocess"):
+        if not isinstance(meta[section], dict):
+            raise ModelFolderError(f"{path}: field {section!r} must be an object; export the model again")
+    for section, name, test, what in _FIELDS:
+        if not test(meta[section].get(name)):
+            raise ModelFolderError(
+                f"{path}: field '{section}.{name}' must be {what}, got {meta[section].get(name)!r}; "
+                "export the model again"
+            )
+    if not isinstance(meta["postprocess"].get("soft_nms", {}), dict):
+        raise ModelFolderError(f"{path}: field 'postprocess.soft_nms' must be an object; export the model again")
+    for i, s in enumerate(meta["streams"]):
+        if not isinstance(s.get("flow"), str):
+            raise ModelFolderError(
+                f"{path}: field 'streams[{i}].flow' must name a flow method, got {s.get('flow')!r}; "
+                "export the model again"
+            )
 
 
 def contract_infer(meta: dict[str, Any], source: str) -> InferConfig:

@@ -154,6 +154,8 @@ def stream_detections(
     ``settings.every`` seconds to ``on_status``; with ``out``, the usual files are written when the stream ends
     (the end of the source, a stall, a source error, or SIGINT / SIGTERM, all of which end it cleanly)."""
     check_streamable(predictor)
+    if out is not None:
+        check_out_folder(out)
     prep = predictor.preparation
     assert prep.fps is not None  # check_streamable
     fps = float(prep.fps)
@@ -234,6 +236,15 @@ def check_streamable(predictor: Predictor) -> None:
         )
     if predictor.scores is not None:
         raise InputError(f"{where}: video-level scores (infer.video_scores) need the whole video; not for a stream")
+
+
+def check_out_folder(out: str | Path) -> None:
+    """The files are written when the stream ends, possibly hours later: an ``out`` that can never be a folder
+    (it, or the nearest of its parents that exists, is a file) is refused before the first frame is read."""
+    out = Path(out)
+    existing = next((p for p in (out, *out.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InputError(f"--out {out}: {existing} is a file, not a folder; name a folder for the files")
 
 
 def video_id_of(source: str) -> str:

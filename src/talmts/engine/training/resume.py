@@ -119,8 +119,8 @@ def supersede_newer(out_dir: Path, step: int, epoch: int, source: Path | None) -
     """Clear what a run folder holds from beyond the point a run starts at (``step``, ``epoch``), so that a later
     ``--resume auto`` cannot take a checkpoint of an abandoned run: step-<S>.pt with S > step are removed (they are
     transient by design); checkpoint-<E>.pt with E > epoch, and last.pt or best.pt written after ``step`` (by their
-    record), move into ``superseded-at-step-<step>/``. ``source``, the file resumed from, stays. Returns what it did,
-    one phrase per file."""
+    record), move into ``superseded-at-step-<step>/`` (``-2``, ``-3``, ... when taken). ``source``, the file resumed
+    from, stays. Returns what it did, one phrase per file."""
     done: list[str] = []
     for path, s in step_files(out_dir):
         if s > step:
@@ -132,12 +132,24 @@ def supersede_newer(out_dir: Path, step: int, epoch: int, source: Path | None) -
         if path.is_file() and (source is None or path.resolve() != source.resolve()) and _written_at(path) > step:
             later.append(path)
     if later:
-        aside = out_dir / f"superseded-at-step-{step}"
-        aside.mkdir(exist_ok=True)
+        aside = _new_folder(out_dir / f"superseded-at-step-{step}")
         for path in sorted(later):
             path.replace(aside / path.name)
             done.append(f"moved {path.name} to {aside.name}/")
     return done
+
+
+def _new_folder(path: Path) -> Path:
+    """``path``, or ``path-2``, ``path-3``, ... when taken (a run rewound to the same step twice): files an earlier
+    rewind moved aside are never overwritten."""
+    candidate, n = path, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            n += 1
+            candidate = path.with_name(f"{path.name}-{n}")
 
 
 def _number(path: Path, prefix: str, default: int) -> int:

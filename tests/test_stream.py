@@ -195,13 +195,11 @@ def test_a_stalled_source_ends_with_the_detections_so_far(predictor, video, tmp_
     data = video.read_bytes()
     sender = Sender([(data[: len(data) // 2], "hold")])
     settings = StreamSettings(min_score=0.0, horizon=1e6, stall_timeout=1.5)
-    start = time.monotonic()
     try:
         res, emitted = stream(predictor, sender.url, tmp_path / "out", settings)
     finally:
         sender.close()
-    assert res.reason == "stalled" and "1.5 s" in res.message
-    assert time.monotonic() - start < 30
+    assert res.reason == "stalled" and "1.5 s" in res.message  # ended by the stall timeout, not by the source
     assert 20 < res.info.sample_count < 93
     assert res.detections == offline_prefix(predictor, video, res.info)  # detect on the frames that arrived
     assert len(emitted) == len(res.detections) and (tmp_path / "out" / "detections.json").is_file()

@@ -24,20 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from talmts.engine.site import view_files
 
-    from talmts.data.prepare import find_videos
-    from talmts.engine.site import build_view
-    from talmts.errors import InputError
-    from talmts.formats import read_annotations, read_detections
-
-    if args.videos and not Path(args.videos).is_dir():
-        raise InputError(f"--videos {args.videos}: no such folder (give the folder that holds the videos)")
-    res = build_view(
-        read_detections(args.detections),
-        read_annotations(args.ground_truth),
+    res = view_files(
+        args.detections,
+        args.ground_truth,
         args.out,
-        videos=find_videos(args.videos) if args.videos else None,
+        videos_dir=args.videos,
         tiou=args.tiou,
         subset=args.subset,
         bins=args.bins,

@@ -111,6 +111,38 @@ def view_scope(
     ), f"the {names} subset{'s' * (len(covered) > 1)}"
 
 
+def view_files(
+    detections: str | Path,
+    ground_truth: str | Path,
+    out_dir: str | Path,
+    *,
+    videos_dir: str | Path | None = None,
+    tiou: float = 0.5,
+    subset: str | None = None,
+    bins: str = "auto",
+    min_score: float = 0.1,
+    title: str = "talmts view",
+) -> ViewOutputs:
+    """``talmts view``: the site of a detection file against a ground-truth file (:func:`build_view`), with the
+    players of the videos found in ``videos_dir``."""
+    from talmts.data.prepare import find_videos
+    from talmts.formats import read_annotations, read_detections
+
+    if videos_dir and not Path(videos_dir).is_dir():
+        raise InputError(f"--videos {videos_dir}: no such folder (give the folder that holds the videos)")
+    return build_view(
+        read_detections(detections),
+        read_annotations(ground_truth),
+        out_dir,
+        videos=find_videos(videos_dir) if videos_dir else None,
+        tiou=tiou,
+        subset=subset,
+        bins=bins,
+        min_score=min_score,
+        title=title,
+    )
+
+
 def build_view(
     detections: dict[str, list[Detection]],
     ground_truth: AnnotationSet,

@@ -140,3 +140,28 @@ def test_bad_input_names_the_file(tmp_path, capsys):
     assert "--tiou" in capsys.readouterr().err
     assert main(["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--videos", str(tmp_path / "x")]) == 2
     assert "--videos" in capsys.readouterr().err
+
+
+def test_a_swap_that_fails_midway_leaves_the_old_site_whole(tmp_path, monkeypatch):
+    """The new site's entries are moved in one by one; when a move fails, the old site comes back as it was."""
+    import os
+
+    f = write_result_set(tmp_path)
+    out = tmp_path / "site"
+    argv = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--out", str(out)]
+    assert main(argv) == 0
+    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    real_replace, failed = os.replace, []
+
+    def failing_replace(src, dst):  # noqa: ANN001, ANN202
+        src = Path(src)
+        if src.name == "videos" and src.parent.parent == out and src.parent.name.startswith(".site"):
+            failed.append(src)  # moving the new videos/ in: index.html and diagnosis.html are swapped already
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    assert main([*argv, "--title", "another"]) == 2
+    monkeypatch.setattr(os, "replace", real_replace)
+    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert len(failed) == 1 and after == before

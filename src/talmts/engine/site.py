@@ -274,14 +274,33 @@ def site_folder(out: Path, command: str = "talmts view") -> Iterator[Path]:
         try:
             yield stage
             replaced.mkdir()
-            for name in SITE_ENTRIES:
-                if os.path.lexists(out / name):
-                    os.replace(out / name, replaced / name)  # a link moves as a link
-                if os.path.lexists(stage / name):
-                    os.replace(stage / name, out / name)
+            _swap_in(stage, out, replaced)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
             shutil.rmtree(replaced, ignore_errors=True)  # never follows a link inside
+
+
+def _swap_in(stage: Path, out: Path, replaced: Path) -> None:
+    """Move the site's old entries from ``out`` into ``replaced`` and the new ones from ``stage`` into ``out``, one
+    by one; if a move fails, the new entries already in place go and the old ones come back, so ``out`` holds the
+    old site whole."""
+    moved_out: list[str] = []
+    moved_in: list[str] = []
+    try:
+        for name in SITE_ENTRIES:
+            if os.path.lexists(out / name):
+                os.replace(out / name, replaced / name)  # a link moves as a link
+                moved_out.append(name)
+            if os.path.lexists(stage / name):
+                os.replace(stage / name, out / name)
+                moved_in.append(name)
+    except OSError:
+        for name in moved_in:  # built by this run: plain files and folders, never links
+            new = out / name
+            shutil.rmtree(new) if new.is_dir() and not new.is_symlink() else new.unlink()
+        for name in moved_out:
+            os.replace(replaced / name, out / name)
+        raise
 
 
 def _check_site_folder(out: Path) -> None:

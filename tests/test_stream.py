@@ -316,3 +316,26 @@ def test_an_out_that_cannot_be_a_folder_is_refused_before_the_stream_runs(models
     assert captured.out == ""  # not one detection line: nothing ran
     assert f"--out {taken}" in captured.err and captured.err.count("\n") == 1
     assert taken.read_text() == "mine"
+
+
+def test_stopping_the_reader_waits_until_it_has_closed_the_source(monkeypatch):
+    """A reader blocked in a read when the stream stops (a signal, a stall seen by the main thread) is waited for
+    until its read returns and it closes the source; it does not outlive the stream."""
+    import talmts.engine.inference.stream as stream_module
+
+    reading, closed = threading.Event(), threading.Event()
+
+    def blocking_source(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        try:
+            reading.set()
+            time.sleep(0.5)  # a read that returns when FFmpeg's timeout passes
+            yield np.zeros((4, 4, 3), np.uint8)
+        finally:
+            closed.set()
+
+    monkeypatch.setattr(stream_module, "live_frames", blocking_source)
+    reader = stream_module._Reader("src", 10.0, 4, DecodeInfo(10.0, 10.0, 0, 0), StreamSettings(stall_timeout=2.0), 4)
+    reader.start(threading.Event())
+    assert reading.wait(10)
+    reader.stop()
+    assert closed.is_set() and not reader._thread.is_alive()

@@ -352,8 +352,14 @@ class _Reader:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading (the thread ends at its next frame, or with the process when the source blocks it)."""
+        """Stop reading and wait for the reader to close the source: it ends at its next frame, or when FFmpeg's
+        read times out (the stall timeout bounds how long a read can block). A reader still blocked after that
+        (a source without a timeout) is left to end with the process, as a daemon thread."""
         self._stop_reading.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.settings.stall_timeout + 1.0)
+            if self._thread.is_alive():
+                logger.warning("%s: the reader is still blocked in the source; it ends with the process", self.source)
 
     def _put(self, item: tuple[str, object]) -> bool:
         while not self._stop_reading.is_set():

@@ -407,3 +407,19 @@ def test_snippet_starts():
     assert snippet_starts(10, 16, 4) == [0] and snippet_starts(16, 16, 4) == [0]
     with pytest.raises(ValueError):
         snippet_starts(10, 16, 0)
+
+
+def test_a_cached_map_cut_short_is_named_as_damaged(tmp_path):
+    """A cache file cut short (its header promises more bytes than it holds) is a user error naming the file."""
+    from talmts.data.feature_cache import endpoint_path, read_video_map, write_video_map
+    from talmts.errors import InputError
+
+    write_video_map(tmp_path, "v1", {"views": 1}, {"Mixed_5c": np.ones((1, 4, 2, 3, 3), np.float16)})
+    path = endpoint_path(tmp_path, "v1", "Mixed_5c")
+    assert read_video_map(tmp_path, "v1", ["Mixed_5c"])["Mixed_5c"].shape == (1, 4, 2, 3, 3)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(
+        InputError,
+        match=r"v1\.Mixed_5c\.npy: damaged cached features \(mmap length .*\); delete it and run `talmts extract-features` again$",
+    ):
+        read_video_map(tmp_path, "v1", ["Mixed_5c"])

@@ -163,7 +163,12 @@ def read_video_map(cache: Path, video: str, endpoints: list[str]) -> dict[str, n
         path = endpoint_path(cache, video, e)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: cached features missing (run `talmts extract-features` for this config)")
-        out[e] = np.load(path, mmap_mode="r")
+        try:
+            out[e] = np.load(path, mmap_mode="r")
+        except ValueError as err:  # cut short (a full disk, a copy stopped midway): the header promises more bytes
+            raise InputError(
+                f"{path}: damaged cached features ({err}); delete it and run `talmts extract-features` again"
+            ) from err
     return out
 
 

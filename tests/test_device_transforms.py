@@ -1,4 +1,5 @@
-"""Clips made on the device from uint8 windows equal make_clip's, draw for draw (same seeds, torch.equal)."""
+"""Clips made on the device from uint8 windows equal make_clip's, draw for draw (same seeds, torch.equal); so do
+FSA's patches cut from them."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from talmts.data.device_transforms import batch_clips, clips_from_windows, raw_window
+from talmts.data.device_transforms import batch_clips, clips_from_windows, raw_window, window_patches
 from talmts.data.transforms import draw_clip_params, make_clip
+from talmts.models.transformer import patchify
 
 S, SIZE, L = 12, 8, 16  # stored size, crop, window length
 
@@ -92,3 +94,31 @@ def test_bad_windows_are_refused_with_the_reason() -> None:
         clips_from_windows(window, [(5, 0)], [False], [L], SIZE, negate_flow_x=False)
     with pytest.raises(ValueError, match="2 crops"):
         clips_from_windows(window, [(0, 0), (0, 0)], [False], [L], SIZE, negate_flow_x=False)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("patch", [2, 4, 8])
+def test_window_patches_are_the_patches_of_make_clip(case, patch) -> None:
+    """Cut on the uint8 frames, then normalised: the patches the model's patchify cuts from make_clip's float clip,
+    bit for bit (mirroring, the flow sign and the padding included)."""
+    n, offset, ch, train, flip, flow, negate = case
+    videos = [_video(n, ch, seed=n + offset + ch + k) for k in range(3)]
+    wants, crops, flips = [], [], []
+    for k, video in enumerate(videos):
+        torch.manual_seed(k)
+        wants.append(make_clip(video, offset, L, SIZE, train=train, flip=flip, flow=flow, negate_flow_x=negate))
+        torch.manual_seed(k)
+        crop, flipped = draw_clip_params(S, S, SIZE, train=train, flip=flip)
+        crops.append(crop), flips.append(flipped)
+    windows = torch.stack([torch.from_numpy(raw_window(v, offset, L)) for v in videos])
+    real = [min(L, n - offset)] * len(videos)
+    got = window_patches(windows, crops, flips, real, SIZE, patch, negate_flow_x=flow and negate)
+    want = patchify(torch.stack(wants), patch)
+    assert got.dtype == torch.float32 and got.shape == want.shape
+    assert torch.equal(got, want), (case, patch)
+
+
+def test_window_patches_refuse_a_patch_that_does_not_divide_the_crop() -> None:
+    window = torch.zeros(1, L, S, S, 3, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="patch size 3"):
+        window_patches(window, [(0, 0)], [False], [L], SIZE, 3, negate_flow_x=False)

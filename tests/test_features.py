@@ -15,7 +15,7 @@ import torch
 from support.prepared import FakeVideo, write_ground_truth, write_prepared
 from talmts.cli import main
 from talmts.config import load_config
-from talmts.data.feature_cache import CachedFeatureDataset, CachedInput, collate_cached
+from talmts.data.feature_cache import CachedFeatureDataset, CachedInput, cached_collate
 from talmts.data.transforms import make_clip
 from talmts.engine.checkpoint import load_checkpoint
 from talmts.engine.commands.snippets import extract_snippet_features, snippet_starts
@@ -32,6 +32,7 @@ from talmts.evaluation import evaluate_detections
 from talmts.formats import read_annotations, read_detections
 from talmts.formats.video_info import VideoInfo, read_video_info, write_video_info
 from talmts.models.head_only import build_head, head_into_detector
+from talmts.models.transformer import patchify
 
 S = 40  # stored frame size
 VIDEOS = {  # id: (subset, sample frames, [(start s, end s, label)])
@@ -137,13 +138,14 @@ def test_head_on_cached_features_equals_the_full_network_on_the_video_map(prepar
             clip = torch.flip(clip, dims=[-1])  # a mirror image, written another way
             if modality == "flow":
                 clip[0] = -clip[0]  # mirroring reverses horizontal motion: flow's x changes sign, y does not
-        assert torch.equal(item["frames"], clip)
+        batch = cached_collate(cfg)([item])
+        assert torch.equal(batch["clip"].clip[0], clip)  # made from the uint8 window when the batch is read
+        assert torch.equal(batch["clip"].fsa_patches(8), patchify(clip[None], 8))
         ref = {"Mixed_4f": maps[key]["Mixed_4f"][:, :, w.offset // 4 : w.offset // 4 + 8],
                "Mixed_5c": maps[key]["Mixed_5c"][:, :, w.offset // 8 : w.offset // 8 + 4]}  # fmt: skip
         for e, f in ref.items():  # the backbone's output (BN folded at extraction: float rounding only)
             torch.testing.assert_close(item["features"][e], f[0], rtol=1e-4, atol=1e-6)
         with torch.no_grad():
-            batch = collate_cached([item])
             got, want = head(batch["clip"]), full.forward_features(ref, clip[None])
         for name in ("loc", "conf", "prop_loc", "prop_conf", "quality"):
             torch.testing.assert_close(getattr(got, name), getattr(want, name), rtol=1e-4, atol=1e-5)
@@ -256,9 +258,11 @@ def test_float16_cache_is_the_float32_one_rounded(prepared, tmp_path):
 
 
 def test_cached_input_moves_like_a_tensor():
-    x = CachedInput({"Mixed_5c": torch.zeros(1, 2, 3, 1, 1)}, torch.zeros(1, 3, 4, 8, 8))
+    windows = torch.randint(0, 256, (1, 4, 10, 10, 3), dtype=torch.uint8)
+    x = CachedInput({"Mixed_5c": torch.zeros(1, 2, 3, 1, 1)}, windows, [(1, 1)], [True], [3], 8, False)
     y = x.to("cpu")
-    assert torch.equal(y.features["Mixed_5c"], x.features["Mixed_5c"]) and y.clip.shape == x.clip.shape
+    assert torch.equal(y.features["Mixed_5c"], x.features["Mixed_5c"]) and torch.equal(y.windows, windows)
+    assert y.clip.shape == (1, 3, 4, 8, 8) and torch.equal(y.clip, x.clip)
 
 
 def test_extraction_resumes_and_refuses_a_foreign_cache(prepared, tmp_path):

@@ -8,6 +8,7 @@ import torch
 from talmts.config import FSAConfig
 from talmts.models.boundary_pool import boundary_max_pool
 from talmts.models.fsa import FrameSelfAttention, join_frame_features
+from talmts.models.transformer import patchify
 
 
 def _fsa(patch: int, frame: int = 12, in_channels: int = 2) -> FrameSelfAttention:
@@ -59,6 +60,16 @@ def test_patch_must_divide_the_frame() -> None:
     m = _fsa(4)
     with pytest.raises(ValueError, match="built for 12x12"):
         m(torch.randn(1, 2, 1, 16, 16, dtype=torch.float64))
+
+
+def test_encode_reads_patchify_of_the_clip_and_refuses_other_shapes() -> None:
+    torch.manual_seed(2)
+    m = _fsa(4)
+    clip = torch.randn(2, 2, 3, 12, 12, dtype=torch.float64)
+    patches = patchify(clip, 4)  # [B*T, Z, C*D*D]
+    assert torch.equal(m.encode(patches, 2), m(clip))
+    with pytest.raises(ValueError, match=r"built for 9 patches of 32 values per frame, got \[9, 31\]"):
+        m.encode(patches[..., :-1], 2)
 
 
 def test_join_interleaves_start_and_end_halves() -> None:

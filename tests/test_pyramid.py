@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from talmts.models.pyramid import (
     FeaturePyramid,
     FrameFeature,
+    SpatialCollapse,
     endpoint_shape,
     interpolate,
     top_down,
@@ -111,3 +112,24 @@ def test_frame_feature_resamples_then_convolves(mode: str) -> None:
     torch.testing.assert_close(out, ff.convs(interpolate(level0, 32, mode)))
     if mode == "nearest":
         torch.testing.assert_close(interpolate(level0, 32, mode), level0.repeat_interleave(4, dim=-1))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_spatial_collapse_is_its_conv3d(channels_last: bool) -> None:
+    """The matrix-product form gives what nn.Conv3d with the same weights gives: the output and the gradients of
+    the weights and the input, in both memory formats."""
+    torch.manual_seed(0)
+    lat = SpatialCollapse(12, 8, (3, 2), 4, "Mixed_4f")
+    x = torch.randn(2, 12, 5, 3, 2, requires_grad=True)
+    if channels_last:
+        lat = lat.to(memory_format=torch.channels_last_3d)
+    inp = x.contiguous(memory_format=torch.channels_last_3d) if channels_last else x
+    got = lat.collapse(inp)
+    want = F.conv3d(x, lat.conv.weight, lat.conv.bias).flatten(2)  # torch's own 3D convolution: [B, C, t]
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    dw, db, dx = torch.autograd.grad(got, (lat.conv.weight, lat.conv.bias, x), g)
+    rw, rb, rx = torch.autograd.grad(want, (lat.conv.weight, lat.conv.bias, x), g)
+    for a, b in ((dw, rw), (db, rb), (dx, rx)):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(lat(inp), F.relu(lat.norm(want)))

@@ -5,6 +5,7 @@ than float32 clips, and no per-pixel arithmetic on the host) and draw the crop c
 :func:`talmts.data.transforms.make_clip` does (same function, same RNG, same order). :func:`clips_from_windows`
 then crops, flips (negating flow x), normalises and pads on the device with torch ops and gives ``make_clip``'s
 values bit for bit: the same float32 multiply by 2/255 and subtraction of 1, the same exact negation and padding.
+:func:`window_patches` gives the same values already cut into FSA's patches (the cached-feature head's input).
 """
 
 from __future__ import annotations
@@ -45,12 +46,52 @@ def clips_from_windows(
     (the rest becomes :data:`PAD_VALUE`). ``negate_flow_x``: a mirrored clip's channel 0 changes sign (flow).
     ``channels_last``: the result in the channels-last 3D layout (free: the stored layout already is).
     """
+    cut, mirrored, real = _cut(windows, crops, flips, frames, size)  # [B, L, size, size, C] uint8
+    clip = _normalised(cut, mirrored, real, negate_flow_x, channel_axis=4)
+    clip = clip.permute(0, 4, 1, 2, 3)  # [B, C, L, size, size], already channels-last 3D in memory
+    return clip if channels_last else clip.contiguous()
+
+
+def window_patches(
+    windows: torch.Tensor,
+    crops: torch.Tensor | Sequence[Sequence[int]],
+    flips: torch.Tensor | Sequence[bool],
+    frames: torch.Tensor | Sequence[int],
+    size: int,
+    patch: int,
+    *,
+    negate_flow_x: bool,
+) -> torch.Tensor:
+    """``patchify(clips_from_windows(...), patch)`` bit for bit, cut before the arithmetic: uint8 windows
+    [B, L, S, S, C] -> float32 patches [B * L, (size/patch)^2, C * patch * patch] (talmts.models.transformer).
+
+    Reordering the pixels into patches is a copy; done on the uint8 frames it moves a quarter of the bytes, and the
+    float clip is never made (FSA reads its input only as these patches)."""
+    if size % patch:
+        raise ValueError(f"patch size {patch} must divide the frame size {size}")
+    cut, mirrored, real = _cut(windows, crops, flips, frames, size)  # [B, L, size, size, C] uint8
+    b, length, _, _, channels = cut.shape
+    g = size // patch
+    grid = cut.view(b, length, g, patch, g, patch, channels).permute(0, 1, 2, 4, 6, 3, 5)  # [B, L, gh, gw, C, p, p]
+    tokens = grid.reshape(b, length, g * g, channels, patch * patch)
+    x = _normalised(tokens, mirrored, real, negate_flow_x, channel_axis=3)
+    return x.reshape(b * length, g * g, channels * patch * patch)
+
+
+def _cut(
+    windows: torch.Tensor,
+    crops: torch.Tensor | Sequence[Sequence[int]],
+    flips: torch.Tensor | Sequence[bool],
+    frames: torch.Tensor | Sequence[int],
+    size: int,
+) -> tuple[torch.Tensor, list[bool], torch.Tensor]:
+    """Each window cropped and mirrored as drawn, still uint8 [B, L, size, size, C]; the flips; the real frames."""
     if windows.dtype != torch.uint8 or windows.ndim != 5:
         raise ValueError(f"windows must be uint8 [B, L, S, S, C], got {windows.dtype} {list(windows.shape)}")
     corners = [(int(y), int(x)) for y, x in _as_list(crops)]
     mirrored = [bool(f) for f in _as_list(flips)]
     real = torch.as_tensor(_as_list(frames), dtype=torch.long, device=windows.device)
-    b, length, height, width, channels = windows.shape
+    b, _, height, width, _ = windows.shape
     if not (len(corners) == len(mirrored) == real.numel() == b):
         raise ValueError(f"{b} windows but {len(corners)} crops, {len(mirrored)} flips, {real.numel()} frame counts")
     for y, x in corners:
@@ -61,16 +102,25 @@ def clips_from_windows(
             w[:, y : y + size, x : x + size].flip(2) if f else w[:, y : y + size, x : x + size]
             for w, (y, x), f in zip(windows, corners, mirrored)
         ]
-    )  # [B, L, size, size, C] uint8: crop and mirror before the arithmetic, on a quarter of the bytes
-    clip = cut.float().mul_(2.0 / 255.0).sub_(1.0)  # as normalize(): float32 x * (2/255) - 1
+    )  # crop and mirror before the arithmetic, on a quarter of the bytes
+    return cut, mirrored, real
+
+
+def _normalised(
+    x: torch.Tensor, mirrored: list[bool], real: torch.Tensor, negate_flow_x: bool, *, channel_axis: int
+) -> torch.Tensor:
+    """uint8 pixels [B, L, ...] -> float32 as normalize() (x * (2/255) - 1); a mirrored window's channel 0
+    negated when ``negate_flow_x``; the frames (axis 1) past each window's real ones set to PAD_VALUE."""
+    out = x.float().mul_(2.0 / 255.0).sub_(1.0)
     if negate_flow_x and any(mirrored):
-        sign = torch.ones(b, 1, 1, 1, channels, device=clip.device)
-        sign[torch.tensor(mirrored, device=clip.device), ..., 0] = -1.0
-        clip.mul_(sign)  # multiplying by +-1 is exact
-    pad = torch.arange(length, device=clip.device)[None, :] >= real[:, None]  # [B, L]
-    clip.masked_fill_(pad[:, :, None, None, None], PAD_VALUE)
-    clip = clip.permute(0, 4, 1, 2, 3)  # [B, C, L, size, size], already channels-last 3D in memory
-    return clip if channels_last else clip.contiguous()
+        shape = [1] * out.ndim
+        shape[0], shape[channel_axis] = out.shape[0], out.shape[channel_axis]
+        sign = torch.ones(shape, device=out.device)
+        sign.select(channel_axis, 0)[torch.tensor(mirrored, device=out.device)] = -1.0
+        out.mul_(sign)  # multiplying by +-1 is exact
+    pad = torch.arange(out.shape[1], device=out.device)[None, :] >= real[:, None]  # [B, L]
+    out.masked_fill_(pad.view(*pad.shape, *[1] * (out.ndim - 2)), PAD_VALUE)
+    return out
 
 
 def batch_clips(batch: dict[str, Any], device: torch.device, size: int, *, flow_sign: bool, channels_last: bool) -> Any:

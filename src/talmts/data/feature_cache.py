@@ -21,7 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +35,9 @@ from torch.utils.data import Dataset
 from talmts import schema
 from talmts.config import BACKBONE_GRID, Config
 from talmts.data.dataset import ClipDataset
+from talmts.data.device_transforms import clips_from_windows, raw_window, window_patches
 from talmts.data.record import record_path
-from talmts.data.transforms import flip_horizontal, make_clip
+from talmts.data.transforms import center_crop_box, flip_horizontal
 from talmts.errors import InputError
 from talmts.fileio import atomic_open, atomic_write_json
 from talmts.formats.common import load_json
@@ -187,9 +190,10 @@ class CachedFeatureDataset(Dataset):
     """The windows of ``subset`` as ClipDataset plans them (on the backbone's grid), each with its slice of its
     video's cached map instead of a backbone pass.
 
-    Items: {"features": {endpoint: [C, t, h, w]}, "frames": [C, T, F, F], "targets", "video", "offset", "flip"}.
+    Items: {"features": {endpoint: [C, t, h, w]}, "window": uint8 [T, S, S, C] (the stored frames, zeros past the
+    video's end), "crop", "real" (frames of the video in the window), "targets", "video", "offset", "flip"}.
     Training (``train=True``) picks the mirrored view with probability 0.5 (when data.flip); the frames are cropped
-    as at extraction (centre crop) and mirrored with it.
+    as at extraction (centre crop) and mirrored with it when the batch is made (:class:`CachedInput`).
     """
 
     def __init__(self, cfg: Config, cache: str | Path, subset: str, train: bool, endpoints: list[str]) -> None:
@@ -233,16 +237,17 @@ class CachedFeatureDataset(Dataset):
         plan = self.clips.plans[index]
         w, d = plan.window, self.clips.data
         flip = self.train and d.flip and torch.rand(()).item() < 0.5
-        clip = make_clip(self.clips.array(w.video), w.offset, w.length, d.frame_size, train=False)
-        if flip:
-            clip = flip_clip(clip, d.modality == "flow", d.flip_negates_flow)
+        frames = self.clips.array(w.video)
+        _, height, width, _ = frames.shape
         feats = {}
         for e, a in self._map(w.video).items():
             steps = slice_steps(a, self.lengths[w.video], w.offset, w.length)
             feats[e] = torch.from_numpy(np.array(a[int(flip), :, steps], dtype=np.float32))
         return {
             "features": feats,
-            "frames": clip,
+            "window": torch.from_numpy(raw_window(frames, w.offset, w.length)),
+            "crop": center_crop_box(height, width, d.frame_size),  # as extraction's make_clip(train=False)
+            "real": min(w.length, len(frames) - w.offset),
             "targets": torch.from_numpy(plan.targets.copy()),
             "video": w.video,
             "offset": w.offset,
@@ -262,24 +267,52 @@ def padded_map_length(num_frames: int, clip_frames: int) -> int:
 
 @dataclass
 class CachedInput:
-    """What the head reads instead of a clip: backbone endpoints and the frames (FSA and frame-token STT read them).
-    Has ``.to`` like a tensor, so the training loop moves it to the device unchanged."""
+    """What the head reads instead of a clip: backbone endpoints and the windows' stored frames, made into the clip
+    or FSA's patches on demand (talmts.data.device_transforms: the same values as make_clip's, bit for bit). Has
+    ``.to`` like a tensor, so the training loop moves it to the device unchanged."""
 
     features: dict[str, Tensor]  # endpoint -> [B, C, t, h, w]
-    clip: Tensor  # [B, C, T, H, W]
+    windows: Tensor  # uint8 [B, T, S, S, C]
+    crops: list[tuple[int, int]]
+    flips: list[bool]
+    real: list[int]
+    size: int  # data.frame_size
+    negate_flow_x: bool  # flow with data.flip_negates_flow: a mirrored window's x channel changes sign
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> CachedInput:
         feats = {k: v.to(device, non_blocking=non_blocking) for k, v in self.features.items()}
-        return CachedInput(feats, self.clip.to(device, non_blocking=non_blocking))
+        return replace(self, features=feats, windows=self.windows.to(device, non_blocking=non_blocking))
+
+    @property
+    def clip(self) -> Tensor:
+        """float32 [B, C, T, F, F] in [-1, 1], as make_clip makes it."""
+        return clips_from_windows(
+            self.windows, self.crops, self.flips, self.real, self.size, negate_flow_x=self.negate_flow_x
+        )
+
+    def fsa_patches(self, patch: int) -> Tensor:
+        """``patchify(self.clip, patch)``, cut on the uint8 frames (FSA's input at a quarter of the copying)."""
+        return window_patches(
+            self.windows, self.crops, self.flips, self.real, self.size, patch, negate_flow_x=self.negate_flow_x
+        )
 
 
-def collate_cached(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Batch for the training loop: ``clip`` is a :class:`CachedInput` (the loop calls ``.to`` and ``net(clip)``)."""
+def collate_cached(items: list[dict[str, Any]], size: int, negate_flow_x: bool) -> dict[str, Any]:
+    """Batch for the training loop: ``clip`` is a :class:`CachedInput` (the loop calls ``.to`` and ``net(clip)``).
+    ``size``: data.frame_size; ``negate_flow_x``: flow with data.flip_negates_flow (:func:`cached_collate`)."""
     feats = {e: torch.stack([it["features"][e] for it in items]) for e in items[0]["features"]}
-    batch: dict[str, Any] = {
-        "clip": CachedInput(feats, torch.stack([it["frames"] for it in items])),
-        "targets": [it["targets"] for it in items],
-    }
+    windows = torch.stack([it["window"] for it in items])
+    clip = CachedInput(
+        feats, windows, [it["crop"] for it in items], [it["flip"] for it in items], [it["real"] for it in items],
+        size, negate_flow_x,
+    )  # fmt: skip
+    batch: dict[str, Any] = {"clip": clip, "targets": [it["targets"] for it in items]}
     for key in ("video", "offset", "flip"):
         batch[key] = [it[key] for it in items]
     return batch
+
+
+def cached_collate(cfg: Config) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    """:func:`collate_cached` for ``cfg``'s frames (a picklable partial, for DataLoader workers)."""
+    d = cfg.data
+    return partial(collate_cached, size=d.frame_size, negate_flow_x=d.modality == "flow" and d.flip_negates_flow)

@@ -139,23 +139,40 @@ class TALMTS(nn.Module):
             names.add(self.stt_endpoint)
         return sorted(names)
 
-    def forward_features(self, features: dict[str, Tensor], clip: Tensor) -> DetectorOutput:
-        """``features`` = backbone endpoints, ``clip [B, C, T, H, W]`` (read by FSA and frame-token STT)."""
-        t_clip = clip.shape[2]
+    @property
+    def reads_clip(self) -> bool:
+        """Whether :meth:`forward_features` needs the clip even when FSA's patches are given (frame-token STT)."""
+        return self.stt is not None and self.cfg.stt.tokens == "frames"
+
+    def forward_features(
+        self, features: dict[str, Tensor], clip: Tensor | None, fsa_patches: Tensor | None = None
+    ) -> DetectorOutput:
+        """``features`` = backbone endpoints, ``clip [B, C, T, H, W]`` (read by FSA and frame-token STT).
+
+        ``fsa_patches``: FSA's input already cut (``patchify(clip, model.fsa.patch)``, e.g. from uint8 frames); then
+        ``clip`` may be None unless :attr:`reads_clip`."""
+        t_clip = clip.shape[2] if clip is not None else self.clip_frames
         if t_clip != self.clip_frames:
             raise ValueError(f"the detector was built for {self.clip_frames}-frame clips, got {t_clip}")
         levels = self.pyramid(features)  # L x [B, C, t_l]
         sizes = tuple(x.shape[-1] for x in levels)
-        f_a = join_frame_features(
-            self.frame_feature(levels[0], t_clip), self.fsa(clip) if self.fsa is not None else None
-        )  # [B, C_a, T]
+        f_ra = None
+        if self.fsa is not None:
+            batch = levels[0].shape[0]
+            if fsa_patches is not None:
+                if fsa_patches.shape[0] != batch * t_clip:
+                    raise ValueError(f"FSA patches for {fsa_patches.shape[0]} frames, expected {batch} x {t_clip}")
+                f_ra = self.fsa.encode(fsa_patches, batch)
+            else:
+                f_ra = self.fsa(_needed(clip, "FSA"))
+        f_a = join_frame_features(self.frame_feature(levels[0], t_clip), f_ra)  # [B, C_a, T]
         cls_levels = levels
         if self.stt is not None and self.stt_pyramid is not None:
-            stt_in = clip if self.cfg.stt.tokens == "frames" else features[self.cfg.stt.endpoint]
+            stt_in = _needed(clip, "frame-token STT") if self.reads_clip else features[self.cfg.stt.endpoint]
             f_l = self.stt_pyramid(self.stt(stt_in))
             cls_levels = [torch.cat([f, g], dim=1) for f, g in zip(levels, f_l)]  # f_mts = [f, f_l]
 
-        anchors = anchor_centres(sizes, t_clip, clip.device)  # [K]
+        anchors = anchor_centres(sizes, t_clip, levels[0].device)  # [K]
         coarse = [self.coarse(f, g, i, self.loc_multipliers[i]) for i, (f, g) in enumerate(zip(levels, cls_levels))]
         loc = torch.cat([c[2] for c in coarse], dim=1)  # [B, K, 2]
         # f_a is pooled once for all levels; both branches share the pooled feature
@@ -174,6 +191,12 @@ class TALMTS(nn.Module):
             level_sizes=sizes,
             clip_frames=t_clip,
         )
+
+
+def _needed(clip: Tensor | None, reader: str) -> Tensor:
+    if clip is None:
+        raise ValueError(f"{reader} reads the clip's frames: pass the clip")
+    return clip
 
 
 def _full(t: Tensor) -> Tensor:

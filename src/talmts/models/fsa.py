@@ -40,9 +40,19 @@ class FrameSelfAttention(nn.Module):
         b, _, t, h, w = clip.shape
         if (h, w) != (self.frame_size, self.frame_size):
             raise ValueError(f"FSA was built for {self.frame_size}x{self.frame_size} frames, got {h}x{w}")
-        x = self.embed(patchify(clip, self.patch)) + self.pos  # [B*T, Z, C*D*D] -> [B*T, Z, dim]
+        return self.encode(patchify(clip, self.patch), b)
+
+    def encode(self, patches: Tensor, batch: int) -> Tensor:
+        """``patches [B*T, Z, C*D*D]`` (:func:`patchify` of the clip, or the same cut made from uint8 frames by
+        talmts.data.device_transforms.window_patches) -> f_ra ``[B, C_ra, T]``."""
+        if patches.shape[1:] != (self.pos.shape[0], self.embed.in_features):
+            raise ValueError(
+                f"FSA was built for {self.pos.shape[0]} patches of {self.embed.in_features} values per frame, got "
+                f"{list(patches.shape[1:])}"
+            )
+        x = self.embed(patches) + self.pos  # [B*T, Z, dim]
         x = self.encoder(x).mean(dim=1)  # [B*T, dim]
-        return self.fc(x).view(b, t, -1).transpose(1, 2)  # [B, C_ra, T]
+        return self.fc(x).view(batch, -1, self.fc.out_features).transpose(1, 2)  # [B, C_ra, T]
 
 
 def join_frame_features(f_ca: Tensor, f_ra: Tensor | None) -> Tensor:

@@ -17,9 +17,16 @@ from talmts.models.detector import TALMTS
 from talmts.outputs import DetectorOutput
 
 
-class FeaturesAndClip(Protocol):
+class CachedWindows(Protocol):
+    """The head's input in stage 1 (talmts.data.feature_cache.CachedInput): the backbone's endpoints of each window,
+    and its frames, as the clip or as FSA's patches cut from them."""
+
     features: dict[str, Tensor]
-    clip: Tensor
+
+    @property
+    def clip(self) -> Tensor: ...
+
+    def fsa_patches(self, patch: int) -> Tensor: ...
 
 
 def endpoint_channels(width: float, in_channels: int) -> dict[str, int]:
@@ -29,10 +36,12 @@ def endpoint_channels(width: float, in_channels: int) -> dict[str, int]:
 
 
 class HeadOnlyTALMTS(TALMTS):
-    """``forward(x)`` with ``x.features`` (cached endpoints) and ``x.clip`` (the window's frames)."""
+    """``forward(x)`` with ``x.features`` (cached endpoints) and the windows' frames, read as FSA's patches (the
+    float clip only for frame-token STT)."""
 
-    def forward(self, x: FeaturesAndClip) -> DetectorOutput:  # type: ignore[override]
-        return self.forward_features(x.features, x.clip)
+    def forward(self, x: CachedWindows) -> DetectorOutput:  # type: ignore[override]
+        patches = x.fsa_patches(self.fsa.patch) if self.fsa is not None else None
+        return self.forward_features(x.features, x.clip if self.reads_clip else None, patches)
 
 
 def build_head(cfg: Config, num_classes: int, in_channels: int) -> HeadOnlyTALMTS:

@@ -24,11 +24,16 @@ CLIP_STEP = 128  # T must be a multiple of 2^(levels + 1) = 128 for the default 
 CONTEXT = 1.25  # a window holds the longest action plus a quarter of its length around it
 PAPER_FPS = 10.0
 SMALL_DATASET_VIDEOS = 100  # fewer training videos than this: the small-data recipe (docs/DATASETS.md)
+SMALL_DATA_WINDOWS_PER_FRAME = 4  # small-data training stride T / 4 (docs/DESIGN.md, "Small-data defaults")
+SMALL_DATA_EPOCHS = 30  # the head's epochs on cached features (docs/DESIGN.md, "Small-data defaults")
 RULES = {
     "fps": f"the paper's {PAPER_FPS:g} fps, lowered only if the longest action (+25 %) would not fit {MAX_CLIP} frames",
     "clip": f"the smallest multiple of {CLIP_STEP} frames >= 1.25 x the longest action at data.fps: it fits whole",
     "strides": "the paper's THUMOS14 ratios: training stride T x 30/256, test stride T / 2 (30 and 128 at T = 256); "
-    f"the small-data recipe rounds them to multiples of {BACKBONE_GRID} (windows start on the backbone's grid)",
+    f"the small-data recipe: training stride T / {SMALL_DATA_WINDOWS_PER_FRAME} (each frame in "
+    f"{SMALL_DATA_WINDOWS_PER_FRAME} windows: half the head's epoch of T x 30/256, 2.7 points of mAP lower on one seed "
+    "of the small-data benchmark; docs/DESIGN.md), "
+    f"both multiples of {BACKBONE_GRID} (windows start on the backbone's grid)",
     "recipe": f"fewer than {SMALL_DATASET_VIDEOS} training videos: the small-data recipe (configs/small_data.yaml: "
     "Kinetics I3D frozen, its features cached, the head trained at lr 1e-3), which beat end-to-end training and "
     "ActionFormer on 30 videos (docs/DATASETS.md); more videos: the paper's end-to-end recipe",
@@ -197,6 +202,7 @@ def with_strides(c: Settings) -> Settings:
     """The strides of :data:`RULES` for ``c``'s window and recipe."""
     train, test = max(1, round(c.clip_frames * 30 / 256)), c.clip_frames // 2
     if c.recipe == "small_data":  # one backbone pass per video: windows start on its grid
+        train = c.clip_frames // SMALL_DATA_WINDOWS_PER_FRAME
         train = max(BACKBONE_GRID, BACKBONE_GRID * round(train / BACKBONE_GRID))
         test = max(BACKBONE_GRID, BACKBONE_GRID * round(test / BACKBONE_GRID))
     return replace(c, train_stride=train, test_stride=test)
@@ -330,7 +336,10 @@ def _small_data_lines(c: Settings, name: str) -> list[str]:
             "the backbone's features, cached by the first `talmts train` (flow: another folder)",
         ),
         _entry("  finetune_epochs: 0", "end-to-end epochs after the head: slow on a CPU, optional"),
-        "  epochs: 30",
+        _entry(
+            f"  epochs: {SMALL_DATA_EPOCHS}",
+            "20 lost 4 points of mAP on the small-data benchmark (docs/DESIGN.md, small-data defaults)",
+        ),
         "  lr: 1.0e-3",
         "  weight_decay: 1.0e-4",
         "  batch_size: 4",

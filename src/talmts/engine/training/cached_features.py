@@ -27,8 +27,8 @@ from talmts.data.feature_cache import (
     CachedFeatureDataset,
     array_digest,
     cache_fingerprint,
+    cached_collate,
     check_or_write_meta,
-    collate_cached,
     covers,
     file_sha256,
     flip_clip,
@@ -230,7 +230,7 @@ def train_cached(cfg: Config, *, resume: str | Path | None = None, progress: boo
         progress=progress,
         model=head,
         dataset=dataset,
-        collate=collate_cached,
+        collate=cached_collate(cfg),
         validate=validator,
         hooks=[clock_hook],
     )

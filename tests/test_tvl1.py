@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -50,10 +52,31 @@ def test_defaults_are_the_installed_opencv_defaults() -> None:
 
 
 def test_unsupported_parameters_are_refused() -> None:
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(ValueError, match=r"^TVL1Params\.gamma=0\.1: only gamma=0 is implemented"):
         T.TVL1Params(gamma=0.1)
-    with pytest.raises(ValueError, match="median_filtering"):
-        T.TVL1Params(median_filtering=4)
+    for bad in ({"scales": 0}, {"warps": 0}, {"scale_step": 0.0}, {"scale_step": 1.0}, {"scale_step": 1.5}):
+        with pytest.raises(ValueError, match=r"^TVL1Params: need scales >= 1, warps >= 1, 0 < scale_step < 1; got"):
+            T.TVL1Params(**bad)
+    for even in (2, 4):
+        with pytest.raises(ValueError, match=rf"^TVL1Params\.median_filtering={even}: must be odd"):
+            T.TVL1Params(median_filtering=even)
+    # the smallest accepted values; median_filtering 0 or 1 turns the median off, 3 is the smallest odd size
+    for ok in ({"scales": 1, "warps": 1, "scale_step": 0.01}, {"median_filtering": 0}, {"median_filtering": 1}):
+        T.TVL1Params(**ok)
+    assert T.TVL1Params(median_filtering=3, scale_step=0.99).median_filtering == 3
+
+
+def test_opencv_tvl1_is_set_to_every_parameter() -> None:
+    """The reference the other tests compare with must run the parameters it is given (none left at a default)."""
+    prm = T.TVL1Params(
+        tau=0.2, lambda_=0.1, theta=0.4, scales=3, scale_step=0.6, warps=4, epsilon=0.02,
+        inner_iterations=7, outer_iterations=9, median_filtering=3,
+    )  # fmt: skip
+    algo = T.opencv_tvl1(prm)
+    got = (algo.getTau(), algo.getLambda(), algo.getTheta(), algo.getGamma(), algo.getScaleStep(), algo.getEpsilon())
+    assert got == pytest.approx((0.2, 0.1, 0.4, 0.0, 0.6, 0.02))
+    ints = (algo.getScalesNumber(), algo.getWarpingsNumber(), algo.getInnerIterations(), algo.getOuterIterations())
+    assert ints == (3, 4, 7, 9) and algo.getMedianFiltering() == 3 and not algo.getUseInitialFlow()
 
 
 def test_pyramid_sizes_follow_cv2_resize_by_scale_step() -> None:
@@ -116,6 +139,55 @@ def test_median_filter_against_numpy_and_cv2(size: int) -> None:
     )
 
 
+def _apply_network(pairs: list[tuple[int, int]], values: np.ndarray) -> np.ndarray:
+    """Run comparators on the rows of ``values`` [B, n]: each (lo, hi) puts the smaller value in slot lo."""
+    out = values.copy()
+    for lo, hi in pairs:
+        out[:, lo], out[:, hi] = np.minimum(out[:, lo], out[:, hi]), np.maximum(out[:, lo], out[:, hi])
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 9, 12, 16])
+def test_sorting_network_sorts_every_zero_one_input(n: int) -> None:
+    """The 0-1 principle (Knuth, TAOCP vol. 3, 5.3.4): a comparator network sorts every input if it sorts all 2^n
+    inputs of zeros and ones; checked exhaustively, then on random values with ties."""
+    pairs = T._sorting_network(n)
+    assert all(0 <= lo < hi < n for lo, hi in pairs)
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    np.testing.assert_array_equal(_apply_network(pairs, bits), np.sort(bits, axis=1))
+    values = np.random.default_rng(n).integers(0, 4, (200, n))
+    np.testing.assert_array_equal(_apply_network(pairs, values), np.sort(values, axis=1))
+
+
+def test_sorting_network_is_batchers_on_powers_of_two_and_sorts_25_values() -> None:
+    # Batcher's odd-even merge sort on 2^m values has (m^2 - m + 4) 2^(m-2) - 1 comparators (Knuth, 5.3.4 ex. 10)
+    for m in range(1, 7):
+        assert len(T._sorting_network(2**m)) == ((m * m - m + 4) << m) // 4 - 1, m
+    assert T._sorting_network(1) == []
+    # 25 (the 5 x 5 median) is past an exhaustive check: random values, many ties, and every row a permutation
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(0, 5, (3000, 25)), np.argsort(rng.random((3000, 25)), axis=1)])
+    np.testing.assert_array_equal(_apply_network(T._sorting_network(25), values), np.sort(values, axis=1))
+
+
+@pytest.mark.parametrize("n", [9, 25])
+def test_median_network_gives_the_middle_value(n: int) -> None:
+    """The comparators kept for the median alone still put the middle value in the middle slot (numpy's median of
+    an odd count); the ones dropped are those the middle output does not depend on."""
+    network = T.median_network(n)
+    rng = np.random.default_rng(n)
+    values = np.concatenate([rng.integers(0, 4, (2000, n)), rng.standard_normal((2000, n))]).astype(np.float32)
+    out = values.copy()
+    for lo, hi, need_min, need_max in network:
+        low, high = np.minimum(out[:, lo], out[:, hi]), np.maximum(out[:, lo], out[:, hi])
+        if need_min:
+            out[:, lo] = low
+        if need_max:
+            out[:, hi] = high
+    np.testing.assert_array_equal(out[:, n // 2], np.median(values, axis=1))
+    assert len(network) < len(T._sorting_network(n))
+
+
 def keys_reference(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
     """Bicubic sampling by the textbook kernel, float64, taps outside the image reading 0."""
 
@@ -157,6 +229,47 @@ def test_flow_matches_opencv_step_for_step_with_fixed_iterations() -> None:
     ours = T.tvl1_flow(prev, nxt, SHORT).numpy()
     ref = opencv_flow(prev, nxt, SHORT)
     assert np.abs(ours - ref).max() < 2e-3, np.abs(ours - ref).max()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_flow_agrees_with_opencv_with_the_stopping_rule_on_small_frames(masked: bool) -> None:
+    """Two pyramid levels, a few warps, the stopping rule on (epsilon > 0), on 33 x 40 windows of a photograph with
+    a motion boundary: each warp stops where OpenCV's stops, so the two agree to rounding. Without the stopping rule
+    OpenCV lands far from that (the case exercises it), so stopping too early, too late or never fails."""
+    prev, nxt = photo_pairs(4, 33, 40)
+    for prm in (
+        T.TVL1Params(scales=2, warps=2, outer_iterations=4, epsilon=0.01),
+        T.TVL1Params(scales=2, warps=3, outer_iterations=3, epsilon=0.03, median_filtering=3),
+    ):
+        ours = T.tvl1_flow(prev, nxt, prm, masked=masked).numpy()
+        ref = opencv_flow(prev, nxt, prm)
+        assert np.abs(ours - ref).max() < 2e-3, np.abs(ours - ref).max()
+        no_stop = opencv_flow(prev, nxt, replace(prm, epsilon=0.0))
+        assert np.abs(no_stop - ref).reshape(4, -1).max(axis=1).min() > 0.04  # every pair stops before the end
+
+
+def test_a_converged_warp_stops_after_one_inner_iteration(monkeypatch) -> None:
+    """OpenCV's rule: a warp ends as soon as the squared change of u is <= epsilon^2 * pixels, even with epsilon 0
+    (a change of exactly 0). Identical flat frames give u = 0 and a change of exactly 0 at the first inner iteration,
+    so each warp of each level runs one outer iteration (its median) with one inner iteration, and no more."""
+    calls = {"step": 0, "median": 0}
+    step, median = T.inner_step, T.median_filter
+
+    def counted_step(*args, **kwargs):
+        calls["step"] += 1
+        return step(*args, **kwargs)
+
+    def counted_median(*args, **kwargs):
+        calls["median"] += 1
+        return median(*args, **kwargs)
+
+    monkeypatch.setattr(T, "inner_step", counted_step)
+    monkeypatch.setattr(T, "median_filter", counted_median)
+    flat = np.full((2, 24, 30), 100, np.uint8)
+    prm = T.TVL1Params(scales=2, warps=3, epsilon=0.0)  # levels 24 x 30 and 19 x 24
+    flow = T.tvl1_flow(flat, flat, prm)
+    assert torch.equal(flow, torch.zeros(2, 24, 30, 2))
+    assert calls == {"step": 2 * 3, "median": 2 * 3}  # per level and warp: the first outer iteration's median, one step
 
 
 def test_batch_gives_each_pair_its_own_result_exactly() -> None:

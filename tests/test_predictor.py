@@ -116,51 +116,16 @@ def _tiny_streams() -> list:
 
 
 def _reference_detections(streams: list, arrays: list[np.ndarray], offsets: list[int], fps: float, count: int):
-    """The predictor's job done another way: a loop over the given window starts, each window's tensor made by hand
-    (no crop at 32 px, x / 255 * 2 - 1, zeros past the end), each stream on it alone, the raw outputs averaged,
-    eq. 13 in the paper's boundary form in float64, Soft-NMS per class (``soft_nms``, checked against the textbook
-    loop in test_softnms.py), best first, capped, clipped to the video's duration."""
+    """The predictor's job done another way: a loop over the given window starts (:func:`_reference_window` each),
+    Soft-NMS per class (``soft_nms``, checked against the textbook loop in test_softnms.py), best first, capped,
+    clipped to the video's duration."""
     from talmts.postprocess import soft_nms
 
-    n = len(arrays[0])
-    rate = fps * n / count  # sample frames per second of video time (the sliding protocol)
+    rate = fps * len(arrays[0]) / count  # sample frames per second of video time (the sliding protocol)
     infer = streams[0].cfg.infer
-    pool_seg, pool_score, pool_label = [], [], []
-    for offset in offsets:
-        real = min(CLIP, n - offset)
-        raw = []
-        for stream, arr in zip(streams, arrays):
-            x = np.zeros((CLIP, *arr.shape[1:]), np.float32)
-            x[:real] = arr[offset : offset + real] / 255.0 * 2.0 - 1.0
-            clip = torch.from_numpy(x).permute(3, 0, 1, 2)[None]  # [1, C, T, H, W]
-            with torch.no_grad():
-                raw.append(stream.model(clip))
-        mean = {k: np.mean([getattr(o, k)[0].double().numpy() for o in raw], axis=0) for k in ("loc", "conf")}
-        mean |= {
-            k: np.mean([getattr(o, k)[0].double().numpy() for o in raw], axis=0) for k in ("prop_loc", "prop_conf")
-        }
-        quality = np.mean([o.quality[0].double().numpy() for o in raw], axis=0)
-        anchors = raw[0].anchors.double().numpy()
-        for k, a in enumerate(anchors):
-            d_s, d_e = mean["loc"][k]
-            t_s, t_e = a - d_s, a + d_e  # coarse boundaries
-            width = t_e - t_s
-            # eq. 13: t^p = t^c + 0.5 d^c dt^r, where the network's start offset is -dt^r_s (docs/DESIGN.md)
-            p_s = t_s + 0.5 * width * -mean["prop_loc"][k][0]
-            p_e = t_e + 0.5 * width * mean["prop_loc"][k][1]
-            p_s, p_e = min(max(p_s, 0.0), real), min(max(p_e, 0.0), real)
-            if p_e <= p_s:
-                continue
-            coarse = np.exp(mean["conf"][k]) / np.exp(mean["conf"][k]).sum()
-            refined = np.exp(mean["prop_conf"][k]) / np.exp(mean["prop_conf"][k]).sum()
-            eps = 1.0 / (1.0 + np.exp(-quality[k]))
-            for c in range(1, len(coarse)):
-                score = 0.5 * (coarse[c] + refined[c]) * eps
-                if score > infer.conf_thresh:
-                    pool_seg.append(((p_s + offset) / rate, (p_e + offset) / rate))
-                    pool_score.append(score)
-                    pool_label.append(c)
-    seg, score, label = np.array(pool_seg), np.array(pool_score), np.array(pool_label)
+    found = [row for offset in offsets for row in _reference_window(streams, arrays, offset)]
+    seg = np.array([(s / rate, e / rate) for (s, e), _, _ in found])
+    score, label = np.array([p for _, p, _ in found]), np.array([c for _, _, c in found])
     rows = []
     for c, name in ((1, "jump"), (2, "wave")):
         kept_seg, kept_score = soft_nms(
@@ -172,6 +137,47 @@ def _reference_detections(streams: list, arrays: list[np.ndarray], offsets: list
     duration = count / fps
     rows = [(min(max(s, 0.0), duration), min(max(e, 0.0), duration), name, p) for s, e, name, p in rows[:60]]
     return [r for r in rows if r[1] > r[0]]
+
+
+def _reference_window(streams: list, arrays: list[np.ndarray], offset: int, outputs: list | None = None) -> list:
+    """Eq. 13 candidates of the window at ``offset`` in sample frames of the video, ((start, end), score, class):
+    the window's tensor made by hand (no crop at 32 px, x / 255 * 2 - 1, zeros past the end), each stream on it
+    alone (or its given ``outputs``, batch 1), the raw outputs averaged, eq. 13 in the paper's boundary form in
+    float64, segments clamped to the window's real frames."""
+    real = min(CLIP, len(arrays[0]) - offset)
+    infer = streams[0].cfg.infer
+    if outputs is None:
+        outputs = []
+        for stream, arr in zip(streams, arrays):
+            x = np.zeros((CLIP, *arr.shape[1:]), np.float32)
+            x[:real] = arr[offset : offset + real] / 255.0 * 2.0 - 1.0
+            clip = torch.from_numpy(x).permute(3, 0, 1, 2)[None]  # [1, C, T, H, W]
+            with torch.no_grad():
+                outputs.append(stream.model(clip))
+    raw = outputs
+    mean = {
+        k: np.mean([getattr(o, k)[0].double().numpy() for o in raw], axis=0)
+        for k in ("loc", "conf", "prop_loc", "prop_conf", "quality")
+    }
+    out = []
+    for k, a in enumerate(raw[0].anchors.double().numpy()):
+        d_s, d_e = mean["loc"][k]
+        t_s, t_e = a - d_s, a + d_e  # coarse boundaries
+        width = t_e - t_s
+        # eq. 13: t^p = t^c + 0.5 d^c dt^r, where the network's start offset is -dt^r_s (docs/DESIGN.md)
+        p_s = t_s + 0.5 * width * -mean["prop_loc"][k][0]
+        p_e = t_e + 0.5 * width * mean["prop_loc"][k][1]
+        p_s, p_e = min(max(p_s, 0.0), real), min(max(p_e, 0.0), real)
+        if p_e <= p_s:
+            continue
+        coarse = np.exp(mean["conf"][k]) / np.exp(mean["conf"][k]).sum()
+        refined = np.exp(mean["prop_conf"][k]) / np.exp(mean["prop_conf"][k]).sum()
+        eps = 1.0 / (1.0 + np.exp(-mean["quality"][k]))
+        for c in range(1, len(coarse)):
+            score = 0.5 * (coarse[c] + refined[c]) * eps
+            if score > infer.conf_thresh:
+                out.append(((p_s + offset, p_e + offset), score, c))
+    return out
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -353,3 +359,170 @@ def test_a_raw_video_gives_the_detections_of_its_prepared_arrays(small_video, tm
         labelled.raw_video(small_video)
     dets, _ = labelled.raw_video(small_video, video="x")  # "x" matches "v_x"; every detection labelled "A"
     assert dets and {d.label for d in dets} == {"A"}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_window_candidates_are_one_windows_eq13_candidates_in_sample_frames() -> None:
+    """What the stream pools per window: eq. 13 candidates of that window alone (batch 1), in sample frames of the
+    video (offset added), clamped to the window's real frames; against the hand-written reference."""
+    from talmts.engine.inference.predictor import Predictor
+    from talmts.postprocess import Candidates
+
+    streams = _tiny_streams()
+    predictor = Predictor(streams, streams[0].cfg.infer, STRIDE, "sliding", torch.device("cpu"))
+    rng = np.random.default_rng(2)
+    arrays = [rng.integers(0, 256, (60, 32, 32, c), dtype=np.uint8) for c in (3, 2)]
+    for offset in (16, 40):  # a full window, and one of 20 real frames
+        got = Candidates.concat(predictor.window_candidates(offset, [a[offset : offset + CLIP] for a in arrays]))
+        rows = sorted(zip(got.labels.tolist(), got.segments.tolist(), got.scores.tolist()))
+        want = sorted((c, list(seg), p) for seg, p, c in _reference_window(streams, arrays, offset))
+        assert len(rows) == len(want) > 10, (len(rows), len(want))
+        for (c, seg, p), (wc, wseg, wp) in zip(rows, want):
+            assert c == wc and seg == pytest.approx(wseg, abs=1e-4) and p == pytest.approx(wp, abs=1e-6)
+        assert got.segments.min() >= offset and got.segments.max() <= min(offset + CLIP, 60)
+
+
+def test_the_fast_path_is_for_checkpoints_on_cuda_only() -> None:
+    """--fast: on a CPU, or with an exported model, the reason it does not apply; else every stream's forward is the
+    FAST levers with batches padded to the batch size (built here without running: no GPU needed)."""
+    from dataclasses import replace
+
+    from talmts.engine.inference.predictor import use_fast_path
+    from talmts.models.levers import FAST, LeverRunner
+
+    streams = _tiny_streams()
+    assert use_fast_path(streams, 3, torch.device("cpu")) == (
+        "--fast applies on a CUDA device; on cpu the exact fp32 path (BN folded) is already the fastest measured, "
+        "and is used"
+    )
+    exported = replace(streams[1], model=None, forward=lambda clip: clip)
+    for mixed in ([streams[0], exported], [exported]):
+        assert use_fast_path(mixed, 3, torch.device("cuda")) == (
+            "--fast applies to checkpoints; an exported model runs as it was exported"
+        )
+    assert all(s.forward is None for s in streams)
+    assert use_fast_path(streams, 3, torch.device("cuda")) is None
+    for s in streams:
+        assert isinstance(s.forward, LeverRunner) and s.forward.levers == FAST and s.forward.batch_size == 3
+
+
+def test_stream_frames_gives_each_stream_its_array_with_the_flow_as_prepared(small_video, monkeypatch) -> None:
+    """A raw video's frames become one array per stream, in the streams' order: the RGB frame itself, and the flow
+    computed as the checkpoint's data was prepared (DIS here), ``flow_batch`` pairs at a time on the device."""
+    from talmts.data.record import PrepareOptions
+    from talmts.engine.inference import predictor as P
+
+    frames = read_video(small_video, 10.0, 32).frames
+    rgb, flow = _tiny_streams()
+    rgb.prepare = flow.prepare = PrepareOptions(fps=10.0, size=32, flow="dis")
+    cpu = torch.device("cpu")
+    got = list(P.Predictor([rgb], rgb.cfg.infer, STRIDE, "sliding", cpu).stream_frames(iter(frames)))
+    assert [len(g) for g in got] == [1] * len(frames)
+    np.testing.assert_array_equal(np.stack([g[0] for g in got]), frames)
+
+    calls = []
+
+    def spy(frames, method, device=None, batch=None):
+        calls.append((method, device, batch))
+        return with_flow(frames, method, device=device, batch=batch)
+
+    monkeypatch.setattr(P, "with_flow", spy)
+    got = list(P.Predictor([flow, rgb], rgb.cfg.infer, STRIDE, "sliding", cpu).stream_frames(iter(frames), 3))
+    assert calls == [("dis", "cpu", 3)]
+    assert [len(g) for g in got] == [2] * len(frames)
+    np.testing.assert_array_equal(np.stack([g[0] for g in got]), compute_flow(frames, "dis"))
+    np.testing.assert_array_equal(np.stack([g[1] for g in got]), frames)
+    rgb.prepare = flow.prepare = None  # no record: the flow `talmts prepare` computes by default
+    next(P.Predictor([rgb, flow], rgb.cfg.infer, STRIDE, "sliding", cpu).stream_frames(iter(frames[:1])))
+    assert calls[-1] == ("tvl1-torch", "cpu", None)
+
+
+def _video_context_streams() -> list:
+    """The tiny RGB and flow streams with model.backbone.context=video (the backbone once per video)."""
+    from dataclasses import replace
+
+    from support.tiny_model import TINY, _demo
+    from talmts.config import load_config
+    from talmts.engine.inference.predictor import Stream
+    from talmts.models.detector import build_detector
+    from talmts.schema import ClassMap
+
+    streams = []
+    for seed, (modality, channels) in enumerate((("rgb", 3), ("flow", 2))):
+        torch.manual_seed(seed)
+        extra = [f"data.modality={modality}", "model.backbone.context=video", "model.backbone.freeze_bn=true"]
+        cfg = load_config(_demo(), [*TINY, *extra])
+        cfg.infer = replace(cfg.infer, batch_size=3)
+        model = build_detector(cfg, 2, channels).eval()
+        streams.append(Stream(model=model, cfg=cfg, classes=ClassMap(("jump", "wave")), source=f"{modality}.pt"))
+    return streams
+
+
+def _hand_video_map(backbone, frames: np.ndarray, length: int, endpoints: list[str]) -> dict:
+    """One backbone call over the whole video: 36 px frames centre-cropped to 32 by hand, x / 255 * 2 - 1, zero
+    padding (in normalised space) up to ``length`` frames."""
+    x = np.zeros((frames.shape[-1], length, 32, 32), np.float32)
+    x[:, : len(frames)] = frames[:, 2:34, 2:34].transpose(3, 0, 1, 2) / 255.0 * 2.0 - 1.0
+    with torch.no_grad():
+        return backbone.extract_features(torch.from_numpy(x)[None], endpoints)
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
+    """model.backbone.context=video: each stream's backbone over the whole video (padded to the grid of 8), the head
+    on each window's slice (Mixed_4f steps from offset / 4, Mixed_5c from offset / 8) with the window's own frames;
+    windows at 0, 16, 32 and the last start rounded up to the grid (75 frames: 48, 27 real frames), three a batch;
+    the streams read as many frames as the shorter holds; frames given one by one give the same."""
+    from talmts.data.windows import WholeVideoTooLong
+    from talmts.engine.inference.predictor import Predictor
+
+    streams = _video_context_streams()
+    cpu = torch.device("cpu")
+    predictor = Predictor(streams, streams[0].cfg.infer, STRIDE, "sliding", cpu)
+    rng = np.random.default_rng(3)
+    arrays = [rng.integers(0, 256, (n, 36, 36, c), dtype=np.uint8) for n, c in ((75, 3), (80, 2))]
+    batches = predictor.array_outputs(arrays, "v")
+    assert [b.offsets for b in batches] == [[0, 16, 32], [48]]
+    assert [b.num_frames for b in batches] == [[32, 32, 32], [27]]
+    maps = [_hand_video_map(s.model.backbone, a[:75], 80, s.model.endpoints) for s, a in zip(streams, arrays)]
+    for b in batches:
+        for k, (stream, array, fmap) in enumerate(zip(streams, arrays, maps)):
+            for i, o in enumerate(b.offsets):
+                feats = {"Mixed_4f": fmap["Mixed_4f"][:, :, o // 4 : o // 4 + 8],
+                         "Mixed_5c": fmap["Mixed_5c"][:, :, o // 8 : o // 8 + 4]}  # fmt: skip
+                clip = np.zeros((CLIP, 32, 32, array.shape[-1]), np.float32)
+                real = min(CLIP, 75 - o)
+                clip[:real] = array[o : o + real, 2:34, 2:34] / 255.0 * 2.0 - 1.0
+                with torch.no_grad():
+                    want = stream.model.forward_features(
+                        {e: feats[e] for e in stream.model.endpoints}, torch.from_numpy(clip).permute(3, 0, 1, 2)[None]
+                    )
+                for name in ("loc", "conf", "prop_loc", "prop_conf", "quality"):
+                    torch.testing.assert_close(
+                        getattr(b.outputs[k], name)[i : i + 1], getattr(want, name), rtol=1e-4, atol=1e-5
+                    )
+    frames = [(arrays[0][t], arrays[1][t]) for t in range(75)]
+    again = predictor.outputs(iter(frames), "v")
+    for b, c in zip(batches, again, strict=True):
+        assert (b.offsets, b.num_frames) == (c.offsets, c.num_frames)
+        torch.testing.assert_close(b.outputs[0].conf, c.outputs[0].conf, rtol=0, atol=0)
+    assert predictor.outputs(iter([]), "v") == [] and predictor.array_outputs([arrays[0][:0], arrays[1]], "v") == []
+
+    whole = Predictor(streams, streams[0].cfg.infer, STRIDE, "whole", cpu)
+    with pytest.raises(WholeVideoTooLong, match=r"^v_9: more than data\.clip_frames=32 frames under the 'whole'"):
+        whole.array_outputs([a[:33] for a in arrays], "v_9")
+    (one,) = whole.array_outputs([a[:32] for a in arrays], "v_9")
+    assert one.offsets == [0] and one.num_frames == [32]
+    (short,) = predictor.array_outputs([a[:20] for a in arrays], "v")
+    assert short.offsets == [0] and short.num_frames == [20]
+    fmap = _hand_video_map(streams[0].model.backbone, arrays[0][:20], 32, streams[0].model.endpoints)
+    clip = np.zeros((CLIP, 32, 32, 3), np.float32)
+    clip[:20] = arrays[0][:20, 2:34, 2:34] / 255.0 * 2.0 - 1.0
+    with torch.no_grad():
+        want = streams[0].model.forward_features(fmap, torch.from_numpy(clip).permute(3, 0, 1, 2)[None])
+    torch.testing.assert_close(short.outputs[0].conf, want.conf, rtol=1e-4, atol=1e-5)
+
+    from talmts.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^rgb\.pt: model\.backbone\.context=video has no per-window path$"):
+        predictor.window_candidates(0, [a[:32] for a in arrays])

@@ -115,13 +115,16 @@ def _tiny_streams() -> list:
     return streams
 
 
-def _reference_detections(streams: list, arrays: list[np.ndarray], offsets: list[int], fps: float, count: int):
+def _reference_detections(
+    streams: list, arrays: list[np.ndarray], offsets: list[int], fps: float, count: int, rate: float | None = None
+):
     """The predictor's job done another way: a loop over the given window starts (:func:`_reference_window` each),
     Soft-NMS per class (``soft_nms``, checked against the textbook loop in test_softnms.py), best first, capped,
-    clipped to the video's duration."""
+    clipped to the video's duration. ``rate``: sample frames per second; by default the sliding protocol's."""
     from talmts.postprocess import soft_nms
 
-    rate = fps * len(arrays[0]) / count  # sample frames per second of video time (the sliding protocol)
+    if rate is None:
+        rate = fps * len(arrays[0]) / count  # the sampled frames span count / fps seconds
     infer = streams[0].cfg.infer
     found = [row for offset in offsets for row in _reference_window(streams, arrays, offset)]
     seg = np.array([(s / rate, e / rate) for (s, e), _, _ in found])
@@ -217,6 +220,16 @@ def test_predictor_equals_a_slow_per_window_reference(tmp_path):
             assert (d.start, d.end, d.score) == pytest.approx((s, e, p), abs=1e-5)
     assert max(d.end for d in got["short"]) <= 20 / (25.0 * 20 / 50) + 1e-9  # clamped to the real frames
 
+    # the whole protocol (ActivityNet): seconds = sample frames / the nominal sample_fps, clipped to count / fps;
+    # 20 frames at a nominal 5 per second span 4 s of a 2 s video, so the clip to the duration bites
+    write_video_info({"short": VideoInfo("short", 25.0, 5.0, 50, 20)}, tmp_path / "video_info.csv")
+    whole = Predictor(streams, infer, STRIDE, "whole", torch.device("cpu")).prepared_videos(tmp_path, ["short"])
+    want = _reference_detections(streams, arrays["short"], [0], 25.0, 50, rate=5.0)
+    assert len(whole["short"]) == len(want) >= 10 and max(d.end for d in whole["short"]) == 2.0
+    for d, (s, e, name, p) in zip(whole["short"], want):
+        assert (d.label, d.start, d.end, d.score) == (name, pytest.approx(s, abs=1e-5), pytest.approx(e, abs=1e-5),
+                                                      pytest.approx(p, abs=1e-5))  # fmt: skip
+
 
 def test_fused_streams_must_agree() -> None:
     """Classes, window geometry and sampling must agree between fused streams (each stream against the first);
@@ -244,6 +257,12 @@ def test_fused_streams_must_agree() -> None:
         ConfigError, match=r"^rgb\.pt has data\.clip_frames=32 but flow\.pt has 64; fused streams must agree$"
     ):
         check_compatible([rgb, other])
+    model = replace(flow.cfg.model, backbone=replace(flow.cfg.model.backbone, context="video"))
+    with pytest.raises(
+        ConfigError,
+        match=r"^rgb\.pt has model\.backbone\.context=window but flow\.pt has video; fused streams must agree$",
+    ):
+        check_compatible([rgb, replace(flow, cfg=replace(flow.cfg, model=model))])
     resampled = replace(flow, prepare=PrepareOptions(fps=5.0, size=32, flow="tvl1"))
     with pytest.raises(PreparationMismatch, match=r"flow\.pt.*fps=5\.0.*rgb\.pt.*fps=10\.0"):
         check_compatible([rgb, resampled])
@@ -315,6 +334,118 @@ def test_load_predictor_reads_the_checkpoint_its_ema_weights_and_infer_overrides
         ):
             with_infer_overrides(stream.cfg, [bad])
     assert with_infer_overrides(stream.cfg, []).infer == stream.cfg.infer
+    assert with_infer_overrides(stream.cfg, ["infer.video_scores=s=1.json"]).infer.video_scores == "s=1.json"
+    with pytest.raises(ConfigError, match=r"^inference overrides: infer\.conf_thresh must be a number, got 'abc'$"):
+        with_infer_overrides(stream.cfg, ["infer.conf_thresh=abc"])
+    with pytest.raises(ConfigError, match=r"^inference overrides: unknown key 'infer\.conf_thresh\.x'"):
+        with_infer_overrides(stream.cfg, ["infer.conf_thresh.x=1"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_load_predictor_wires_devices_video_scores_and_exported_models(tmp_path, monkeypatch) -> None:
+    """The device each stream is loaded on ("auto" by default), an exported model folder read by the runtime,
+    video-level scores from the argument or from infer.video_scores, a stored config's errors named by the file,
+    a checkpoint without a preparation record."""
+    import json
+    import re
+
+    from support.tiny_model import tiny_checkpoint
+    from talmts.config import ConfigError
+    from talmts.engine import distributed
+    from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
+    from talmts.engine.inference import predictor as P
+    from talmts.engine.inference import runtime
+
+    path = tiny_checkpoint(tmp_path / "rgb.pt")
+    devices = []
+    load_stream = P.load_stream
+
+    def spy(c, device="cpu", use_ema=True):
+        devices.append(device)
+        return load_stream(c, device, use_ema)
+
+    monkeypatch.setattr(P, "load_stream", spy)
+    assert P.load_predictor([path]).device == distributed.resolve_device("auto")
+    assert P.load_predictor([path], device="cpu").device == torch.device("cpu")
+    assert devices == [distributed.resolve_device("auto"), torch.device("cpu")]
+    (stream,) = P.load_predictor([path], device="cpu").streams
+
+    exported = []
+    monkeypatch.setattr(runtime, "load_model_streams", lambda m, d: exported.append((m, d)) or [stream])
+    assert P.load_predictor(model="folder", device="cpu").streams == [stream]
+    assert exported == [("folder", torch.device("cpu"))]
+
+    scores = tmp_path / "scores.json"
+    scores.write_text(json.dumps({"results": {"v": [0.5, 0.5]}, "class": ["A", "B"]}))
+    why = r"^video-level scores label a class-agnostic detector, but .*rgb\.pt has 2 classes"
+    with pytest.raises(ConfigError, match=why):  # the scores were read: a two-class detector refuses them
+        P.load_predictor([path], device="cpu", video_scores=scores)
+    with pytest.raises(ConfigError, match=why):
+        P.load_predictor([path], device="cpu", overrides=[f"infer.video_scores={scores}"])
+
+    state = load_checkpoint(path)
+    del state["prepare"]  # a checkpoint from before preparation records
+    save_checkpoint(state, tmp_path / "old.pt")
+    assert load_stream(tmp_path / "old.pt").prepare is None
+    state["config"]["infer"]["conf_thresh"] = "x"
+    save_checkpoint(state, tmp_path / "bad.pt")
+    bad = re.escape(str(tmp_path / "bad.pt"))
+    with pytest.raises(ConfigError, match=rf"^{bad} \(stored config\): infer\.conf_thresh must be a number"):
+        load_stream(tmp_path / "bad.pt")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp_path, capsys) -> None:
+    """Before any network runs: each stream's preparation against the prepare.json of its folder (the flow method
+    matters to a flow stream only), every video of the split in video_info.csv, video-level scores for each; then
+    each array's frame count against video_info.csv; a progress line on request only."""
+    import re
+    from dataclasses import replace
+
+    from talmts.config import ConfigError
+    from talmts.data.record import PreparationMismatch, PrepareOptions, write_record
+    from talmts.engine.inference.predictor import Predictor
+    from talmts.errors import InputError
+    from talmts.formats.video_info import VideoInfo, write_video_info
+    from talmts.models.detector import build_detector
+    from talmts.postprocess import VideoScores
+    from talmts.schema import ClassMap
+
+    rgb, flow = _tiny_streams()
+    rgb.source, flow.source = "rgb.pt", "flow.pt"
+    rgb.prepare = flow.prepare = PrepareOptions(fps=10.0, size=32, flow="tvl1")
+    rng = np.random.default_rng(4)
+    for folder, channels in (("frames", 3), ("flow", 2)):
+        (tmp_path / folder).mkdir()
+        for vid, n in (("a", 40), ("b", 40)):
+            np.save(tmp_path / folder / f"{vid}.npy", rng.integers(0, 256, (n, 32, 32, channels), dtype=np.uint8))
+    infos = {"a": VideoInfo("a", 25.0, 10.0, 100, 40), "b": VideoInfo("b", 25.0, 10.0, 100, 41)}
+    write_video_info(infos, tmp_path / "video_info.csv")
+    write_record(tmp_path, PrepareOptions(fps=10.0, size=32, flow="dis"))
+    cpu = torch.device("cpu")
+    alone = Predictor([rgb], rgb.cfg.infer, STRIDE, "sliding", cpu)
+    quiet = alone.prepared_videos(tmp_path, ["a"])  # another flow method: fine for an RGB stream
+    assert len(quiet["a"]) > 0 and capsys.readouterr().err == ""
+    shown = alone.prepared_videos(tmp_path, ["a"], progress=True)
+    assert re.match(r"^inference: 1/1 video \(100%\)", capsys.readouterr().err)
+    assert [(d.label, d.start, d.score) for d in shown["a"]] == [(d.label, d.start, d.score) for d in quiet["a"]]
+    where = re.escape(str(tmp_path / "prepare.json"))
+    with pytest.raises(PreparationMismatch, match=rf"^{where}: flow='dis', but flow\.pt was trained on"):
+        Predictor([rgb, flow], rgb.cfg.infer, STRIDE, "sliding", cpu).prepared_videos(tmp_path, ["a"])
+    with pytest.raises(
+        ConfigError,
+        match=rf"^2 video\(s\) of the split are not in {re.escape(str(tmp_path))}/video_info\.csv \(first: 'zz'\); "
+        r"run `talmts prepare` on them first$",
+    ):
+        alone.prepared_videos(tmp_path, ["a", "zz", "yy"])
+    with pytest.raises(InputError, match=r"b\.npy: 40 frames but video_info\.csv says sample_count=41"):
+        alone.prepared_videos(tmp_path, ["b"])
+
+    agnostic = replace(rgb, model=build_detector(rgb.cfg, 1, 3).eval(), classes=ClassMap(("action",)))
+    scores = VideoScores({"v_a": np.array([1.0])}, ["A"], "scores.json")
+    labelled = Predictor([agnostic], rgb.cfg.infer, STRIDE, "sliding", cpu, scores)
+    with pytest.raises(ConfigError, match=r"^scores\.json: no scores for video 'b'"):
+        labelled.prepared_videos(tmp_path, ["a", "b"])  # before b's array is read
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -325,6 +456,7 @@ def test_a_raw_video_gives_the_detections_of_its_prepared_arrays(small_video, tm
 
     from talmts.config import ConfigError
     from talmts.data.record import PrepareOptions
+    from talmts.data.windows import WholeVideoTooLong
     from talmts.engine.inference.predictor import Predictor, raw_video_flow_method
     from talmts.formats.video_info import VideoInfo, write_video_info
     from talmts.postprocess import VideoScores
@@ -348,6 +480,22 @@ def test_a_raw_video_gives_the_detections_of_its_prepared_arrays(small_video, tm
         assert (a.label, a.start, a.end) == (b.label, b.start, b.end) and a.score == pytest.approx(b.score, abs=1e-6)
     assert raw_video_flow_method("tvl1") == "tvl1-torch" and raw_video_flow_method("none") == "tvl1-torch"
 
+    # the whole protocol reads the decoder's nominal sample rate (the sliding one does not)
+    whole = Predictor(streams, streams[0].cfg.infer, STRIDE, "whole", torch.device("cpu"))
+    got, _ = whole.raw_video(small_video)
+    want = whole.prepared_videos(tmp_path, ["clip"])["clip"]
+    assert len(got) == len(want) > 0
+    for a, b in zip(got, want):
+        assert (a.label, a.start, a.end) == (b.label, b.start, b.end) and a.score == pytest.approx(b.score, abs=1e-6)
+    for s in streams:  # all 37 frames: too many for one window, and the message names the video
+        s.prepare = PrepareOptions(fps=25.0, size=32, flow="dis")
+    with pytest.raises(WholeVideoTooLong, match=r"^clip: more than data\.clip_frames=32 frames"):
+        whole.raw_video(small_video)
+    for s in streams:  # ActivityNet's dynamic fps: at most 10 sample frames
+        s.prepare = PrepareOptions(fps=10.0, size=32, flow="dis", max_frames=10)
+    _, decoded = predictor.raw_video(small_video)
+    assert decoded.sample_count == 10 < video.sample_count
+
     from talmts.models.detector import build_detector
     from talmts.schema import ClassMap
 
@@ -359,6 +507,12 @@ def test_a_raw_video_gives_the_detections_of_its_prepared_arrays(small_video, tm
         labelled.raw_video(small_video)
     dets, _ = labelled.raw_video(small_video, video="x")  # "x" matches "v_x"; every detection labelled "A"
     assert dets and {d.label for d in dets} == {"A"}
+    two = VideoScores({"v_x": np.array([0.25, 1.0])}, ["A", "B"], "scores.json")
+    top2 = replace(agnostic.cfg.infer, video_top_k=2)
+    both, _ = Predictor([agnostic], top2, STRIDE, "sliding", torch.device("cpu"), two).raw_video(small_video, "x")
+    assert len(both) == 2 * len(dets) and sorted(d.score for d in both if d.label == "B") == sorted(
+        d.score for d in dets
+    )  # infer.video_top_k=2: each proposal once per class, times the class score
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -378,3 +378,32 @@ def test_compiled_inner_step_gives_the_eager_flow() -> None:
     for masked in (False, True):
         compiled = T.tvl1_flow(prev, nxt, params, masked=masked, compiled=True)
         torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=0)
+
+
+def test_compiled_runs_every_inner_step_through_the_compiled_function(monkeypatch) -> None:
+    """``compiled=True`` takes the inner step from compiled_inner_step (torch.compile itself is checked by the slow
+    test above); here a stand-in counts its calls: every inner step goes through it, none without the flag."""
+    calls = {"n": 0}
+    step = T.inner_step
+
+    def stand_in():
+        def counted(*args, **kwargs):
+            calls["n"] += 1
+            return step(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(T, "compiled_inner_step", stand_in)
+    counted_eager = {"n": 0}
+
+    def eager_step(*args, **kwargs):
+        counted_eager["n"] += 1
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(T, "inner_step", eager_step)
+    prev, nxt = shifted_pair(2, 1, 24)
+    params = T.TVL1Params(scales=1, warps=1, outer_iterations=2, inner_iterations=3, epsilon=0.0)
+    eager = T.tvl1_flow(prev[None], nxt[None], params)
+    assert calls["n"] == 0 and counted_eager["n"] == 6
+    assert torch.equal(T.tvl1_flow(prev[None], nxt[None], params, compiled=True), eager)
+    assert calls["n"] == 6 and counted_eager["n"] == 6

@@ -248,10 +248,12 @@ def test_flow_agrees_with_opencv_with_the_stopping_rule_on_small_frames(masked: 
         assert np.abs(no_stop - ref).reshape(4, -1).max(axis=1).min() > 0.04  # every pair stops before the end
 
 
-def test_a_converged_warp_stops_after_one_inner_iteration(monkeypatch) -> None:
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_converged_warp_stops_after_one_inner_iteration(monkeypatch, masked: bool) -> None:
     """OpenCV's rule: a warp ends as soon as the squared change of u is <= epsilon^2 * pixels, even with epsilon 0
     (a change of exactly 0). Identical flat frames give u = 0 and a change of exactly 0 at the first inner iteration,
-    so each warp of each level runs one outer iteration (its median) with one inner iteration, and no more."""
+    so each warp of each level runs one outer iteration (its median) with one inner iteration, and no more; masked,
+    the stopped pairs stay in the batch (frozen) to the end of that outer iteration (30 inner steps)."""
     calls = {"step": 0, "median": 0}
     step, median = T.inner_step, T.median_filter
 
@@ -267,9 +269,10 @@ def test_a_converged_warp_stops_after_one_inner_iteration(monkeypatch) -> None:
     monkeypatch.setattr(T, "median_filter", counted_median)
     flat = np.full((2, 24, 30), 100, np.uint8)
     prm = T.TVL1Params(scales=2, warps=3, epsilon=0.0)  # levels 24 x 30 and 19 x 24
-    flow = T.tvl1_flow(flat, flat, prm)
+    flow = T.tvl1_flow(flat, flat, prm, masked=masked)
     assert torch.equal(flow, torch.zeros(2, 24, 30, 2))
-    assert calls == {"step": 2 * 3, "median": 2 * 3}  # per level and warp: the first outer iteration's median, one step
+    inner = prm.inner_iterations if masked else 1
+    assert calls == {"step": 2 * 3 * inner, "median": 2 * 3}  # per level and warp: one outer iteration
 
 
 def test_batch_gives_each_pair_its_own_result_exactly() -> None:

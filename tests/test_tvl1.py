@@ -93,6 +93,14 @@ def test_resize_linear_matches_cv2_resize() -> None:
     np.testing.assert_allclose(ours, down, atol=1e-4)
     up = cv2.resize(down, (52, 40), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(T.resize_linear(torch.from_numpy(down)[None], (40, 52))[0].numpy(), up, atol=1e-4)
+    # past the last (first) sample centre cv2.resize repeats the edge sample itself, not a blend of it with itself
+    small = np.random.default_rng(2).uniform(0, 255, (200, 4)).astype(np.float32)
+    big = T.resize_linear(torch.from_numpy(small)[None], (200, 13))[0].numpy()  # x step 4/13: 2 columns past each end
+    assert np.array_equal(big[:, :2], small[:, :1].repeat(2, 1)) and np.array_equal(
+        big[:, -2:], small[:, -1:].repeat(2, 1)
+    )
+    edges = [0, 1, 11, 12]
+    np.testing.assert_array_equal(big[:, edges], cv2.resize(small, (13, 200), interpolation=cv2.INTER_LINEAR)[:, edges])
 
 
 def test_centered_gradient_against_a_loop() -> None:
@@ -107,6 +115,13 @@ def test_centered_gradient_against_a_loop() -> None:
     dx, dy = T.centered_gradient(torch.from_numpy(img)[None])
     np.testing.assert_allclose(dx[0].numpy(), ref_x, atol=1e-5)
     np.testing.assert_allclose(dy[0].numpy(), ref_y, atol=1e-5)
+    # [N, C, H, W] too: the image and its upside-down copy (whose d/dy is minus the flipped d/dy)
+    sx, sy = T.centered_gradient(torch.from_numpy(np.stack([img, img[::-1].copy()]))[None])
+    assert sx.shape == sy.shape == (1, 2, h, w)
+    np.testing.assert_allclose(sx[0, 0].numpy(), ref_x, atol=1e-5)
+    np.testing.assert_allclose(sy[0, 0].numpy(), ref_y, atol=1e-5)
+    np.testing.assert_allclose(sx[0, 1].numpy(), ref_x[::-1], atol=1e-5)
+    np.testing.assert_allclose(sy[0, 1].numpy(), -ref_y[::-1], atol=1e-5)
 
 
 def test_divergence_is_minus_the_adjoint_of_forward_gradient() -> None:

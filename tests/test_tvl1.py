@@ -82,6 +82,9 @@ def test_opencv_tvl1_is_set_to_every_parameter() -> None:
 def test_pyramid_sizes_follow_cv2_resize_by_scale_step() -> None:
     assert T.pyramid_sizes(112, 112, 5, 0.8) == [(112, 112), (90, 90), (72, 72), (58, 58), (46, 46)]
     assert T.pyramid_sizes(32, 40, 5, 0.8) == [(32, 40), (26, 32), (21, 26), (17, 21)]  # 14 px < 16: dropped
+    # exactly 16 px is kept, in either side (OpenCV with 2 scales differs from 1 scale at 20 x 20 px, not at 19 x 19)
+    assert T.pyramid_sizes(20, 40, 5, 0.8) == [(20, 40), (16, 32)]
+    assert T.pyramid_sizes(40, 20, 5, 0.8) == [(40, 20), (32, 16)]
     img = np.zeros((58, 58), np.float32)
     assert cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR).shape == (46, 46)
 

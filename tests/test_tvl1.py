@@ -234,11 +234,13 @@ def test_remap_cubic_matches_cv2_remap_and_the_textbook_kernel() -> None:
     my = (np.arange(20)[:, None] + rng.normal(0, 3, (20, 24))).astype(np.float32)
     mx[0, 0], my[0, 0] = -1.5, 3.0  # one column of taps inside
     mx[1, 1], my[1, 1] = 40.0, -9.0  # all taps outside
+    for k, (x, y) in enumerate([(-20.0, 10.0), (-9.0, -9.0), (40.0, 40.0)], start=2):  # far outside, every way
+        mx[k, k], my[k, k] = x, y
     ours = T.remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(mx)[None], torch.from_numpy(my)[None])
     ours = ours[0, 0].numpy()
     np.testing.assert_allclose(ours, cv2.remap(img, mx, my, cv2.INTER_CUBIC), atol=2e-3)
     np.testing.assert_allclose(ours, keys_reference(img, mx, my), atol=2e-3)
-    assert ours[1, 1] == 0 and ours[0, 0] != 0
+    assert ours[1, 1] == ours[2, 2] == ours[3, 3] == ours[4, 4] == 0 and ours[0, 0] != 0
 
 
 def test_flow_matches_opencv_step_for_step_with_fixed_iterations() -> None:

@@ -404,6 +404,7 @@ def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp
 
     from talmts.config import ConfigError
     from talmts.data.record import PreparationMismatch, PrepareOptions, write_record
+    from talmts.data.windows import WholeVideoTooLong
     from talmts.engine.inference.predictor import Predictor
     from talmts.errors import InputError
     from talmts.formats.video_info import VideoInfo, write_video_info
@@ -440,6 +441,8 @@ def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp
         alone.prepared_videos(tmp_path, ["a", "zz", "yy"])
     with pytest.raises(InputError, match=r"b\.npy: 40 frames but video_info\.csv says sample_count=41"):
         alone.prepared_videos(tmp_path, ["b"])
+    with pytest.raises(WholeVideoTooLong, match=r"^a: more than data\.clip_frames=32 frames"):
+        Predictor([rgb], rgb.cfg.infer, STRIDE, "whole", cpu).prepared_videos(tmp_path, ["a"])
 
     agnostic = replace(rgb, model=build_detector(rgb.cfg, 1, 3).eval(), classes=ClassMap(("action",)))
     scores = VideoScores({"v_a": np.array([1.0])}, ["A"], "scores.json")

@@ -668,6 +668,8 @@ def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
     whole = Predictor(streams, streams[0].cfg.infer, STRIDE, "whole", cpu)
     with pytest.raises(WholeVideoTooLong, match=r"^v_9: more than data\.clip_frames=32 frames under the 'whole'"):
         whole.array_outputs([a[:33] for a in arrays], "v_9")
+    with pytest.raises(WholeVideoTooLong, match=r"^v_8: more than data\.clip_frames=32 frames under the 'whole'"):
+        whole.outputs(iter(frames[:33]), "v_8")
     (one,) = whole.array_outputs([a[:32] for a in arrays], "v_9")
     assert one.offsets == [0] and one.num_frames == [32]
     (short,) = predictor.array_outputs([a[:20] for a in arrays], "v")
@@ -683,3 +685,23 @@ def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
 
     with pytest.raises(ConfigError, match=r"^rgb\.pt: model\.backbone\.context=video has no per-window path$"):
         predictor.window_candidates(0, [a[:32] for a in arrays])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_long_videos_map_reads_each_chunks_own_frames(monkeypatch) -> None:
+    """A video longer than one backbone pass is mapped in chunks with context frames each side: each chunk reads its
+    own frames of the stored video (centre crop, normalised), so the map is the one-pass map to float rounding.
+    Chunks of 64 frames stand in for the default 512 (a short video)."""
+    from functools import partial
+
+    from talmts.engine.inference import predictor as P
+    from talmts.models.video_features import video_feature_map
+
+    stream = _video_context_streams()[0]
+    frames = np.random.default_rng(5).integers(0, 256, (198, 36, 36, 3), dtype=np.uint8)
+    monkeypatch.setattr(P, "video_feature_map", partial(video_feature_map, chunk=64, margin=64))
+    got = P.stream_feature_map(stream, frames, 200)  # chunks [0, 64), [64, 128), [128, 200) read from frame 64
+    want = _hand_video_map(stream.model.backbone, frames, 200, stream.model.endpoints)
+    for e in stream.model.endpoints:
+        scale = float(want[e].abs().max())
+        assert got[e].shape == want[e].shape and float((got[e] - want[e]).abs().max()) <= 1e-5 * scale, e

@@ -700,7 +700,7 @@ def test_a_long_videos_map_reads_each_chunks_own_frames(monkeypatch) -> None:
     stream = _video_context_streams()[0]
     frames = np.random.default_rng(5).integers(0, 256, (198, 36, 36, 3), dtype=np.uint8)
     monkeypatch.setattr(P, "video_feature_map", partial(video_feature_map, chunk=64, margin=64))
-    got = P.stream_feature_map(stream, frames, 200)  # chunks [0, 64), [64, 128), [128, 200) read from frame 64
+    got = P.stream_feature_map(stream, frames, 200)  # 3 chunks; the last reads from frame 64 on
     want = _hand_video_map(stream.model.backbone, frames, 200, stream.model.endpoints)
     for e in stream.model.endpoints:
         scale = float(want[e].abs().max())

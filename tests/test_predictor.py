@@ -337,8 +337,10 @@ def test_load_predictor_reads_the_checkpoint_its_ema_weights_and_infer_overrides
     assert with_infer_overrides(stream.cfg, ["infer.video_scores=s=1.json"]).infer.video_scores == "s=1.json"
     with pytest.raises(ConfigError, match=r"^inference overrides: infer\.conf_thresh must be a number, got 'abc'$"):
         with_infer_overrides(stream.cfg, ["infer.conf_thresh=abc"])
-    with pytest.raises(ConfigError, match=r"^inference overrides: unknown key 'infer\.conf_thresh\.x'"):
-        with_infer_overrides(stream.cfg, ["infer.conf_thresh.x=1"])
+    with pytest.raises(ConfigError, match=r"^inference overrides: unknown key \(a key that is no config name\)"):
+        with_infer_overrides(
+            stream.cfg, ["infer.conf_thresh.x=1"]
+        )  # the key "conf_thresh.x", neither "x" nor "conf_thresh"
 
 
 @pytest.mark.usefixtures("one_thread")
@@ -355,6 +357,7 @@ def test_load_predictor_wires_devices_video_scores_and_exported_models(tmp_path,
     from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
     from talmts.engine.inference import predictor as P
     from talmts.engine.inference import runtime
+    from talmts.errors import InputError
 
     path = tiny_checkpoint(tmp_path / "rgb.pt")
     devices = []
@@ -387,6 +390,12 @@ def test_load_predictor_wires_devices_video_scores_and_exported_models(tmp_path,
     del state["prepare"]  # a checkpoint from before preparation records
     save_checkpoint(state, tmp_path / "old.pt")
     assert load_stream(tmp_path / "old.pt").prepare is None
+    state["prepare"] = {"fps": 0.0, "size": 32}  # not options `talmts prepare` accepts
+    save_checkpoint(state, tmp_path / "odd.pt")
+    odd = re.escape(str(tmp_path / "odd.pt"))
+    with pytest.raises(InputError, match=rf"^{odd} \(prepare record\): .*fps"):
+        load_stream(tmp_path / "odd.pt")
+    del state["prepare"]
     state["config"]["infer"]["conf_thresh"] = "x"
     save_checkpoint(state, tmp_path / "bad.pt")
     bad = re.escape(str(tmp_path / "bad.pt"))

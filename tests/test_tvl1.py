@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -50,15 +52,39 @@ def test_defaults_are_the_installed_opencv_defaults() -> None:
 
 
 def test_unsupported_parameters_are_refused() -> None:
-    with pytest.raises(ValueError, match="gamma"):
+    with pytest.raises(ValueError, match=r"^TVL1Params\.gamma=0\.1: only gamma=0 is implemented"):
         T.TVL1Params(gamma=0.1)
-    with pytest.raises(ValueError, match="median_filtering"):
-        T.TVL1Params(median_filtering=4)
+    for bad in ({"scales": 0}, {"warps": 0}, {"scale_step": 0.0}, {"scale_step": 1.0}, {"scale_step": 1.5}):
+        with pytest.raises(ValueError, match=r"^TVL1Params: need scales >= 1, warps >= 1, 0 < scale_step < 1; got"):
+            T.TVL1Params(**bad)
+    for even in (2, 4):
+        with pytest.raises(ValueError, match=rf"^TVL1Params\.median_filtering={even}: must be odd"):
+            T.TVL1Params(median_filtering=even)
+    # the smallest accepted values; median_filtering 0 or 1 turns the median off, 3 is the smallest odd size
+    for ok in ({"scales": 1, "warps": 1, "scale_step": 0.01}, {"median_filtering": 0}, {"median_filtering": 1}):
+        T.TVL1Params(**ok)
+    assert T.TVL1Params(median_filtering=3, scale_step=0.99).median_filtering == 3
+
+
+def test_opencv_tvl1_is_set_to_every_parameter() -> None:
+    """The reference the other tests compare with must run the parameters it is given (none left at a default)."""
+    prm = T.TVL1Params(
+        tau=0.2, lambda_=0.1, theta=0.4, scales=3, scale_step=0.6, warps=4, epsilon=0.02,
+        inner_iterations=7, outer_iterations=9, median_filtering=3,
+    )  # fmt: skip
+    algo = T.opencv_tvl1(prm)
+    got = (algo.getTau(), algo.getLambda(), algo.getTheta(), algo.getGamma(), algo.getScaleStep(), algo.getEpsilon())
+    assert got == pytest.approx((0.2, 0.1, 0.4, 0.0, 0.6, 0.02))
+    ints = (algo.getScalesNumber(), algo.getWarpingsNumber(), algo.getInnerIterations(), algo.getOuterIterations())
+    assert ints == (3, 4, 7, 9) and algo.getMedianFiltering() == 3 and not algo.getUseInitialFlow()
 
 
 def test_pyramid_sizes_follow_cv2_resize_by_scale_step() -> None:
     assert T.pyramid_sizes(112, 112, 5, 0.8) == [(112, 112), (90, 90), (72, 72), (58, 58), (46, 46)]
     assert T.pyramid_sizes(32, 40, 5, 0.8) == [(32, 40), (26, 32), (21, 26), (17, 21)]  # 14 px < 16: dropped
+    # exactly 16 px is kept, in either side (OpenCV with 2 scales differs from 1 scale at 20 x 20 px, not at 19 x 19)
+    assert T.pyramid_sizes(20, 40, 5, 0.8) == [(20, 40), (16, 32)]
+    assert T.pyramid_sizes(40, 20, 5, 0.8) == [(40, 20), (32, 16)]
     img = np.zeros((58, 58), np.float32)
     assert cv2.resize(img, None, fx=0.8, fy=0.8, interpolation=cv2.INTER_LINEAR).shape == (46, 46)
 
@@ -70,6 +96,14 @@ def test_resize_linear_matches_cv2_resize() -> None:
     np.testing.assert_allclose(ours, down, atol=1e-4)
     up = cv2.resize(down, (52, 40), interpolation=cv2.INTER_LINEAR)
     np.testing.assert_allclose(T.resize_linear(torch.from_numpy(down)[None], (40, 52))[0].numpy(), up, atol=1e-4)
+    # past the last (first) sample centre cv2.resize repeats the edge sample itself, not a blend of it with itself
+    small = np.random.default_rng(2).uniform(0, 255, (200, 4)).astype(np.float32)
+    big = T.resize_linear(torch.from_numpy(small)[None], (200, 13))[0].numpy()  # x step 4/13: 2 columns past each end
+    assert np.array_equal(big[:, :2], small[:, :1].repeat(2, 1)) and np.array_equal(
+        big[:, -2:], small[:, -1:].repeat(2, 1)
+    )
+    edges = [0, 1, 11, 12]
+    np.testing.assert_array_equal(big[:, edges], cv2.resize(small, (13, 200), interpolation=cv2.INTER_LINEAR)[:, edges])
 
 
 def test_centered_gradient_against_a_loop() -> None:
@@ -84,6 +118,13 @@ def test_centered_gradient_against_a_loop() -> None:
     dx, dy = T.centered_gradient(torch.from_numpy(img)[None])
     np.testing.assert_allclose(dx[0].numpy(), ref_x, atol=1e-5)
     np.testing.assert_allclose(dy[0].numpy(), ref_y, atol=1e-5)
+    # [N, C, H, W] too: the image and its upside-down copy (whose d/dy is minus the flipped d/dy)
+    sx, sy = T.centered_gradient(torch.from_numpy(np.stack([img, img[::-1].copy()]))[None])
+    assert sx.shape == sy.shape == (1, 2, h, w)
+    np.testing.assert_allclose(sx[0, 0].numpy(), ref_x, atol=1e-5)
+    np.testing.assert_allclose(sy[0, 0].numpy(), ref_y, atol=1e-5)
+    np.testing.assert_allclose(sx[0, 1].numpy(), ref_x[::-1], atol=1e-5)
+    np.testing.assert_allclose(sy[0, 1].numpy(), -ref_y[::-1], atol=1e-5)
 
 
 def test_divergence_is_minus_the_adjoint_of_forward_gradient() -> None:
@@ -116,6 +157,55 @@ def test_median_filter_against_numpy_and_cv2(size: int) -> None:
     )
 
 
+def _apply_network(pairs: list[tuple[int, int]], values: np.ndarray) -> np.ndarray:
+    """Run comparators on the rows of ``values`` [B, n]: each (lo, hi) puts the smaller value in slot lo."""
+    out = values.copy()
+    for lo, hi in pairs:
+        out[:, lo], out[:, hi] = np.minimum(out[:, lo], out[:, hi]), np.maximum(out[:, lo], out[:, hi])
+    return out
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 8, 9, 12, 16])
+def test_sorting_network_sorts_every_zero_one_input(n: int) -> None:
+    """The 0-1 principle (Knuth, TAOCP vol. 3, 5.3.4): a comparator network sorts every input if it sorts all 2^n
+    inputs of zeros and ones; checked exhaustively, then on random values with ties."""
+    pairs = T._sorting_network(n)
+    assert all(0 <= lo < hi < n for lo, hi in pairs)
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    np.testing.assert_array_equal(_apply_network(pairs, bits), np.sort(bits, axis=1))
+    values = np.random.default_rng(n).integers(0, 4, (200, n))
+    np.testing.assert_array_equal(_apply_network(pairs, values), np.sort(values, axis=1))
+
+
+def test_sorting_network_is_batchers_on_powers_of_two_and_sorts_25_values() -> None:
+    # Batcher's odd-even merge sort on 2^m values has (m^2 - m + 4) 2^(m-2) - 1 comparators (Knuth, 5.3.4 ex. 10)
+    for m in range(1, 7):
+        assert len(T._sorting_network(2**m)) == ((m * m - m + 4) << m) // 4 - 1, m
+    assert T._sorting_network(1) == []
+    # 25 (the 5 x 5 median) is past an exhaustive check: random values, many ties, and every row a permutation
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.integers(0, 5, (3000, 25)), np.argsort(rng.random((3000, 25)), axis=1)])
+    np.testing.assert_array_equal(_apply_network(T._sorting_network(25), values), np.sort(values, axis=1))
+
+
+@pytest.mark.parametrize("n", [9, 25])
+def test_median_network_gives_the_middle_value(n: int) -> None:
+    """The comparators kept for the median alone still put the middle value in the middle slot (numpy's median of
+    an odd count); the ones dropped are those the middle output does not depend on."""
+    network = T.median_network(n)
+    rng = np.random.default_rng(n)
+    values = np.concatenate([rng.integers(0, 4, (2000, n)), rng.standard_normal((2000, n))]).astype(np.float32)
+    out = values.copy()
+    for lo, hi, need_min, need_max in network:
+        low, high = np.minimum(out[:, lo], out[:, hi]), np.maximum(out[:, lo], out[:, hi])
+        if need_min:
+            out[:, lo] = low
+        if need_max:
+            out[:, hi] = high
+    np.testing.assert_array_equal(out[:, n // 2], np.median(values, axis=1))
+    assert len(network) < len(T._sorting_network(n))
+
+
 def keys_reference(img: np.ndarray, mx: np.ndarray, my: np.ndarray) -> np.ndarray:
     """Bicubic sampling by the textbook kernel, float64, taps outside the image reading 0."""
 
@@ -144,11 +234,13 @@ def test_remap_cubic_matches_cv2_remap_and_the_textbook_kernel() -> None:
     my = (np.arange(20)[:, None] + rng.normal(0, 3, (20, 24))).astype(np.float32)
     mx[0, 0], my[0, 0] = -1.5, 3.0  # one column of taps inside
     mx[1, 1], my[1, 1] = 40.0, -9.0  # all taps outside
+    for k, (x, y) in enumerate([(-20.0, 10.0), (-9.0, -9.0), (40.0, 40.0)], start=2):  # far outside, every way
+        mx[k, k], my[k, k] = x, y
     ours = T.remap_cubic(torch.from_numpy(img)[None, None], torch.from_numpy(mx)[None], torch.from_numpy(my)[None])
     ours = ours[0, 0].numpy()
     np.testing.assert_allclose(ours, cv2.remap(img, mx, my, cv2.INTER_CUBIC), atol=2e-3)
     np.testing.assert_allclose(ours, keys_reference(img, mx, my), atol=2e-3)
-    assert ours[1, 1] == 0 and ours[0, 0] != 0
+    assert ours[1, 1] == ours[2, 2] == ours[3, 3] == ours[4, 4] == 0 and ours[0, 0] != 0
 
 
 def test_flow_matches_opencv_step_for_step_with_fixed_iterations() -> None:
@@ -157,6 +249,50 @@ def test_flow_matches_opencv_step_for_step_with_fixed_iterations() -> None:
     ours = T.tvl1_flow(prev, nxt, SHORT).numpy()
     ref = opencv_flow(prev, nxt, SHORT)
     assert np.abs(ours - ref).max() < 2e-3, np.abs(ours - ref).max()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_flow_agrees_with_opencv_with_the_stopping_rule_on_small_frames(masked: bool) -> None:
+    """Two pyramid levels, a few warps, the stopping rule on (epsilon > 0), on 33 x 40 windows of a photograph with
+    a motion boundary: each warp stops where OpenCV's stops, so the two agree to rounding. Without the stopping rule
+    OpenCV lands far from that (the case exercises it), so stopping too early, too late or never fails."""
+    prev, nxt = photo_pairs(4, 33, 40)
+    for prm in (
+        T.TVL1Params(scales=2, warps=2, outer_iterations=4, epsilon=0.01),
+        T.TVL1Params(scales=2, warps=3, outer_iterations=3, epsilon=0.03, median_filtering=3),
+    ):
+        ours = T.tvl1_flow(prev, nxt, prm, masked=masked).numpy()
+        ref = opencv_flow(prev, nxt, prm)
+        assert np.abs(ours - ref).max() < 2e-3, np.abs(ours - ref).max()
+        no_stop = opencv_flow(prev, nxt, replace(prm, epsilon=0.0))
+        assert np.abs(no_stop - ref).reshape(4, -1).max(axis=1).min() > 0.04  # every pair stops before the end
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_a_converged_warp_stops_after_one_inner_iteration(monkeypatch, masked: bool) -> None:
+    """OpenCV's rule: a warp ends as soon as the squared change of u is <= epsilon^2 * pixels, even with epsilon 0
+    (a change of exactly 0). Identical flat frames give u = 0 and a change of exactly 0 at the first inner iteration,
+    so each warp of each level runs one outer iteration (its median) with one inner iteration, and no more; masked,
+    the stopped pairs stay in the batch (frozen) to the end of that outer iteration (30 inner steps)."""
+    calls = {"step": 0, "median": 0}
+    step, median = T.inner_step, T.median_filter
+
+    def counted_step(*args, **kwargs):
+        calls["step"] += 1
+        return step(*args, **kwargs)
+
+    def counted_median(*args, **kwargs):
+        calls["median"] += 1
+        return median(*args, **kwargs)
+
+    monkeypatch.setattr(T, "inner_step", counted_step)
+    monkeypatch.setattr(T, "median_filter", counted_median)
+    flat = np.full((2, 24, 30), 100, np.uint8)
+    prm = T.TVL1Params(scales=2, warps=3, epsilon=0.0)  # levels 24 x 30 and 19 x 24
+    flow = T.tvl1_flow(flat, flat, prm, masked=masked)
+    assert torch.equal(flow, torch.zeros(2, 24, 30, 2))
+    inner = prm.inner_iterations if masked else 1
+    assert calls == {"step": 2 * 3 * inner, "median": 2 * 3}  # per level and warp: one outer iteration
 
 
 def test_batch_gives_each_pair_its_own_result_exactly() -> None:
@@ -265,3 +401,32 @@ def test_compiled_inner_step_gives_the_eager_flow() -> None:
     for masked in (False, True):
         compiled = T.tvl1_flow(prev, nxt, params, masked=masked, compiled=True)
         torch.testing.assert_close(compiled, eager, atol=1e-3, rtol=0)
+
+
+def test_compiled_runs_every_inner_step_through_the_compiled_function(monkeypatch) -> None:
+    """``compiled=True`` takes the inner step from compiled_inner_step (torch.compile itself is checked by the slow
+    test above); here a stand-in counts its calls: every inner step goes through it, none without the flag."""
+    calls = {"n": 0}
+    step = T.inner_step
+
+    def stand_in():
+        def counted(*args, **kwargs):
+            calls["n"] += 1
+            return step(*args, **kwargs)
+
+        return counted
+
+    monkeypatch.setattr(T, "compiled_inner_step", stand_in)
+    counted_eager = {"n": 0}
+
+    def eager_step(*args, **kwargs):
+        counted_eager["n"] += 1
+        return step(*args, **kwargs)
+
+    monkeypatch.setattr(T, "inner_step", eager_step)
+    prev, nxt = shifted_pair(2, 1, 24)
+    params = T.TVL1Params(scales=1, warps=1, outer_iterations=2, inner_iterations=3, epsilon=0.0)
+    eager = T.tvl1_flow(prev[None], nxt[None], params)
+    assert calls["n"] == 0 and counted_eager["n"] == 6
+    assert torch.equal(T.tvl1_flow(prev[None], nxt[None], params, compiled=True), eager)
+    assert calls["n"] == 6 and counted_eager["n"] == 6

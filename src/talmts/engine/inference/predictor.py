@@ -150,6 +150,7 @@ def sliced_outputs(
     each window's slice, ``batch_size`` windows at a time."""
     d = streams[0].cfg.data
     n = min(len(a) for a in arrays)
+    arrays = [a[:n] for a in arrays]  # the frames every stream has, as the window path reads them (frames_of)
     length = padded_map_length(n, d.clip_frames)
     if maps is None:
         maps = [stream_feature_map(s, a, length, device) for s, a in zip(streams, arrays)]

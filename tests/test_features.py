@@ -427,3 +427,6 @@ def test_a_cached_map_cut_short_is_named_as_damaged(tmp_path):
         match=r"v1\.Mixed_5c\.npy: damaged cached features \(mmap length .*\); delete it and run `talmts extract-features` again$",
     ):
         read_video_map(tmp_path, "v1", ["Mixed_5c"])
+    path.write_bytes(b"")  # a copy stopped before its first byte
+    with pytest.raises(InputError, match=r"v1\.Mixed_5c\.npy: damaged cached features \(No data left in file\)"):
+        read_video_map(tmp_path, "v1", ["Mixed_5c"])

@@ -339,3 +339,28 @@ def test_stopping_the_reader_waits_until_it_has_closed_the_source(monkeypatch):
     assert reading.wait(10)
     reader.stop()
     assert closed.is_set() and not reader._thread.is_alive()
+
+
+def test_a_stopped_reader_does_not_reconnect(monkeypatch):
+    """A network source that keeps failing is reopened up to --reconnect times; once the stream has stopped, the
+    reader gives up at its next reconnect instead of reopening the source behind the stream's back."""
+    import talmts.engine.inference.stream as stream_module
+
+    attempts = []
+
+    def failing_source(*args, on_reconnect, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        for attempt in range(1, 1000):  # every read times out at once; reconnect without end
+            time.sleep(0.05)
+            on_reconnect(attempt, "no data")
+            attempts.append(attempt)
+        yield np.zeros((4, 4, 3), np.uint8)
+
+    monkeypatch.setattr(stream_module, "live_frames", failing_source)
+    settings = StreamSettings(stall_timeout=0.5, reconnect=1000)
+    reader = stream_module._Reader("tcp://x", 10.0, 4, DecodeInfo(10.0, 10.0, 0, 0), settings, 1)
+    reader.start(threading.Event())
+    while not attempts:  # the first reconnect fills the queue (one item): the reader waits in the second
+        time.sleep(0.01)
+    time.sleep(0.2)
+    reader.stop()
+    assert not reader._thread.is_alive() and attempts == [1]

@@ -142,26 +142,65 @@ def test_bad_input_names_the_file(tmp_path, capsys):
     assert "--videos" in capsys.readouterr().err
 
 
-def test_a_swap_that_fails_midway_leaves_the_old_site_whole(tmp_path, monkeypatch):
-    """The new site's entries are moved in one by one; when a move fails, the old site comes back as it was."""
+def _site_files(out: Path) -> dict[Path, bytes]:
+    return {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("error", "code"), [(OSError(28, "No space left on device"), 2), (KeyboardInterrupt(), 130)], ids=["disk", "ctrl-c"]
+)
+def test_a_swap_that_stops_midway_leaves_the_old_site_whole(tmp_path, monkeypatch, error, code):
+    """The new site's entries are moved in one by one; when that stops (a failed move, Ctrl-C), the old site comes
+    back as it was."""
     import os
 
     f = write_result_set(tmp_path)
     out = tmp_path / "site"
     argv = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--out", str(out)]
     assert main(argv) == 0
-    before = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    before = _site_files(out)
     real_replace, failed = os.replace, []
 
     def failing_replace(src, dst):  # noqa: ANN001, ANN202
         src = Path(src)
         if src.name == "videos" and src.parent.parent == out and src.parent.name.startswith(".site"):
             failed.append(src)  # moving the new videos/ in: index.html and diagnosis.html are swapped already
-            raise OSError(28, "No space left on device")
+            raise error
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing_replace)
+    assert main([*argv, "--title", "another"]) == code
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert len(failed) == 1 and _site_files(out) == before
+    assert not [p for p in out.iterdir() if p.name.startswith((".site", ".replaced"))]
+
+
+def test_what_a_rollback_cannot_put_back_is_kept_and_named(tmp_path, monkeypatch, capsys):
+    """A rollback that fails too (the old index.html cannot move back) keeps the old entries in the folder it named,
+    and the next run refuses to delete them."""
+    import os
+
+    f = write_result_set(tmp_path)
+    out = tmp_path / "site"
+    argv = ["view", str(f["detections"]), "--ground-truth", str(f["gt"]), "--out", str(out)]
+    assert main(argv) == 0
+    old_index = (out / "index.html").read_bytes()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):  # noqa: ANN001, ANN202
+        src, dst = Path(src), Path(dst)
+        if src.name == "videos" and src.parent.name.startswith(".site"):
+            raise OSError(28, "No space left on device")
+        if src.name == "index.html" and src.parent.name.startswith(".replaced"):
+            raise OSError(5, "Input/output error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    capsys.readouterr()
     assert main([*argv, "--title", "another"]) == 2
     monkeypatch.setattr(os, "replace", real_replace)
-    after = {p.relative_to(out): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
-    assert len(failed) == 1 and after == before
+    err = capsys.readouterr().err
+    (kept,) = [p for p in out.iterdir() if p.name.startswith(".replaced")]
+    assert f"the earlier entries are in {kept}" in err and (kept / "index.html").read_bytes() == old_index
+    assert main(argv) == 2  # refused: the kept folder is not cleaned up
+    assert (kept / "index.html").read_bytes() == old_index

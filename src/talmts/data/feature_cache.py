@@ -168,7 +168,7 @@ def read_video_map(cache: Path, video: str, endpoints: list[str]) -> dict[str, n
             raise FileNotFoundError(f"{path}: cached features missing (run `talmts extract-features` for this config)")
         try:
             out[e] = np.load(path, mmap_mode="r")
-        except ValueError as err:  # cut short (a full disk, a copy stopped midway): the header promises more bytes
+        except (ValueError, EOFError) as err:  # cut short (a full disk, a copy stopped midway), or empty
             raise InputError(
                 f"{path}: damaged cached features ({err}); delete it and run `talmts extract-features` again"
             ) from err

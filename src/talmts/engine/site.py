@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from talmts.errors import InputError
+from talmts.errors import InputError, TalmtsError
 from talmts.evaluation.diagnose import ERROR_TYPES, Diagnosis, diagnose, match_detections, per_video
 from talmts.evaluation.matches import Matches
 from talmts.fileio import TMP_MARK, folder_lock
@@ -265,25 +265,40 @@ def site_folder(out: Path, command: str = "talmts view") -> Iterator[Path]:
     _check_site_folder(out)  # before the lock: a refused folder gets no lock file either
     with folder_lock(out, command):
         _check_site_folder(out)  # again, now that no other run can be swapping
-        for p in out.iterdir():  # leftovers of a run that died between building and swapping
-            if p.name.startswith((_BUILDING, _REPLACED)) and not p.is_symlink():
-                shutil.rmtree(p, ignore_errors=True)
+        for p in out.iterdir():  # leftovers of a run that died while building or swapping
+            if p.is_symlink() or not p.name.startswith((_BUILDING, _REPLACED)):
+                continue
+            if p.name.startswith(_REPLACED) and any(p.iterdir()):  # the only copy of an earlier site's entries
+                raise SiteSwapError(
+                    f"{p}: entries of an earlier site, left by a run stopped while swapping: move them back into "
+                    f"{out} or delete the folder"
+                )
+            shutil.rmtree(p, ignore_errors=True)
         tag = f"{os.getpid()}-{secrets.token_hex(4)}"
         stage, replaced = out / f"{_BUILDING}{tag}", out / f"{_REPLACED}{tag}"
         stage.mkdir()
+        keep_replaced = False
         try:
             yield stage
             replaced.mkdir()
             _swap_in(stage, out, replaced)
+        except SiteSwapError:
+            keep_replaced = True  # it holds the only copy of what the rollback could not put back
+            raise
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-            shutil.rmtree(replaced, ignore_errors=True)  # never follows a link inside
+            if not keep_replaced:
+                shutil.rmtree(replaced, ignore_errors=True)  # never follows a link inside
+
+
+class SiteSwapError(TalmtsError):
+    """The new site could not be moved in, nor the earlier one put back whole."""
 
 
 def _swap_in(stage: Path, out: Path, replaced: Path) -> None:
     """Move the site's old entries from ``out`` into ``replaced`` and the new ones from ``stage`` into ``out``, one
-    by one; if a move fails, the new entries already in place go and the old ones come back, so ``out`` holds the
-    old site whole."""
+    by one; if that stops for any reason (a full disk, Ctrl-C), the new entries already in place go and the old
+    ones come back, so ``out`` holds the old site whole. What cannot be put back stays in ``replaced``."""
     moved_out: list[str] = []
     moved_in: list[str] = []
     try:
@@ -294,12 +309,24 @@ def _swap_in(stage: Path, out: Path, replaced: Path) -> None:
             if os.path.lexists(stage / name):
                 os.replace(stage / name, out / name)
                 moved_in.append(name)
-    except OSError:
+    except BaseException:
+        failed = []
         for name in moved_in:  # built by this run: plain files and folders, never links
             new = out / name
-            shutil.rmtree(new) if new.is_dir() and not new.is_symlink() else new.unlink()
+            try:
+                shutil.rmtree(new) if new.is_dir() and not new.is_symlink() else new.unlink()
+            except OSError:
+                failed.append(name)
         for name in moved_out:
-            os.replace(replaced / name, out / name)
+            try:
+                os.replace(replaced / name, out / name)
+            except OSError:
+                failed.append(name)
+        if failed:
+            raise SiteSwapError(
+                f"{out}: the new site could not be moved in, nor the earlier one put back ({', '.join(failed)}); "
+                f"the earlier entries are in {replaced}: move them back by hand"
+            ) from None
         raise
 
 

@@ -61,8 +61,8 @@ class SpatialCollapse(nn.Module):
 
     def collapse(self, x: Tensor) -> Tensor:
         """``self.conv`` as one matrix product: its kernel spans the whole map, so each time step is a dot product
-        of the flattened ``[C_in, h, w]`` with each filter (2-3x faster than mkldnn's Conv3d at these shapes on a
-        CPU, backward included; the parameters stay the Conv3d's)."""
+        of the flattened ``[C_in, h, w]`` with each filter (faster than mkldnn's Conv3d at these shapes on a CPU,
+        backward included; the parameters stay the Conv3d's)."""
         b, c, t, h, w = x.shape
         steps = x.permute(0, 2, 1, 3, 4).reshape(b * t, c * h * w)  # [B*t, C_in*h*w], (c, y, x) as the kernel
         y = F.linear(steps, self.conv.weight.reshape(self.conv.out_channels, -1), self.conv.bias)

@@ -320,6 +320,10 @@ class _Clock:
         self.on_status(StreamStatus(stream_time, now, rate, now - stream_time, emitted, held))
 
 
+class _ReaderStopped(Exception):
+    """Raised in the reader thread where it would reconnect after the stream stopped."""
+
+
 class _Reader:
     """Decodes and samples the source in a thread, into a queue of at most ``queue_frames`` frames, so that a
     source that stalls (a pipe that stops, a network that hangs) can be noticed without waiting on it forever."""
@@ -352,12 +356,13 @@ class _Reader:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reading and wait for the reader to close the source: it ends at its next frame, or when FFmpeg's
-        read times out (the stall timeout bounds how long a read can block). A reader still blocked after that
-        (a source without a timeout) is left to end with the process, as a daemon thread."""
+        """Stop reading and wait for the reader to close the source: it ends at its next frame, when FFmpeg's read
+        times out (the stall timeout bounds an open and a read), or before it would reconnect. A reader still
+        blocked after that (standard input, where FFmpeg's timeout does not apply) ends with the process, as a
+        daemon thread."""
         self._stop_reading.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=self.settings.stall_timeout + 1.0)
+        if self._thread.is_alive():  # a read in progress, or an open and its first read: each bounded by the timeout
+            self._thread.join(timeout=2 * self.settings.stall_timeout + 1.0)
             if self._thread.is_alive():
                 logger.warning("%s: the reader is still blocked in the source; it ends with the process", self.source)
 
@@ -371,7 +376,8 @@ class _Reader:
         return False
 
     def _reconnecting(self, attempt: int, reason: str) -> None:
-        self._put(("reconnect", (attempt, reason)))
+        if not self._put(("reconnect", (attempt, reason))):
+            raise _ReaderStopped  # stopped: reopening the source would outlive the stream
 
     def _run(self) -> None:
         try:

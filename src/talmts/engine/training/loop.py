@@ -350,9 +350,11 @@ class TrainLoop:
                     self._call("after_epoch")
             self._call("after_run")
         finally:
-            for hook in reversed(self.hooks):
-                hook.close(self)
-            self._stop_loader_workers()
+            try:
+                for hook in reversed(self.hooks):
+                    hook.close(self)
+            finally:
+                self._stop_loader_workers()
         ctx.barrier()
         return time.perf_counter() - start
 

@@ -68,3 +68,11 @@ def test_a_command_writing_to_a_log_prints_lines_not_carriage_returns(tmp_path, 
     assert "\r" not in err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].startswith("synth: 3/3 video (100%), ")  # the closing line only
+
+
+def test_readable_duration_by_hand():
+    from talmts.progress import readable_duration
+
+    assert [readable_duration(s) for s in (0, 45.4, 89.6, 90, 125, 5399, 5400, 3725 * 2)] == [
+        "0 s", "45 s", "90 s", "2 min", "2 min", "90 min", "1 h 30 min", "2 h 04 min",
+    ]  # fmt: skip

@@ -22,6 +22,16 @@ DEFAULT_INTERVAL_S = 30.0  # off a terminal: seconds between two progress lines
 INTERVAL_ENV = "TALMTS_PROGRESS_INTERVAL"  # overrides DEFAULT_INTERVAL_S (seconds)
 
 
+def readable_duration(seconds: float) -> str:
+    """``seconds`` as the user reads it: 45 s, 12 min, 1 h 05 min."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
+
+
 def progress_bar(
     iterable: Iterable[Any] | None = None,
     *,

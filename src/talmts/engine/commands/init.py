@@ -17,6 +17,7 @@ import numpy as np
 from talmts.config import BACKBONE_GRID, load_config
 from talmts.errors import InputError
 from talmts.fileio import atomic_write_text
+from talmts.progress import readable_duration
 from talmts.schema import AnnotationSet, SchemaError
 
 MAX_CLIP = 512  # frames: longer windows cost memory quadratically in the transformers
@@ -268,7 +269,7 @@ def cost_lines(s: Survey, c: Settings) -> list[str]:
         passes = 2 * train_frames + seconds["validation"] * c.fps
         lines += [
             f"  # Small-data recipe: one backbone pass per video (training videos mirrored too): {passes:,.0f} frames, "
-            f"about {clock(passes / cpu)} on the CPU, {clock(passes / gpu)} on the GPU, once;",
+            f"about {readable_duration(passes / cpu)} on the CPU, {readable_duration(passes / gpu)} on the GPU, once;",
             "  # then only the head runs: its epoch grows with the windows (1 / train_stride), its step with T.",
         ]
     else:
@@ -276,17 +277,9 @@ def cost_lines(s: Survey, c: Settings) -> list[str]:
         lines += [
             f"  # End to end, every window's {c.clip_frames} frames go through the backbone forward and backward "
             f"(about 3x a forward): {per_epoch:,.0f} frames per epoch,",
-            f"  # about {clock(3 * per_epoch / cpu)} per epoch on the CPU, {clock(3 * per_epoch / gpu)} on the GPU.",
+            f"  # about {readable_duration(3 * per_epoch / cpu)} per epoch on the CPU, {readable_duration(3 * per_epoch / gpu)} on the GPU.",
         ]
     return lines
-
-
-def clock(seconds: float) -> str:
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _paper_lines(c: Settings, name: str, pretrained: bool) -> list[str]:

@@ -40,7 +40,7 @@ from talmts.data.feature_cache import (
 from talmts.data.transforms import make_clip
 from talmts.data.windows import inference_offsets
 from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
-from talmts.engine.training.hooks.time_left import TimeLeft, clock
+from talmts.engine.training.hooks.time_left import TimeLeft
 from talmts.engine.training.loop import TrainResult, train
 from talmts.errors import InputError
 from talmts.models import build_detector
@@ -48,6 +48,7 @@ from talmts.models.detector import TALMTS
 from talmts.models.head_only import build_head, frozen, head_into_detector
 from talmts.models.levers import INFERENCE, apply_levers
 from talmts.models.video_features import video_feature_map
+from talmts.progress import readable_duration
 from talmts.schema import ClassMap, Detection
 
 logger = logging.getLogger(__name__)
@@ -186,7 +187,7 @@ def extract_video_features(
         spent = time.perf_counter() - start
         logger.info(
             "features: %d/%d videos; about %s left for them", len(summary.done), len(todo),
-            clock(spent / summary.frames * (total - summary.frames)),
+            readable_duration(spent / summary.frames * (total - summary.frames)),
         )  # fmt: skip
     if bar is not None:
         bar.close()

@@ -11,18 +11,9 @@ import logging
 import time
 
 from talmts.engine.training.hooks.base import Hook, TrainingLoop
+from talmts.progress import readable_duration
 
 logger = logging.getLogger(__name__)
-
-
-def clock(seconds: float) -> str:
-    """``seconds`` as the user reads it: 45 s, 12 min, 1 h 05 min."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"{minutes:.0f} min"
-    return f"{int(minutes // 60)} h {int(minutes % 60):02d} min"
 
 
 class TimeLeft(Hook):
@@ -46,6 +37,6 @@ class TimeLeft(Hook):
             loop.epoch,
             epochs,
             elapsed / max(done, 1),
-            clock(left),
-            clock(self.spent_before + elapsed),
+            readable_duration(left),
+            readable_duration(self.spent_before + elapsed),
         )

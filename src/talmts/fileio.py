@@ -13,6 +13,7 @@ its temporary and raises :class:`WriteError`, which names the final path; the pr
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -54,6 +55,15 @@ class WriteError(TalmtsError, OSError):
 
     def __reduce__(self) -> tuple:  # pickled back from a worker process with the same path and errno
         return (type(self), (self.path, OSError(self.cause_errno, os.strerror(self.cause_errno or 0))))
+
+
+def file_sha256(path: str | Path) -> str:
+    """The sha256 of a file's bytes, read 1 MiB at a time (weights, exported graphs: hundreds of MB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
 
 
 def is_write_failure(e: BaseException) -> bool:

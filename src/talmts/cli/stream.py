@@ -15,7 +15,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from talmts.engine.inference.stream import StreamSettings
+    from talmts.engine.inference.stream_settings import StreamSettings  # without torch: every --help builds this
 
     d = StreamSettings()
     parser.add_argument("source", help="a video file, '-' for standard input, or a URL or device FFmpeg opens")

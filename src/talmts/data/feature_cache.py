@@ -39,7 +39,7 @@ from talmts.data.device_transforms import clips_from_windows, raw_window, window
 from talmts.data.record import record_path
 from talmts.data.transforms import center_crop_box, flip_horizontal
 from talmts.errors import InputError
-from talmts.fileio import atomic_open, atomic_write_json
+from talmts.fileio import atomic_open, atomic_write_json, file_sha256
 from talmts.formats.common import load_json
 
 CACHE_FORMAT = 2
@@ -47,14 +47,6 @@ META_FILE = "cache.json"
 VIDEOS_DIR = "videos"
 MAX_OPEN_VIDEOS = 64
 SOURCE_SAMPLES = 16  # frames of a prepared array hashed into its digest (with its shape): cheap, and content
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def prepare_digest(root: str | Path) -> str | None:

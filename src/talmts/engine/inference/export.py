@@ -32,10 +32,9 @@ from talmts.engine.inference.runtime import (
     MODEL_FILE,
     OnnxNetwork,
     TorchScriptNetwork,
-    sha256_of,
 )
 from talmts.errors import InputError
-from talmts.fileio import atomic_write_json
+from talmts.fileio import atomic_write_json, file_sha256
 from talmts.models.export import (
     FORMATS,
     INPUT_NAME,
@@ -149,7 +148,7 @@ def _export_stream(stream: Stream, folder: Path, fmt: str, quantize: bool) -> tu
             "method": "onnxruntime dynamic int8, MatMul/Gemm weights",
             "max_diff": round(parity_difference(stream, int8, fmt), 6),  # as PARITY_TOL measures it
         }
-    entry["sha256"] = sha256_of(folder / entry["file"])
+    entry["sha256"] = file_sha256(folder / entry["file"])
     if fmt == "onnx":
         entry["opset"] = OPSET
     return entry, diff

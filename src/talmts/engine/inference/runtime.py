@@ -10,7 +10,6 @@ decoding, windows, eq. 13, fusion and Soft-NMS stay one code path.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -24,6 +23,7 @@ from talmts.config import Config, InferConfig, config_from_dict
 from talmts.data.record import PrepareOptions
 from talmts.engine.inference.network import Stream
 from talmts.errors import InputError, TalmtsError
+from talmts.fileio import file_sha256
 from talmts.models.export import FORMATS, INPUT_NAME, ONNX_EXTRA, OUTPUT_NAMES, RuntimeMissing
 from talmts.outputs import DetectorOutput
 from talmts.schema import ClassMap
@@ -33,20 +33,10 @@ logger = logging.getLogger(__name__)
 MODEL_FILE = "talmts-model.json"
 CONTRACT = "talmts-model"  # the "format" field: what the file is
 CONTRACT_VERSION = 1  # bumped when a runtime would have to read the contract differently
-INFER_KEYS = ("conf_thresh", "nms_sigma", "nms_iou_gate", "nms_score_thresh", "nms_top_k", "max_per_video", "fusion")
-_CHUNK = 1 << 20
 
 
 class ModelFolderError(TalmtsError, ValueError):
     """An exported model folder that cannot be used as it is (names the file, the field and the fix)."""
-
-
-def sha256_of(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # ------------------------------------------------------------------------------------------------ the contract
@@ -91,7 +81,7 @@ def read_contract(folder: str | Path) -> dict[str, Any]:
             raise ModelFolderError(
                 f"{graph} ({s.get('modality', '?')} stream of {path}) does not exist: copy the whole model folder"
             )
-        actual = sha256_of(graph)
+        actual = file_sha256(graph)
         if actual != s.get("sha256"):
             raise ModelFolderError(
                 f"{graph}: sha256 {actual[:16]}... differs from {str(s.get('sha256'))[:16]}... in {path}: the graph "

@@ -30,7 +30,6 @@ from talmts.data.feature_cache import (
     cached_collate,
     check_or_write_meta,
     covers,
-    file_sha256,
     flip_clip,
     padded_map_length,
     read_video_map,
@@ -43,13 +42,14 @@ from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
 from talmts.engine.training.hooks.time_left import TimeLeft
 from talmts.engine.training.loop import TrainResult, train
 from talmts.errors import InputError
+from talmts.fileio import file_sha256
 from talmts.models import build_detector
 from talmts.models.detector import TALMTS
 from talmts.models.head_only import build_head, frozen, head_into_detector
 from talmts.models.levers import INFERENCE, apply_levers
 from talmts.models.video_features import video_feature_map
 from talmts.progress import readable_duration
-from talmts.schema import ClassMap, Detection
+from talmts.schema import AnnotationSet, ClassMap, Detection
 
 logger = logging.getLogger(__name__)
 
@@ -278,20 +278,23 @@ class CachedValidator:
         from talmts.evaluation import evaluate_detections
 
         assert cfg.data.val_subset is not None
-        detections = self.detections(model, cfg, classes)
-        gt = scored_ground_truth(cfg, classes)
+        gt = scored_ground_truth(cfg, classes)  # read once: detections() takes it
+        detections = self.detections(model, cfg, classes, gt)
         return evaluate_detections(gt, detections, cfg.eval.tiou, subset=cfg.data.val_subset).to_json()
 
     @torch.no_grad()
-    def detections(self, model: nn.Module, cfg: Config, classes: ClassMap) -> dict[str, list[Detection]]:
-        """The detections of ``model`` (the head) on every validation video, from the cached maps."""
+    def detections(
+        self, model: nn.Module, cfg: Config, classes: ClassMap, gt: AnnotationSet | None = None
+    ) -> dict[str, list[Detection]]:
+        """The detections of ``model`` (the head) on every validation video, from the cached maps; ``gt``: the
+        scored ground truth, when the caller has read it already."""
         from talmts.engine.inference.eval_checkpoints import scored_ground_truth, split_videos
         from talmts.engine.inference.predictor import Predictor, Stream, sliced_outputs
 
         d = cfg.data
         assert d.val_subset is not None
         device = next(model.parameters()).device
-        gt = scored_ground_truth(cfg, classes)
+        gt = gt if gt is not None else scored_ground_truth(cfg, classes)
         clips = ClipDataset(cfg, d.val_subset, train=False, annotations=gt)
         predictor = Predictor([Stream(model, cfg, classes, "training")], cfg.infer, d.test_stride, d.protocol, device)
         detections = {}

@@ -1,4 +1,5 @@
-"""FSA against a per-frame loop reference, its patch-size checks, and the start/end interleaving of f_a."""
+"""FSA against a per-frame loop reference and a hand-written one, its patch-size checks, and the start/end interleaving
+of f_a."""
 
 from __future__ import annotations
 
@@ -62,14 +63,67 @@ def test_patch_must_divide_the_frame() -> None:
         m(torch.randn(1, 2, 1, 16, 16, dtype=torch.float64))
 
 
-def test_encode_reads_patchify_of_the_clip_and_refuses_other_shapes() -> None:
+def _hand_layer_norm(x: torch.Tensor, norm: torch.nn.LayerNorm) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)  # biased, as LayerNorm
+    return (x - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+
+
+def _hand_fsa_frame(m: FrameSelfAttention, patches: torch.Tensor) -> torch.Tensor:
+    """f_ra of one frame from its patches ``[Z, C*D*D]``, the layers applied one step at a time from their weights:
+    embedding + position, per block LN -> heads of softmax(q k^T / sqrt(d_h)) v -> projection -> residual, LN -> MLP
+    (exact GELU) -> residual; the closing LN, the mean over patches, the fully connected layer."""
+    x = patches @ m.embed.weight.T + m.embed.bias + m.pos  # [Z, dim]
+    for block in m.encoder.blocks:
+        heads = block.attn.heads
+        width = x.shape[1] // heads
+        qkv = _hand_layer_norm(x, block.norm1) @ block.attn.qkv.weight.T + block.attn.qkv.bias  # [Z, 3 * dim]
+        q, k, v = qkv[:, : x.shape[1]], qkv[:, x.shape[1] : 2 * x.shape[1]], qkv[:, 2 * x.shape[1] :]
+        mixed = []
+        for h in range(heads):
+            cols = slice(h * width, (h + 1) * width)
+            weights = torch.softmax(q[:, cols] @ k[:, cols].T / width**0.5, dim=-1)
+            mixed.append(weights @ v[:, cols])
+        x = x + torch.cat(mixed, dim=1) @ block.attn.proj.weight.T + block.attn.proj.bias
+        first, second = block.mlp[0], block.mlp[3]
+        hidden = _hand_layer_norm(x, block.norm2) @ first.weight.T + first.bias
+        hidden = 0.5 * hidden * (1.0 + torch.erf(hidden / 2.0**0.5))
+        x = x + hidden @ second.weight.T + second.bias
+    pooled = _hand_layer_norm(x, m.encoder.norm).mean(0)
+    return pooled @ m.fc.weight.T + m.fc.bias
+
+
+def test_encode_and_forward_equal_a_hand_written_fsa_and_encode_refuses_other_shapes() -> None:
+    """encode(patches) against :func:`_hand_fsa_frame` on patches cut by a plain loop over frames and patch
+    positions (frame rows first, then each patch's channels, rows, columns); patchify makes the same cut, and the
+    forward pass (patchify, then encode) gives the same f_ra."""
     torch.manual_seed(2)
-    m = _fsa(4)
-    clip = torch.randn(2, 2, 3, 12, 12, dtype=torch.float64)
-    patches = patchify(clip, 4)  # [B*T, Z, C*D*D]
-    assert torch.equal(m.encode(patches, 2), m(clip))
+    patch, batch, frames = 4, 2, 3
+    m = _fsa(patch).eval()
+    clip = torch.randn(batch, 2, frames, 12, 12, dtype=torch.float64)
+    cut = torch.stack(
+        [
+            torch.stack(
+                [
+                    clip[b, :, t, i * patch : (i + 1) * patch, j * patch : (j + 1) * patch].reshape(-1)
+                    for i in range(12 // patch)
+                    for j in range(12 // patch)
+                ]
+            )
+            for b in range(batch)
+            for t in range(frames)
+        ]
+    )  # [B*T, Z, C*D*D]
+    with torch.no_grad():
+        want = torch.stack(
+            [torch.stack([_hand_fsa_frame(m, cut[b * frames + t]) for t in range(frames)], dim=1) for b in range(batch)]
+        )  # [B, C_ra, T]
+        assert want.shape == (batch, 6, frames)
+        torch.testing.assert_close(m.encode(cut, batch), want)
+        assert torch.equal(patchify(clip, patch), cut)
+        torch.testing.assert_close(m(clip), want)
     with pytest.raises(ValueError, match=r"built for 9 patches of 32 values per frame, got \[9, 31\]"):
-        m.encode(patches[..., :-1], 2)
+        m.encode(cut[..., :-1], batch)
 
 
 def test_join_interleaves_start_and_end_halves() -> None:

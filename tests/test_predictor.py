@@ -3,6 +3,9 @@ the prepare-record check, and the predictor against a slow reference written ano
 
 from __future__ import annotations
 
+import io
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -403,11 +406,37 @@ def test_load_predictor_wires_devices_video_scores_and_exported_models(tmp_path,
         load_stream(tmp_path / "bad.pt")
 
 
+class _Terminal(io.StringIO):
+    """stderr as a terminal: progress_bar draws a live tqdm bar on it."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _screen(written: str) -> list[str]:
+    """The lines a terminal shows after ``written``: a carriage return moves back to the start of the line, and what
+    follows overwrites it."""
+    lines: list[list[str]] = [[]]
+    column = 0
+    for ch in written:
+        if ch == "\n":
+            lines.append([])
+            column = 0
+        elif ch == "\r":
+            column = 0
+        else:
+            line = lines[-1]
+            line[column : column + 1] = [ch]
+            column += 1
+    return ["".join(line).rstrip() for line in lines]
+
+
 @pytest.mark.usefixtures("one_thread")
-def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp_path, capsys) -> None:
+def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp_path, capsys, monkeypatch) -> None:
     """Before any network runs: each stream's preparation against the prepare.json of its folder (the flow method
     matters to a flow stream only), every video of the split in video_info.csv, video-level scores for each; then
-    each array's frame count against video_info.csv; a progress line on request only."""
+    each array's frame count against video_info.csv; progress on request only: a line in a log, a bar on a terminal
+    that is cleared when done (it would stack up above the results of a split or of every video of a folder)."""
     import re
     from dataclasses import replace
 
@@ -439,6 +468,12 @@ def test_prepared_videos_checks_each_streams_record_the_split_and_the_arrays(tmp
     shown = alone.prepared_videos(tmp_path, ["a"], progress=True)
     assert re.match(r"^inference: 1/1 video \(100%\)", capsys.readouterr().err)
     assert [(d.label, d.start, d.score) for d in shown["a"]] == [(d.label, d.start, d.score) for d in quiet["a"]]
+    terminal = _Terminal()
+    with monkeypatch.context() as patch:
+        patch.setattr(sys, "stderr", terminal)
+        alone.prepared_videos(tmp_path, ["a"], progress=True)
+    assert "inference:" in terminal.getvalue()  # a live bar while it runs, and none left when done
+    assert _screen(terminal.getvalue()) == [""]
     where = re.escape(str(tmp_path / "prepare.json"))
     with pytest.raises(PreparationMismatch, match=rf"^{where}: flow='dis', but flow\.pt was trained on"):
         Predictor([rgb, flow], rgb.cfg.infer, STRIDE, "sliding", cpu).prepared_videos(tmp_path, ["a"])
@@ -633,6 +668,22 @@ def _hand_video_map(backbone, frames: np.ndarray, length: int, endpoints: list[s
         return backbone.extract_features(torch.from_numpy(x)[None], endpoints)
 
 
+def _assert_hand_window_outputs(got, i: int, stream, array: np.ndarray, fmap: dict, offset: int) -> None:
+    """Row ``i`` of ``got`` is the head on the window at ``offset``: the hand map's slice (Mixed_4f steps from
+    offset / 4, Mixed_5c from offset / 8) and the window's own frames cropped by hand, zeros past the video's end."""
+    feats = {"Mixed_4f": fmap["Mixed_4f"][:, :, offset // 4 : offset // 4 + 8],
+             "Mixed_5c": fmap["Mixed_5c"][:, :, offset // 8 : offset // 8 + 4]}  # fmt: skip
+    clip = np.zeros((CLIP, 32, 32, array.shape[-1]), np.float32)
+    real = min(CLIP, len(array) - offset)
+    clip[:real] = array[offset : offset + real, 2:34, 2:34] / 255.0 * 2.0 - 1.0
+    with torch.no_grad():
+        want = stream.model.forward_features(
+            {e: feats[e] for e in stream.model.endpoints}, torch.from_numpy(clip).permute(3, 0, 1, 2)[None]
+        )
+    for name in ("loc", "conf", "prop_loc", "prop_conf", "quality"):
+        torch.testing.assert_close(getattr(got, name)[i : i + 1], getattr(want, name), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.usefixtures("one_thread")
 def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
     """model.backbone.context=video: each stream's backbone over the whole video (padded to the grid of 8), the head
@@ -654,19 +705,7 @@ def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
     for b in batches:
         for k, (stream, array, fmap) in enumerate(zip(streams, arrays, maps)):
             for i, o in enumerate(b.offsets):
-                feats = {"Mixed_4f": fmap["Mixed_4f"][:, :, o // 4 : o // 4 + 8],
-                         "Mixed_5c": fmap["Mixed_5c"][:, :, o // 8 : o // 8 + 4]}  # fmt: skip
-                clip = np.zeros((CLIP, 32, 32, array.shape[-1]), np.float32)
-                real = min(CLIP, 75 - o)
-                clip[:real] = array[o : o + real, 2:34, 2:34] / 255.0 * 2.0 - 1.0
-                with torch.no_grad():
-                    want = stream.model.forward_features(
-                        {e: feats[e] for e in stream.model.endpoints}, torch.from_numpy(clip).permute(3, 0, 1, 2)[None]
-                    )
-                for name in ("loc", "conf", "prop_loc", "prop_conf", "quality"):
-                    torch.testing.assert_close(
-                        getattr(b.outputs[k], name)[i : i + 1], getattr(want, name), rtol=1e-4, atol=1e-5
-                    )
+                _assert_hand_window_outputs(b.outputs[k], i, stream, array[:75], fmap, o)
     frames = [(arrays[0][t], arrays[1][t]) for t in range(75)]
     again = predictor.outputs(iter(frames), "v")
     for b, c in zip(batches, again, strict=True):
@@ -697,10 +736,33 @@ def test_video_context_runs_the_head_on_slices_of_one_backbone_pass() -> None:
 
 
 @pytest.mark.usefixtures("one_thread")
+def test_one_stream_alone_on_the_video_context_path() -> None:
+    """A single stream (RGB, nothing fused) under model.backbone.context=video: its backbone once over its video,
+    the head on each window's slice, as the hand reference gives them; frames given one by one give the same."""
+    from talmts.engine.inference.predictor import Predictor
+
+    (stream,) = streams = _video_context_streams()[:1]
+    predictor = Predictor(streams, stream.cfg.infer, STRIDE, "sliding", torch.device("cpu"))
+    array = np.random.default_rng(6).integers(0, 256, (75, 36, 36, 3), dtype=np.uint8)
+    batches = predictor.array_outputs([array], "v")
+    assert [b.offsets for b in batches] == [[0, 16, 32], [48]]
+    assert [b.num_frames for b in batches] == [[32, 32, 32], [27]]
+    fmap = _hand_video_map(stream.model.backbone, array, 80, stream.model.endpoints)
+    for b in batches:
+        assert len(b.outputs) == 1
+        for i, o in enumerate(b.offsets):
+            _assert_hand_window_outputs(b.outputs[0], i, stream, array, fmap, o)
+    again = predictor.outputs(iter([(frame,) for frame in array]), "v")
+    assert [(b.offsets, b.num_frames) for b in again] == [(b.offsets, b.num_frames) for b in batches]
+    for b, c in zip(batches, again):
+        torch.testing.assert_close(b.outputs[0].conf, c.outputs[0].conf, rtol=0, atol=0)
+
+
+@pytest.mark.usefixtures("one_thread")
 def test_a_long_videos_map_reads_each_chunks_own_frames(monkeypatch) -> None:
     """A video longer than one backbone pass is mapped in chunks with context frames each side: each chunk reads its
     own frames of the stored video (centre crop, normalised), so the map is the one-pass map to float rounding.
-    Chunks of 64 frames stand in for the default 512 (a short video)."""
+    Chunks of 64 frames stand in for the default 512 (a short video). Without a device, the clips go to the CPU."""
     from functools import partial
 
     from talmts.engine.inference import predictor as P
@@ -709,8 +771,9 @@ def test_a_long_videos_map_reads_each_chunks_own_frames(monkeypatch) -> None:
     stream = _video_context_streams()[0]
     frames = np.random.default_rng(5).integers(0, 256, (198, 36, 36, 3), dtype=np.uint8)
     monkeypatch.setattr(P, "video_feature_map", partial(video_feature_map, chunk=64, margin=64))
-    got = P.stream_feature_map(stream, frames, 200)  # 3 chunks; the last reads from frame 64 on
+    got = P.stream_feature_map(stream, frames, 200)  # the default device; 3 chunks, the last reads from frame 64 on
     want = _hand_video_map(stream.model.backbone, frames, 200, stream.model.endpoints)
     for e in stream.model.endpoints:
         scale = float(want[e].abs().max())
         assert got[e].shape == want[e].shape and float((got[e] - want[e]).abs().max()) <= 1e-5 * scale, e
+        assert got[e].device == torch.device("cpu"), e

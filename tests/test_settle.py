@@ -163,3 +163,32 @@ def test_what_the_horizon_cut_off_is_still_emitted_inexact():
         out.update({d.seq: (frontier, d.exact) for d in merger.settle(float(frontier))})
     assert out == {0: (2, True), 2: (14, True), 1: (16, False)}
     assert merger.held == 0
+
+
+def test_best_per_class_breaks_a_tie_of_score_and_start_by_arrival_and_counts_what_it_holds():
+    """Offline, equal scores and starts rank by arrival: the earlier one stays in a top 1, whichever comes first."""
+    first = Settled(5.0, 6.0, 1, 0.5, 3, True)
+    later = Settled(5.0, 7.0, 1, 0.5, 8, True)
+    for order in ([first, later], [later, first]):
+        best = BestPerClass(top_k=1)
+        for d in order:
+            best.add(d)
+        assert best.items() == [first]
+    best = BestPerClass(top_k=2)
+    for d in (first, later, Settled(0.0, 1.0, 2, 0.1, 9, True), Settled(0.0, 1.0, 1, 0.9, 10, True)):
+        best.add(d)
+    assert len(best) == 3  # class 1 keeps two of three, class 2 its one
+
+
+def test_a_candidate_scoring_exactly_min_score_is_kept_as_offline():
+    """The offline run keeps kept scores >= min_score; an untouched candidate keeps its own score."""
+    merger = OnlineSoftNMS(InferConfig(), 0.5, horizon=10.0)
+    merger.add(Candidates(np.array([[0.0, 2.0], [4.0, 6.0]]), np.array([0.5, 0.49]), np.array([1, 1])))
+    assert [(d.start, d.score, d.exact) for d in merger.finish()] == [(0.0, 0.5, True)]
+
+
+def test_the_horizon_must_be_positive():
+    OnlineSoftNMS(InferConfig(), 0.1, horizon=0.5)  # a fraction of a frame is allowed
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match=f"horizon must be > 0, got {bad}"):
+            OnlineSoftNMS(InferConfig(), 0.1, horizon=bad)

@@ -34,6 +34,7 @@ def test_offsets_hand_cases():
     assert window_offsets(256, 256, 30) == [0]
     assert window_offsets(286, 256, 30) == [0, 30]  # the stride lands exactly on the end
     assert window_offsets(300, 256, 30) == [0, 30, 44]  # last window aligned to the end
+    assert window_offsets(301, 256, 30) == [0, 30, 45]  # an odd end-aligned start: no grid by default
     assert inference_offsets(600, 256, 128) == [0, 128, 256, 344]
 
 
@@ -214,6 +215,10 @@ def test_train_windows_defaults_and_zero_length_actions():
     seg = np.array([[10.0, 20.0], [250.0, 262.0]])  # the second: 6 / 12 inside the window at 0
     wins = dict(train_windows(300, seg, np.array([2, 1]), 256, 30))  # min_overlap 0.5 by default
     np.testing.assert_allclose(wins[0], [[10, 20, 2], [250, 256, 1]])
+    # 301 frames: windows at 0, 30 and the end-aligned 45 (no grid by default); [45, 301] fills the last one exactly
+    assert [(o, t.tolist()) for o, t in train_windows(301, np.array([[45.0, 301.0]]), np.array([4]), 256, 30)] == [
+        (45, [[0.0, 256.0, 4.0]])
+    ]
     # a zero-length action is no action: no window is kept for it alone
     assert train_windows(300, np.array([[40.0, 40.0]]), np.array([1]), 256, 30) == []
 
@@ -376,6 +381,8 @@ def test_plan_clips_align_places_the_last_window_on_the_grid():
         np.testing.assert_allclose(test[-1].targets, [[900 - last, 1000 - last, 1]])
         (train,) = plan_clips(videos, infos, lambda _: 1, train=True, **kw, **extra)
         assert train.window.offset == last
+        for p in [*test, train]:  # every clip: the clip length, the video's rate (10) and frame count
+            assert (p.window.length, p.rate, p.num_frames) == (256, pytest.approx(10.0), 1001)
         np.testing.assert_allclose(train.targets, [[900 - last, 1000 - last, 1]])
 
 

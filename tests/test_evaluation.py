@@ -87,6 +87,18 @@ def test_equal_tiou_goes_to_the_ground_truth_listed_last() -> None:
     assert evaluate_detections(_gt({"v": [(3, 5, "A"), (0, 2, "A")]}), dets, [0.3]).mAP == [1.0]
 
 
+def test_equal_tiou_goes_to_the_ground_truth_listed_last_in_a_large_file() -> None:
+    # The case above in 150 videos, two classes interleaved (A, B, A, B per video): the ground truth is sorted into
+    # (class, video) blocks, and a sort that does not keep the annotation order inside a block (numpy's default
+    # for more than 16 rows) would swap g1 and g2 in some videos, where d2 then becomes a TP.
+    # Per class: the 150 d1 (score 0.9) all TP, the 150 d2 all FP: precision 1 up to recall 1/2 -> AP 1/2.
+    n = 150
+    gt = _gt({f"v{i}": [(0, 2, "A"), (0, 2, "B"), (3, 5, "A"), (3, 5, "B")] for i in range(n)})
+    dets = {f"v{i}": _det((0, 5, "A", 0.9), (3, 5, "A", 0.8), (0, 5, "B", 0.9), (3, 5, "B", 0.8)) for i in range(n)}
+    r = evaluate_detections(gt, dets, [0.3])
+    assert r.per_class == {"A": [0.5], "B": [0.5]}
+
+
 def test_point_detection_against_point_ground_truth_matches_as_official() -> None:
     # The official tIoU of two zero-length segments is 0/0 = NaN, which its loop accepts at every threshold.
     gt = _gt({"v": [(5, 5, "A"), (0, 10, "A")]})

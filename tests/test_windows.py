@@ -3,6 +3,7 @@ reading, clip planning."""
 
 from __future__ import annotations
 
+import warnings
 from fractions import Fraction
 
 import numpy as np
@@ -12,9 +13,11 @@ from hypothesis import strategies as st
 
 from talmts.data.windows import (
     WholeVideoTooLong,
+    WindowCutter,
     cut_windows,
     frames_of,
     inference_offsets,
+    inside_fraction,
     plan_clips,
     train_windows,
     whole_video_targets,
@@ -31,6 +34,7 @@ def test_offsets_hand_cases():
     assert window_offsets(256, 256, 30) == [0]
     assert window_offsets(286, 256, 30) == [0, 30]  # the stride lands exactly on the end
     assert window_offsets(300, 256, 30) == [0, 30, 44]  # last window aligned to the end
+    assert window_offsets(301, 256, 30) == [0, 30, 45]  # an odd end-aligned start: no grid by default
     assert inference_offsets(600, 256, 128) == [0, 128, 256, 344]
 
 
@@ -70,6 +74,28 @@ def test_cut_windows_whole_protocol_and_empty_input():
     assert offset == 0 and np.array_equal(w, frames)
     # the smallest clip and stride are 1; below that, the message names both
     assert [o for o, _ in cut_windows(frames_of([frames[:3]]), 1, 1)] == [0, 1, 2]
+
+
+def test_whole_protocol_message_names_the_default_video():
+    frames = np.arange(10)[:, None]
+    with pytest.raises(WholeVideoTooLong, match=r"^video: more than data.clip_frames=8 "):
+        list(cut_windows(frames_of([frames]), 8, 8, "whole"))
+    cutter = WindowCutter(8, 8, "whole")
+    for f in frames[:8]:
+        assert cutter.push((f,)) is None
+    with pytest.raises(WholeVideoTooLong, match=r"^video: more than data.clip_frames=8 "):
+        cutter.push((frames[8],))
+
+
+def test_earliest_next_offset_is_the_end_aligned_start_or_zero():
+    # clip 4, stride 3: regular windows at 0, 3, 6, ...; should the input end after n frames, the last one is n - 4
+    cutter = WindowCutter(4, 3)
+    assert cutter.earliest_next_offset() == 0  # nothing pushed yet
+    frame = (np.zeros(1),)
+    for n, want in ((1, 0), (3, 0), (4, 0), (5, 1), (7, 3), (9, 5)):
+        while cutter.count < n:
+            cutter.push(frame)
+        assert cutter.earliest_next_offset() == want, n
 
 
 def test_clip_and_stride_below_one_are_refused():
@@ -150,6 +176,29 @@ def test_afsd_left_edge_drops_an_action_starting_on_the_window_edge():
     np.testing.assert_allclose(wins[30], [[1, 10, 5], [10, 20, 6]])
 
 
+def test_inside_fraction_is_float64_whatever_the_input_dtype():
+    # 1 of 3 frames inside [0, 1]: exactly the float64 1 / 3, also from float32 or integer frames
+    for dtype in (np.float32, np.int64, np.float64):
+        got = inside_fraction(np.array([[0, 3], [-2, 4]], dtype), 0, 1)
+        assert got.dtype == np.float64 and got.tolist() == [1 / 3, 1 / 6]
+
+
+def test_zero_length_actions_are_dropped_without_a_division_warning():
+    # a zero-length segment has no inside fraction (0 / 0): it is dropped before the division, silently
+    seg, lab = np.array([[40.0, 40.0], [10.0, 20.0], [400.0, 400.0]]), np.array([1, 2, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(whole_video_targets(seg, lab, 256), [[10, 20, 2]])
+        assert [o for o, _ in train_windows(300, seg, lab, 256, 30)] == [0]
+        infos = {"a": VideoInfo("a", 1.0, 1.0, 500.0, 500)}  # rate 1: seconds are frames
+        video = [_video("a", [(40.0, 40.0, "x"), (10.0, 20.0, "x"), (400.0, 400.0, "x")])]
+        for protocol in ("sliding", "whole"):
+            plans = plan_clips(
+                video, infos, lambda _: 1, protocol=protocol, clip=512, stride=256, min_overlap=0.5, train=False
+            )
+            np.testing.assert_allclose(plans[0].targets, [[10, 20, 1]])
+
+
 def test_window_targets_boundaries():
     # exactly min_overlap inside joins; touching the window joins nothing, even at min_overlap 0
     seg, lab = np.array([[240.0, 272.0], [256.0, 300.0], [-10.0, 0.0]]), np.array([1, 2, 3])
@@ -166,8 +215,24 @@ def test_train_windows_defaults_and_zero_length_actions():
     seg = np.array([[10.0, 20.0], [250.0, 262.0]])  # the second: 6 / 12 inside the window at 0
     wins = dict(train_windows(300, seg, np.array([2, 1]), 256, 30))  # min_overlap 0.5 by default
     np.testing.assert_allclose(wins[0], [[10, 20, 2], [250, 256, 1]])
+    # 301 frames: windows at 0, 30 and the end-aligned 45 (no grid by default); [45, 301] fills the last one exactly
+    assert [(o, t.tolist()) for o, t in train_windows(301, np.array([[45.0, 301.0]]), np.array([4]), 256, 30)] == [
+        (45, [[0.0, 256.0, 4.0]])
+    ]
     # a zero-length action is no action: no window is kept for it alone
     assert train_windows(300, np.array([[40.0, 40.0]]), np.array([1]), 256, 30) == []
+
+
+def test_float32_frames_are_compared_and_shifted_exactly_far_into_a_long_video():
+    # float32 frames past 2**24 are even numbers; the window starts are integers compared exactly (in float64):
+    # the action [2**24, 2**24 + 100] lies wholly in the window at 2**24, not in the end-aligned one at 2**24 + 1
+    n = 2**24 + 257
+    wins = train_windows(n, np.array([[2**24, 2**24 + 100]], np.float32), np.array([3]), 256, 2**22)
+    assert [o for o, _ in wins] == [2**24]
+    np.testing.assert_allclose(wins[0][1], [[0, 100, 3]])
+    # the same action seen from the window at 2**24 + 1: 99 of its 100 frames inside, [0, 99] in window frames
+    t = window_targets(np.array([[2**24, 2**24 + 100]], np.float32), np.array([3]), 2**24 + 1, 256, 0.5)
+    np.testing.assert_array_equal(t, [[0, 99, 3]])
 
 
 def _targets_reference(seg, lab, offset, clip, min_overlap):
@@ -300,3 +365,37 @@ def test_plan_clips_whole_protocol():
     with pytest.raises(ValueError, match="max-frames"):
         plan_clips(videos[:1], too_long, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5,
                    train=True)  # fmt: skip
+
+
+def test_plan_clips_align_places_the_last_window_on_the_grid():
+    # 1001 frames at rate 10, clip 256, stride 128: regular starts 0..640; the end-aligned one at 1001 - 256 = 745,
+    # on a grid of 8 rounded up to 752. The action [90, 100] s = frames [900, 1000] lies wholly in that window only.
+    infos = {"a": VideoInfo("a", 30.0, 10.0, 3003.0, 1001)}
+    videos = [_video("a", [(90.0, 100.0, "x")])]
+    kw = dict(protocol="sliding", clip=256, stride=128, min_overlap=0.5)
+    regular = [0, 128, 256, 384, 512, 640]
+    for align, last in ((None, 745), (1, 745), (8, 752)):
+        extra = {} if align is None else {"align": align}
+        test = plan_clips(videos, infos, lambda _: 1, train=False, **kw, **extra)
+        assert [p.window.offset for p in test] == regular + [last]
+        np.testing.assert_allclose(test[-1].targets, [[900 - last, 1000 - last, 1]])
+        (train,) = plan_clips(videos, infos, lambda _: 1, train=True, **kw, **extra)
+        assert train.window.offset == last
+        for p in [*test, train]:  # every clip: the clip length, the video's rate (10) and frame count
+            assert (p.window.length, p.rate, p.num_frames) == (256, pytest.approx(10.0), 1001)
+        np.testing.assert_allclose(train.targets, [[900 - last, 1000 - last, 1]])
+
+
+def test_plan_clips_whole_protocol_takes_a_video_of_exactly_one_clip():
+    infos = {"a": VideoInfo("a", 30.0, 30.0, 768.0, 768)}
+    videos = [_video("a", [(1.0, 2.0, "x")])]
+    (plan,) = plan_clips(
+        videos, infos, lambda _: 1, protocol="whole", clip=768, stride=768, min_overlap=0.5, train=True
+    )
+    assert plan.num_frames == 768 and plan.window.offset == 0
+    np.testing.assert_allclose(plan.targets, [[30, 60, 1]])
+    with pytest.raises(ValueError, match="769 prepared frames exceed data.clip_frames=768"):
+        plan_clips(
+            videos, {"a": VideoInfo("a", 30.0, 30.0, 769.0, 769)}, lambda _: 1, protocol="whole", clip=768,
+            stride=768, min_overlap=0.5, train=True,
+        )  # fmt: skip

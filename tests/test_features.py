@@ -274,6 +274,33 @@ def test_extraction_resumes_and_refuses_a_foreign_cache(prepared, tmp_path):
         extract_video_features(_cfg(prepared, "data.frame_size=16", "model.fsa.patch=8"), tmp_path / "c")
 
 
+def test_a_cached_training_run_plans_its_cache_once(prepared, tmp_path, monkeypatch):
+    """The start of a cached run reads and hashes each video's frames once to plan the cache (the plan it logs is
+    the one it extracts), and the extraction follows that plan: every map is in the cache before training."""
+    from talmts.engine.training import cached_features
+
+    digests: list[int] = []
+    real_digest = cached_features.array_digest
+    monkeypatch.setattr(cached_features, "array_digest", lambda a: digests.append(len(a)) or real_digest(a))
+
+    class Started(Exception):
+        pass
+
+    def stop_at_training(*args, **kwargs):
+        raise Started
+
+    monkeypatch.setattr(cached_features, "train", stop_at_training)
+    cache = tmp_path / "cache"
+    cfg = _cfg(prepared, f"train.out_dir={tmp_path / 'run'}", f"train.feature_cache={cache}")
+    with pytest.raises(Started):
+        cached_features.train_cached(cfg, progress=False)
+    cached = ["v_a", "v_b", "v_d"]  # the training and validation videos
+    assert sorted(digests) == sorted(VIDEOS[v][1] for v in cached)  # one digest per video, of all its frames
+    data = CachedFeatureDataset(cfg, cache, "train", train=True, endpoints=["Mixed_4f", "Mixed_5c"])
+    assert sorted(data.lengths) == ["v_a", "v_b"]  # extracted from that plan: the maps cover their videos
+    assert extract_video_features(cfg, cache).done == []
+
+
 def _copy_dataset(prepared: Path, dst: Path) -> Path:
     import shutil
 

@@ -14,6 +14,7 @@ import torch
 from talmts.engine.checkpoint import load_checkpoint, save_checkpoint
 from talmts.engine.distributed import DistContext
 from talmts.engine.training.hooks import (
+    STOP_SIGNALS,
     Checkpointer,
     EMAHook,
     LossLog,
@@ -137,7 +138,7 @@ def test_open_resume_auto_and_torchrun_restarts(tmp_path, monkeypatch):
 
 def test_stop_signal_is_acted_on_at_the_step_boundary(tmp_path):
     """The handler only records the signal; the next after_step writes step-<step>.pt and raises."""
-    loop, signals = _loop(tmp_path), StopSignals()
+    loop, signals = _loop(tmp_path), StopSignals(STOP_SIGNALS)
     saver = Checkpointer(signals=signals)
     before = signal.getsignal(signal.SIGTERM)
     saver.start(loop)

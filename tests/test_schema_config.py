@@ -76,3 +76,47 @@ def test_dump_roundtrip(tmp_path):
     cfg.dump(tmp_path / "c.yaml")
     again = load_config(tmp_path / "c.yaml")
     assert again == cfg
+
+
+def test_json_numbers_are_never_bools():
+    """The one type test of numbers read from JSON (prepare records, model contracts): Python's bools are ints."""
+    from talmts.schema import is_number, is_whole
+
+    for value, number, whole in [
+        (3, True, True), (0, True, True), (-7, True, True), (2.5, True, False), (2.0, True, False),
+        (float("inf"), True, False), (True, False, False), (False, False, False), ("3", False, False),
+        (None, False, False), ([1], False, False),
+    ]:  # fmt: skip
+        assert (is_number(value), is_whole(value)) == (number, whole), value
+
+
+def test_a_bool_is_refused_where_a_prepare_record_or_a_model_contract_wants_a_number(tmp_path):
+    """Both readers of such numbers refuse ``true`` in place of one, with the field named."""
+    import json
+
+    from talmts.data.record import PrepareOptions
+    from talmts.engine.inference.runtime import ModelFolderError, read_contract
+    from talmts.errors import InputError
+
+    for field in ("size", "fps", "max_frames"):
+        with pytest.raises(InputError, match=field):
+            PrepareOptions(**{field: True})
+    contract = {
+        "format": "talmts-model", "version": 1, "classes": ["run"], "normalization": {},
+        "sampling": {"frame_size": 32, "crop": 32, "fps": 10.0, "max_frames": None},
+        "windows": {"clip_frames": 32, "test_stride": 8, "protocol": "sliding"},
+        "outputs": {"anchors": [1.0], "level_sizes": [4]}, "postprocess": {},
+        "streams": [{"format": "onnx", "file": "rgb.onnx", "flow": "none"}],
+    }  # fmt: skip
+    for section, field, value in [
+        ("windows", "clip_frames", True), ("sampling", "fps", True), ("outputs", "anchors", [True]),
+        ("outputs", "level_sizes", [True]),
+    ]:  # fmt: skip
+        bad = json.loads(json.dumps(contract))
+        bad[section][field] = value
+        (tmp_path / "talmts-model.json").write_text(json.dumps(bad))
+        with pytest.raises(ModelFolderError, match=rf"'{section}\.{field}' must be"):
+            read_contract(tmp_path)
+    (tmp_path / "talmts-model.json").write_text(json.dumps(contract))
+    with pytest.raises(ModelFolderError, match="rgb.onnx.*does not exist"):  # the fields passed: the graph is next
+        read_contract(tmp_path)

@@ -11,7 +11,6 @@ import pytest
 
 from talmts.cli import main as cli_main
 from talmts.data.synth import (
-    CLASS_NAMES,
     RATES,
     ActionPlan,
     SynthConfig,
@@ -20,6 +19,7 @@ from talmts.data.synth import (
     plan_video,
     render_frames,
 )
+from talmts.data.synth_settings import CLASS_NAMES
 from talmts.data.video import iter_frames, to_rgb
 from talmts.formats import read_annotations
 

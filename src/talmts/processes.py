@@ -13,6 +13,10 @@ included. Two mechanisms, one for each direction:
 - **The parent forwards what it receives.** :func:`stop_signals_raise` turns SIGTERM (and SIGHUP) into
   :class:`Terminated`, a ``KeyboardInterrupt``, in the main process; the code that runs a pool catches it and calls
   :func:`stop_workers`, which sends SIGTERM to every worker, waits up to the grace period and kills what is left.
+
+Where a stop should end the work cleanly instead of unwinding it, :class:`StopSignals` records the request and the
+work looks at it when it can act: training at its next step boundary (SIGTERM, SIGUSR1), a stream before its next
+frame (SIGINT, SIGTERM).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, suppress
 from multiprocessing import get_context
+from types import FrameType
 from typing import Any
 
 WATCH_SECONDS = 0.5  # how often a worker checks that its parent lives
@@ -57,6 +62,43 @@ def stop_signals_raise() -> Iterator[None]:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+class StopSignals:
+    """Records a stop request on ``signals`` while installed (``with``, or :meth:`install` and :meth:`restore`):
+    ``received`` names the signal, ``requested`` (an event other threads may wait on) is set. A second SIGINT (Ctrl-C
+    again) raises ``KeyboardInterrupt`` at once. Only the main thread installs anything (Python delivers signals
+    there); elsewhere the previous handlers stay and nothing is recorded."""
+
+    def __init__(self, signals: tuple[signal.Signals, ...]):
+        self.signals = signals
+        self.received: str | None = None
+        self.requested = threading.Event()
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for s in self.signals:
+            self._previous[s] = signal.signal(s, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGINT and self.requested.is_set():
+            raise KeyboardInterrupt
+        self.received = signal.Signals(signum).name
+        self.requested.set()
+
+    def restore(self) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+        self._previous.clear()
+
+    def __enter__(self) -> StopSignals:
+        self.install()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.restore()
 
 
 def exit_with_parent(parent: int | None = None, *, grace: float = GRACE_SECONDS) -> None:

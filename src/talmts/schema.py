@@ -140,6 +140,17 @@ def check_segment(start: float, end: float, *, file: str, record: str, field_nam
         raise SchemaError(file, record, field_name, f"end {end} is before start {start}", "swap or fix the pair")
 
 
+# ------------------------------------------------------------------------------------------ values read from JSON
+def is_number(value: object) -> bool:
+    """A JSON number: an int or a float, never a bool (which Python counts as an int)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def is_whole(value: object) -> bool:
+    """A JSON integer, never a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 # ----------------------------------------------------------------------------------------------- video ids
 # A video id names files (frames/<id>.npy, meta/<id>.json, <id>.npz, ...), so it must be one plain file name. The
 # bytes bound leaves room, within the 255 bytes of a file name, for a suffix and a temporary's ".tmp-<pid>-<hex>".

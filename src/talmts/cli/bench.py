@@ -6,9 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from talmts.engine.commands.bench.plan import FAST_FLAGS, LEVER_SWITCHES
-from talmts.engine.commands.bench.training import TRAIN_VARIANTS
-from talmts.models.levers import COMPILE_BACKENDS, COMPILE_MODES, DTYPES
+from talmts.engine.commands.bench.options import FAST_FLAGS, LEVER_SWITCHES, TRAIN_VARIANTS
+from talmts.models.lever_settings import COMPILE_BACKENDS, COMPILE_MODES, DTYPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -6,10 +6,10 @@ import argparse
 import os
 import sys
 
+from talmts.data.synth_settings import CLASS_NAMES, DEFAULT_CLASSES, SynthConfig
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from talmts.data.synth import CLASS_NAMES, DEFAULT_CLASSES, SynthConfig
-
     d = SynthConfig()
     parser.add_argument("out_dir", help="output folder: videos/*.mp4, annotations.json, synth.json")
     parser.add_argument("--videos", type=int, default=d.videos, help=f"number of videos (default {d.videos})")
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from talmts.data.synth import SynthConfig, generate_dataset
+    from talmts.data.synth import generate_dataset  # PyAV and OpenCV: only when the command runs
 
     try:
         cfg = SynthConfig(

@@ -17,6 +17,7 @@ from talmts.data.flow import DEFAULT_FLOW, FLOW_METHODS
 from talmts.data.video import MAX_FRAME_SIZE, SAMPLE_FPS
 from talmts.errors import InputError, TalmtsError
 from talmts.fileio import atomic_write_json
+from talmts.schema import is_number, is_whole
 
 RECORD_FILE = "prepare.json"
 SAMPLING_KEYS = ("fps", "size", "max_frames")  # what every stream must share; "flow" matters to a flow stream
@@ -47,11 +48,11 @@ class PrepareOptions:
         """Every option checked when it is made, before anything is decoded or written (``prepare --fps inf``
         would loop for ever, ``--fps 0`` keep no frame, ``--size 100000`` ask for 30 GB a frame)."""
         lo, hi = SAMPLE_FPS
-        if self.fps is not None and not (_number(self.fps) and lo <= self.fps <= hi):
+        if self.fps is not None and not (is_number(self.fps) and lo <= self.fps <= hi):
             raise InputError(f"prepare option fps={self.fps!r}: the sample rate must be a number in [{lo:g}, {hi:g}]")
-        if not (_whole(self.size) and 1 <= self.size <= MAX_FRAME_SIZE):
+        if not (is_whole(self.size) and 1 <= self.size <= MAX_FRAME_SIZE):
             raise InputError(f"prepare option size={self.size!r}: frames are 1 to {MAX_FRAME_SIZE} pixels wide")
-        if self.max_frames is not None and not (_whole(self.max_frames) and 1 <= self.max_frames <= MAX_FRAMES):
+        if self.max_frames is not None and not (is_whole(self.max_frames) and 1 <= self.max_frames <= MAX_FRAMES):
             raise InputError(f"prepare option max_frames={self.max_frames!r}: a whole number in [1, {MAX_FRAMES:,}]")
         if self.flow not in (*FLOW_METHODS, "none"):
             raise InputError(f"prepare option flow={self.flow!r}: choose one of {[*FLOW_METHODS, 'none']}")
@@ -75,14 +76,6 @@ class PrepareOptions:
         """The keys on which ``other`` differs (``flow`` too when a flow stream reads the data)."""
         diff = [k for k in SAMPLING_KEYS if getattr(self, k) != getattr(other, k)]
         return diff + (["flow"] if flow and flow_family(self.flow) != flow_family(other.flow) else [])
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _whole(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def record_path(root: str | Path) -> Path:

@@ -2,7 +2,7 @@
 
 Each video is a textured background that pans slowly, a few small muted distractor objects that wander
 around (they move, but are no action), and action instances drawn large, saturated and outlined. The classes
-differ in how the object moves (see :data:`MOTIONS`); by default each class also has its own shape, and
+differ in how the object moves (see ``synth_settings.MOTIONS``); by default each class also has its own shape, and
 ``same_shapes=True`` draws every instance's shape from one pool so that only the motion tells classes apart.
 The frame is split into two horizontal lanes; each lane holds one action at a time, so the lanes give
 overlapping actions without objects colliding. An action's object may sit still for a moment before the
@@ -26,20 +26,11 @@ import av
 import cv2
 import numpy as np
 
+from talmts.data.synth_settings import SynthConfig
 from talmts.fileio import atomic_path, atomic_write_json
 from talmts.formats import write_ground_truth
 from talmts.schema import SUBSETS, AnnotationSet, ClassMap, Segment, Video
 
-MOTIONS = {
-    "bounce": "bounces up and down on the floor of its lane",
-    "spin": "rotates about its centre",
-    "pulse": "grows and shrinks",
-    "cross": "travels horizontally across the frame (back and forth when the action is long)",
-    "orbit": "circles about a point",
-    "shake": "oscillates left and right quickly",
-}
-CLASS_NAMES = tuple(MOTIONS)
-DEFAULT_CLASSES = ("bounce", "spin", "pulse", "cross")
 CLASS_SHAPES = {
     "bounce": "disk",
     "spin": "bar",
@@ -68,49 +59,6 @@ RATES = {
     "orbit": (0.5, 0.8),
     "shake": (1.5, 2.2),
 }
-
-
-@dataclass(frozen=True)
-class SynthConfig:
-    videos: int = 50
-    seed: int = 0
-    height: int = 112
-    width: int | None = None  # None: 4:3
-    fps: float = 25.0
-    min_video_s: float = 20.0
-    max_video_s: float = 40.0
-    classes: tuple[str, ...] = DEFAULT_CLASSES
-    min_action_s: float = 1.5
-    max_action_s: float = 8.0
-    short_fraction: float = 0.08  # share of short actions, lasting short_min_s .. min_action_s
-    short_min_s: float = 0.5
-    overlap: float = 0.35  # chance that a slot of the second lane holds an action
-    idle_prob: float = 0.5  # chance of a still object before / after an action
-    max_idle_s: float = 1.0
-    distractors: tuple[int, int] = (1, 3)  # per video, inclusive range
-    object_size: float = 0.26  # action objects, fraction of the frame height
-    background_contrast: float = 1.0
-    same_shapes: bool = False
-    splits: tuple[int, int, int] = (3, 1, 1)  # train / validation / test, cycled over video indices
-    crf: int = 20
-
-    def __post_init__(self) -> None:
-        unknown = [c for c in self.classes if c not in MOTIONS]
-        if unknown or not self.classes or len(set(self.classes)) != len(self.classes):
-            raise ValueError(f"classes must be distinct names from {list(CLASS_NAMES)}, got {list(self.classes)}")
-        if not 0 < self.min_video_s <= self.max_video_s:
-            raise ValueError("need 0 < min_video_s <= max_video_s")
-        if not 0 < self.short_min_s <= self.min_action_s <= self.max_action_s:
-            raise ValueError("need 0 < short_min_s <= min_action_s <= max_action_s")
-        if self.height < 32 or self.height % 2:
-            raise ValueError(f"height must be even and >= 32, got {self.height}")
-        if self.fps <= 0 or self.videos < 1:
-            raise ValueError("fps and videos must be positive")
-
-    @property
-    def frame_width(self) -> int:
-        w = self.width if self.width is not None else round(self.height * 4 / 3)
-        return w + (w % 2)  # yuv420p needs even sizes
 
 
 @dataclass(frozen=True)
@@ -423,11 +371,13 @@ def _write_one(plan: VideoPlan, out: Path, crf: int) -> str:
 
 
 def generate_dataset(
-    out_dir: str | Path, cfg: SynthConfig = SynthConfig(), workers: int = 1, progress: bool = False
+    out_dir: str | Path, cfg: SynthConfig | None = None, workers: int = 1, progress: bool = False
 ) -> AnnotationSet:
-    """Write OUT/videos/*.mp4, OUT/annotations.json (ActivityNet layout) and OUT/synth.json (the config)."""
+    """Write OUT/videos/*.mp4, OUT/annotations.json (ActivityNet layout) and OUT/synth.json (the config; default
+    :class:`SynthConfig`)."""
     from talmts.progress import progress_bar
 
+    cfg = SynthConfig() if cfg is None else cfg
     out = Path(out_dir)
     (out / "videos").mkdir(parents=True, exist_ok=True)
     plans = [plan_video(cfg, i) for i in range(cfg.videos)]

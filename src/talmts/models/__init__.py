@@ -1,5 +1,22 @@
-"""The TAL-MTS network: I3D backbone, RFP, STT, FSA, boundary pooling, coarse and refined heads."""
+"""The TAL-MTS network: I3D backbone, RFP, STT, FSA, boundary pooling, coarse and refined heads.
 
-from talmts.models.detector import TALMTS, build_detector
+The network is imported on first use (``talmts.models.build_detector``), not with the package: the command line
+reads the levers' vocabulary (lever_settings.py) without loading torch.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from talmts.models.detector import TALMTS, build_detector
 
 __all__ = ["TALMTS", "build_detector"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from talmts.models import detector
+
+        return getattr(detector, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""Inference speed levers: what they are (:class:`Levers`), the named sets the tools use, the one function that
-rewrites a detector for them, and the one runner that executes it with them.
+"""Inference speed levers: the one function that rewrites a detector for them and the one runner that executes it
+with them. What they are (:class:`Levers`), their allowed values and the named sets the tools use live apart, in
+models/lever_settings.py, where the command line reads them without loading torch.
 
 Two kinds of lever:
 
@@ -19,77 +20,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from talmts.models.i3d import InceptionI3d
 from talmts.models.i3d_rewrites import rewrite_for_speed
+from talmts.models.lever_settings import COMPILE_BACKENDS as COMPILE_BACKENDS  # these 8: re-exported
+from talmts.models.lever_settings import COMPILE_MODES as COMPILE_MODES
+from talmts.models.lever_settings import DTYPES as DTYPES
+from talmts.models.lever_settings import EXACT as EXACT
+from talmts.models.lever_settings import FAST as FAST
+from talmts.models.lever_settings import INFERENCE as INFERENCE
+from talmts.models.lever_settings import PRESETS as PRESETS
+from talmts.models.lever_settings import Levers as Levers
 
-DTYPES = ("fp32", "bf16")
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-COMPILE_BACKENDS = ("inductor", "aot_eager", "eager")
 PARTS = ("network", "backbone")  # what ``talmts bench`` times: the whole detector, or its I3D backbone alone
 CHANNELS_LAST = torch.channels_last_3d
-
-
-@dataclass(frozen=True)
-class Levers:
-    """Inference-only switches; ``fuse_pointwise`` implies ``fold_bn`` (the fused conv carries the folded BN)."""
-
-    dtype: str = "fp32"  # one of DTYPES; bf16 runs under autocast
-    channels_last: bool = False
-    fold_bn: bool = False
-    fuse_pointwise: bool = False
-    stem_s2d: bool = False  # Conv3d_1a as space-to-depth + a 4x4x4 conv
-    pointwise_matmul: bool = False  # every 1x1x1 conv as a matmul
-    fused_pools: bool = False  # max pools as slices + maxima (one kernel each under torch.compile)
-    compile: bool = False  # torch.compile, static shapes
-    compile_mode: str = "default"  # one of COMPILE_MODES
-    compile_backend: str = "inductor"  # "eager" / "aot_eager": trace only, for quick dry runs on a CPU
-    cuda_graph: bool = False  # one CUDA graph per input shape (CUDA only; ignored elsewhere)
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype {self.dtype!r}: use fp32 or bf16")
-        if self.compile_backend not in COMPILE_BACKENDS:
-            raise ValueError(f"compile_backend {self.compile_backend!r}: use one of {', '.join(COMPILE_BACKENDS)}")
-        if self.compile_mode not in COMPILE_MODES:
-            raise ValueError(f"compile_mode {self.compile_mode!r}: use one of {', '.join(COMPILE_MODES)}")
-        if self.cuda_graph and self.compile and self.compile_mode in ("reduce-overhead", "max-autotune"):
-            raise ValueError(
-                f"compile_mode {self.compile_mode!r} captures CUDA graphs itself and cannot run inside another "
-                "CUDA graph: drop cuda_graph, or use 'default' / 'max-autotune-no-cudagraphs' with it"
-            )
-        if self.fuse_pointwise:
-            object.__setattr__(self, "fold_bn", True)
-
-    def replace(self, **changes: object) -> Levers:
-        """A copy with ``changes`` applied (and validated)."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
-
-    @property
-    def torch_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.dtype == "bf16" else torch.float32
-
-
-EXACT = Levers()  # the network as trained: the reference every lever is checked against
-INFERENCE = Levers(fold_bn=True)  # what inference applies by default: same values, fewer passes over memory
-FAST = Levers(  # the fastest measured GPU combination (docs/PERFORMANCE.md), applied by `eval/detect --fast`
-    dtype="bf16",
-    channels_last=True,
-    fold_bn=True,
-    fuse_pointwise=True,
-    stem_s2d=True,
-    pointwise_matmul=True,
-    fused_pools=True,
-    compile=True,
-    cuda_graph=True,
-)
-PRESETS: dict[str, Levers] = {"exact": EXACT, "inference": INFERENCE, "fast": FAST}
 
 
 def apply_levers(model: nn.Module, levers: Levers) -> nn.Module:

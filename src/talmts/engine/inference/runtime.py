@@ -26,7 +26,7 @@ from talmts.errors import InputError, TalmtsError
 from talmts.fileio import file_sha256
 from talmts.models.export import FORMATS, INPUT_NAME, ONNX_EXTRA, OUTPUT_NAMES, RuntimeMissing
 from talmts.outputs import DetectorOutput
-from talmts.schema import ClassMap
+from talmts.schema import ClassMap, is_number, is_whole
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +91,7 @@ def read_contract(folder: str | Path) -> dict[str, Any]:
 
 
 def _is_count(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v > 0
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool)
+    return is_whole(v) and v > 0
 
 
 # the contract's fields that talmts reads besides the streams' own: (section, field, test, what it must be)
@@ -105,9 +101,9 @@ _FIELDS: tuple[tuple[str, str, Any, str], ...] = (
     ("windows", "protocol", lambda v: v in ("sliding", "whole"), "'sliding' or 'whole'"),
     ("sampling", "frame_size", _is_count, "a positive integer"),
     ("sampling", "crop", _is_count, "a positive integer"),
-    ("sampling", "fps", lambda v: v is None or (_is_number(v) and v > 0), "a positive number or null"),
+    ("sampling", "fps", lambda v: v is None or (is_number(v) and v > 0), "a positive number or null"),
     ("sampling", "max_frames", lambda v: v is None or _is_count(v), "a positive integer or null"),
-    ("outputs", "anchors", lambda v: isinstance(v, list) and all(map(_is_number, v)), "a list of numbers"),
+    ("outputs", "anchors", lambda v: isinstance(v, list) and all(map(is_number, v)), "a list of numbers"),
     ("outputs", "level_sizes", lambda v: isinstance(v, list) and all(map(_is_count, v)), "a list of integers"),
 )
 

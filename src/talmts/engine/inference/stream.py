@@ -39,6 +39,7 @@ from talmts.errors import InputError
 from talmts.formats.video_info import VideoInfo
 from talmts.postprocess import kept_detections
 from talmts.postprocess.settle import BestPerClass, OnlineSoftNMS, Settled
+from talmts.processes import StopSignals
 from talmts.schema import Detection
 
 logger = logging.getLogger(__name__)
@@ -153,8 +154,8 @@ def stream_detections(
                 merger.add(candidates)
 
     start = time.perf_counter()
-    with _stop_on_signals() as stop, _torch_threads(settings.threads or default_threads()):
-        reader.start(stop)
+    with StopSignals((signal.SIGINT, signal.SIGTERM)) as stop, _torch_threads(settings.threads or default_threads()):
+        reader.start(stop.requested)  # a stop ends the stream cleanly; a second Ctrl-C interrupts at once
         try:
             received = reader.frames(lambda: clock.tick(cutter.count / fps, emitted, merger.held))
             # A batched flow (TV-L1 on a GPU: 1,024 pairs) would hold frames back for minutes: at most one stride.
@@ -409,26 +410,3 @@ def _torch_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-class _stop_on_signals:
-    """SIGINT and SIGTERM set a flag that ends the stream cleanly (a second SIGINT interrupts at once); only in the
-    main thread, where Python delivers signals."""
-
-    def __enter__(self) -> threading.Event:
-        self.flag = threading.Event()
-        self.previous: dict[int, object] = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self.flag
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.flag.is_set() and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        logger.debug("signal %d: ending the stream", signum)
-        self.flag.set()
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)  # type: ignore[arg-type]

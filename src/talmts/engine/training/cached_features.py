@@ -129,7 +129,6 @@ def plan_cache(cfg: Config, cache: Path, subsets: list[str] | None = None) -> tu
     return todo, covered
 
 
-@torch.no_grad()
 def extract_video_features(
     cfg: Config,
     cache: str | Path,
@@ -147,8 +146,26 @@ def extract_video_features(
     if cfg.model.backbone.context != "video":
         raise InputError("a feature cache holds whole-video maps: set model.backbone.context=video")
     cache, start = Path(cache), time.perf_counter()
-    summary = ExtractSummary(cache)
     todo, covered = plan_cache(cfg, cache, subsets)
+    summary = extract_planned(cfg, cache, todo, covered, progress=progress, dtype=dtype)
+    summary.seconds = time.perf_counter() - start  # the planning included: it reads every video's frames
+    return summary
+
+
+@torch.no_grad()
+def extract_planned(
+    cfg: Config,
+    cache: Path,
+    todo: list[CacheJob],
+    covered: list[CacheJob],
+    progress: bool = False,
+    dtype: str = "float16",
+) -> ExtractSummary:
+    """The extraction :func:`extract_video_features` makes, for a plan already made by :func:`plan_cache` (a
+    training run plans once, logs the plan, then extracts it): every map of ``todo`` is written, ``covered`` is
+    only counted; the cache's fingerprint is checked (or written) either way."""
+    start = time.perf_counter()
+    summary = ExtractSummary(cache)
     summary.skipped = [j.video for j in covered]
     first = (todo or covered or [None])[0]
     if first is None:
@@ -219,7 +236,7 @@ def train_cached(cfg: Config, *, resume: str | Path | None = None, progress: boo
         f"{cfg.train.eval_every} epoch(s))" if val_set else "no validation split",
         cfg.train.epochs, len(todo), sum(j.frames for j in todo), len(covered), cache,
     )  # fmt: skip
-    extract_video_features(cfg, cache, progress=progress)
+    extract_planned(cfg, cache, todo, covered, progress=progress)
     classes, in_channels = train_set.classes, train_set.in_channels
     head = build_head(cfg, len(classes), in_channels)
     dataset = CachedFeatureDataset(cfg, cache, cfg.data.train_subset, train=True, endpoints=head.endpoints)

@@ -39,7 +39,7 @@ from talmts.engine.training.hooks import (
     StopSignals,
     Validation,
 )
-from talmts.engine.training.hooks.preemption import EXIT_STOPPED, TrainingStopped, ignore_stop_signals
+from talmts.engine.training.hooks.preemption import EXIT_STOPPED, STOP_SIGNALS, TrainingStopped, ignore_stop_signals
 from talmts.engine.training.resume import ResumeSettingsWarning, changed_settings, open_resume, resume_target
 from talmts.engine.training.speedups import adam_options, amp_context, amp_enabled, for_training, network_call
 from talmts.fileio import atomic_write_text
@@ -169,7 +169,7 @@ def train(
         ema = EMAHook(loop.model, cfg.train.ema) if cfg.train.ema else None
         log = LossLog(loop.out, cfg.data.modality, cfg.train.log_every, ctx.is_main)
         val = Validation(validate or _default_validate, (lambda: ema.module) if ema else (lambda: loop.model), log)
-        saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals(), cfg.train.keep_checkpoints)
+        saver = Checkpointer(cfg.train.checkpoint_every_steps, StopSignals(STOP_SIGNALS), cfg.train.keep_checkpoints)
         bar = [ProgressBar(cfg.train.batch_size * ctx.world_size)] if progress and ctx.is_main else []
         # order matters: the EMA and the log are up to date before a checkpoint is written
         loop.hooks = [*([ema] if ema else []), NaNGuard(), log, *bar, val, *hooks, saver]

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -12,14 +11,11 @@ from typing import Any
 import torch
 
 from talmts.config import MODALITY_CHANNELS, Config, load_config, resolve_config_path
+from talmts.engine.commands.bench.options import FAST_FLAGS
 from talmts.engine.distributed import resolve_device
 from talmts.errors import InputError
 from talmts.models.levers import FAST, LeverRunner, Levers
 
-FAST_FLAGS = tuple(  # the on/off levers of the FAST preset, as `--fast` sets them (its dtype is bf16)
-    f.name for f in dataclasses.fields(FAST) if getattr(FAST, f.name) is True
-)
-LEVER_SWITCHES = tuple(f.name for f in dataclasses.fields(Levers) if f.name != "dtype")
 AFSD_OFF = ["model.rfp.enabled=false", "model.stt.enabled=false", "model.fsa.enabled=false"]
 Row = dict[str, Any]
 

@@ -22,6 +22,7 @@ import torch
 from talmts.config import MODALITY_CHANNELS, Config
 from talmts.data.device_transforms import batch_clips
 from talmts.engine.commands.bench.network import _cpu_peak_mb, _device_name, _time_calls, synchronize
+from talmts.engine.commands.bench.options import TRAIN_VARIANTS
 from talmts.engine.training.loop import build_optimizer, per_sample_losses
 from talmts.engine.training.speedups import amp_context, amp_enabled, for_training, network_call
 from talmts.models import build_detector
@@ -33,23 +34,6 @@ PLAIN: dict[str, Any] = {  # the reference step: fp32, eager, Adam's loop, float
     "train.adam": "loop",
     "model.backbone.checkpoint": False,
     "data.transform": "loader",
-}
-TRAIN_VARIANTS: dict[str, dict[str, Any]] = {  # each lever alone, then all the speed levers together
-    "plain": {},
-    "bf16": {"train.amp": True},
-    "channels_last": {"train.channels_last": True},
-    "compile": {"train.compile": True},
-    "adam_foreach": {"train.adam": "foreach"},
-    "adam_fused": {"train.adam": "fused"},
-    "checkpoint": {"model.backbone.checkpoint": True},
-    "device_transform": {"data.transform": "device"},
-    "all": {
-        "train.amp": True,
-        "train.channels_last": True,
-        "train.compile": True,
-        "train.adam": "fused",
-        "data.transform": "device",
-    },
 }
 AFSD_MODULES_OFF = {"model.rfp.enabled": False, "model.stt.enabled": False, "model.fsa.enabled": False}
 

@@ -5,12 +5,14 @@ from talmts.engine.training.hooks.checkpointer import Checkpointer
 from talmts.engine.training.hooks.ema import EMAHook
 from talmts.engine.training.hooks.logs import LossLog, ProgressBar
 from talmts.engine.training.hooks.nan_guard import NaNGuard, NonFiniteLossError
-from talmts.engine.training.hooks.preemption import EXIT_STOPPED, StopSignals, TrainingStopped
+from talmts.engine.training.hooks.preemption import EXIT_STOPPED, STOP_SIGNALS, TrainingStopped
 from talmts.engine.training.hooks.validation import Validation
 from talmts.engine.training.resume import CheckpointFallbackWarning
+from talmts.processes import StopSignals
 
 __all__ = [
     "EXIT_STOPPED",
+    "STOP_SIGNALS",
     "CheckpointFallbackWarning",
     "Checkpointer",
     "EMAHook",

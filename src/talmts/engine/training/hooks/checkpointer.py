@@ -17,8 +17,9 @@ from pathlib import Path
 
 from talmts.engine.checkpoint import save_checkpoint
 from talmts.engine.training.hooks.base import Hook, TrainingLoop
-from talmts.engine.training.hooks.preemption import StopSignals, TrainingStopped
+from talmts.engine.training.hooks.preemption import TrainingStopped
 from talmts.engine.training.resume import epoch_files, step_files, supersede_newer
+from talmts.processes import StopSignals
 
 logger = logging.getLogger(__name__)
 

@@ -60,7 +60,8 @@ def offline(pool: Candidates, cfg: InferConfig, min_score: float) -> dict[int, f
 @pytest.mark.parametrize("seed", range(12))
 @pytest.mark.parametrize("min_score", [0.0, 0.3])
 def test_a_long_enough_horizon_emits_exactly_the_offline_detections(seed, min_score):
-    cfg = InferConfig()
+    # every third seed with a tIoU gate and a higher score threshold than the defaults: the stream must use the config's
+    cfg = InferConfig(nms_iou_gate=0.3, nms_score_thresh=0.2) if seed % 3 == 2 else InferConfig()
     frames = [150, 161, 40, 64][seed % 4]  # aligned, unaligned end, one short window, exactly one window
     merger = OnlineSoftNMS(cfg, min_score, horizon=1e9)
     emitted, pool = run_stream(frames, clip=64, stride=32, merger=merger, seed=seed)
@@ -192,3 +193,91 @@ def test_the_horizon_must_be_positive():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match=f"horizon must be > 0, got {bad}"):
             OnlineSoftNMS(InferConfig(), 0.1, horizon=bad)
+
+
+def _feed(merger: OnlineSoftNMS, frontiers, empty_adds: bool = False) -> tuple[dict[int, tuple], list[int]]:
+    """settle() at each frontier: {seq: (frontier, start, end, label, score, exact)} and the held count after each."""
+    out: dict[int, tuple] = {}
+    held = []
+    for f in frontiers:
+        if empty_adds:  # a window whose candidates all score below min_score
+            merger.add(Candidates(np.zeros((0, 2)), np.zeros(0), np.zeros(0, np.int64)))
+        out.update({d.seq: (f, d.start, d.end, d.label, d.score, d.exact) for d in merger.settle(float(f))})
+        held.append(merger.held)
+    return out, held
+
+
+def test_the_horizon_forgets_on_time_and_a_forgotten_candidate_still_decays_the_scores():
+    """R, P, Q of one class: R is forgotten when its end is exactly ``horizon`` behind the frontier (frontier 8);
+    P, whose chain reaches back to R, leaves at its end + horizon (16) with the score the whole video gives it: R's
+    decay still counts, whatever empty windows arrive meanwhile."""
+    seg = np.array([[0.0, 2.0], [0.0, 10.0], [9.0, 14.0]])
+    score, label = np.array([0.55, 0.5, 0.6]), np.array([1, 1, 1])
+    cfg = InferConfig()
+    want = soft_nms_scores(seg, score, label, cfg.nms_sigma)  # the offline run over the whole video
+    assert want[1] < 0.5 * np.exp(-(0.2**2) / cfg.nms_sigma) + 1e-12  # R's decay is in P's score
+    merger = OnlineSoftNMS(cfg, 0.0, horizon=6.0)
+    merger.add(Candidates(seg, score, label))
+    out, held = _feed(merger, range(40), empty_adds=True)
+    assert held == [3] * 8 + [2] * 8 + [0] * 24
+    assert out == {
+        0: (2, 0.0, 2.0, 1, want[0], True),
+        2: (14, 9.0, 14.0, 1, want[2], True),
+        1: (16, 0.0, 10.0, 1, want[1], False),
+    }
+    # the stream ending before P's horizon: finish() emits P, unproven, with the same score
+    merger = OnlineSoftNMS(cfg, 0.0, horizon=6.0)
+    merger.add(Candidates(seg, score, label))
+    out, _ = _feed(merger, range(13))
+    assert out == {0: (2, 0.0, 2.0, 1, want[0], True)}
+    assert [(d.seq, d.score, d.exact) for d in merger.finish()] == [(1, want[1], False), (2, want[2], True)]
+
+
+def test_a_group_that_only_touches_the_next_closes_by_itself():
+    """A = [0, 4] and B = [4, 20] share an end point, which is no overlap: once A is emitted its group is closed and
+    forgotten at frontier 4 (exactly at its end), while B is still held."""
+    merger = OnlineSoftNMS(InferConfig(), 0.0, horizon=100.0)
+    merger.add(Candidates(np.array([[0.0, 4.0], [4.0, 20.0]]), np.array([0.9, 0.8]), np.array([1, 1])))
+    out, held = _feed(merger, range(6))
+    assert out == {0: (4, 0.0, 4.0, 1, 0.9, True)}
+    assert held == [2, 2, 2, 2, 1, 1]
+
+
+def test_a_chain_starting_where_a_forgotten_candidate_ended_is_proven():
+    """T ([3, 6]) is forgotten past the horizon (U keeps its group open), so chains of its class that start before 6
+    can no longer be proven; S = [6, 9] only touches T, so S is proven at its end, exact."""
+    seg = np.array([[0.0, 4.0], [3.0, 6.0], [6.0, 9.0], [5.0, 30.0]])  # R, T, S, U
+    merger = OnlineSoftNMS(InferConfig(), 0.0, horizon=2.0)
+    merger.add(Candidates(seg, np.array([0.9, 0.85, 0.5, 0.3]), np.array([1, 1, 1, 1])))
+    out, _ = _feed(merger, range(12))
+    assert {seq: (f, exact) for seq, (f, *_, exact) in out.items()} == {0: (4, True), 1: (6, True), 2: (9, True)}
+    assert out[2][4] == 0.5  # nothing above S overlaps it
+
+
+def test_each_class_keeps_its_own_floor_when_another_class_forgets():
+    """Class 1 forgets R (frontier 6), class 2 forgets R2 (frontier 7); class 1's V = [20, 22], which reaches no
+    forgotten candidate, is still proven at its end."""
+    seg = np.array([[0.0, 4.0], [3.0, 40.0], [0.0, 5.0], [4.0, 40.0], [20.0, 22.0]])  # R, U1, R2, U2, V
+    merger = OnlineSoftNMS(InferConfig(), 0.0, horizon=2.0)
+    merger.add(Candidates(seg, np.array([0.9, 0.3, 0.9, 0.3, 0.8]), np.array([1, 1, 2, 2, 1])))
+    out, _ = _feed(merger, range(30))
+    assert out[4][0] == 22 and out[4][5] is True
+
+
+def test_a_class_with_nothing_to_emit_does_not_stop_the_others():
+    """At the recompute after C arrives, class 1 holds only A (emitted) and B (decayed below min_score): class 2's
+    C must still get its chain, and is proven at its end."""
+    merger = OnlineSoftNMS(InferConfig(), 0.3, horizon=100.0)
+    merger.add(Candidates(np.array([[0.0, 4.0], [0.0, 5.0]]), np.array([0.9, 0.32]), np.array([1, 1])))
+    assert [(d.seq, d.exact) for d in merger.settle(4.0)] == [(0, True)]
+    assert merger.held == 2
+    merger.add(Candidates(np.array([[4.5, 6.0]]), np.array([0.8]), np.array([2])))
+    out, _ = _feed(merger, [4.5, 5, 6])
+    assert out == {2: (6, 4.5, 6.0, 2, 0.8, True)}
+
+
+def test_emitted_in_stream_order_by_start():
+    """Detections decided in the same call leave in order of start (then arrival), not of end."""
+    merger = OnlineSoftNMS(InferConfig(), 0.0, horizon=100.0)
+    merger.add(Candidates(np.array([[2.0, 5.0], [0.0, 10.0]]), np.array([0.9, 0.8]), np.array([1, 2])))
+    assert [(d.start, d.end, d.label) for d in merger.finish()] == [(0.0, 10.0, 2), (2.0, 5.0, 1)]

@@ -132,6 +132,9 @@ def test_chain_extents_by_hand():
         np.array([[0.0, 1.0], [1.0, 2.0]]), np.array([0.5, 0.5]), np.array([1, 1]), np.array([0.5, 0.5])
     )
     assert touching.tolist() == [[0.0, 1.0], [1.0, 2.0]]  # sharing an end point is no overlap (tIoU 0)
+    only = chain_extents(seg, score, label, kept, np.array([True, False, True, False, True]))
+    assert np.isnan(only[[1, 3]]).all()  # rows not wanted stay NaN
+    assert only[[0, 2, 4]].tolist() == [[0.0, 4.0], [6.0, 9.0], [0.0, 20.0]]
 
 
 def test_best_per_class_keeps_the_offline_top_k():
@@ -215,7 +218,8 @@ def test_the_horizon_forgets_on_time_and_a_forgotten_candidate_still_decays_the_
     score, label = np.array([0.55, 0.5, 0.6]), np.array([1, 1, 1])
     cfg = InferConfig()
     want = soft_nms_scores(seg, score, label, cfg.nms_sigma)  # the offline run over the whole video
-    assert want[1] < 0.5 * np.exp(-(0.2**2) / cfg.nms_sigma) + 1e-12  # R's decay is in P's score
+    # by hand: Q (0.6) decays P at tIoU 1/14, then R (0.55) at tIoU 0.2; nothing overlaps R or Q above them
+    assert want.tolist() == pytest.approx([0.55, 0.5 * np.exp(-((1 / 14) ** 2 + 0.2**2) / 0.3), 0.6], abs=1e-12)
     merger = OnlineSoftNMS(cfg, 0.0, horizon=6.0)
     merger.add(Candidates(seg, score, label))
     out, held = _feed(merger, range(40), empty_adds=True)

@@ -14,6 +14,10 @@ if TYPE_CHECKING:
 __all__ = ["TALMTS", "build_detector"]
 
 
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])
+
+
 def __getattr__(name: str) -> Any:
     if name in __all__:
         from talmts.models import detector

@@ -166,6 +166,8 @@ def stream_detections(
                 clock.tick(cutter.count / fps, emitted, merger.held)
         finally:
             reader.stop()
+        if stop.received is not None:
+            logger.info("%s: stopping on %s after %d frames", source, stop.received, cutter.count)
         if cutter.count == 0:
             if reader.error is not None:
                 raise reader.error

@@ -297,3 +297,11 @@ def test_detections_for_video_passes_the_gate_and_the_score_threshold_on() -> No
     plain = detections_for_video([pool], classes, InferConfig(nms_sigma=0.3, nms_score_thresh=0.1), duration=15.0)
     assert [(d.start, d.end) for d in plain] == [(10.0, 14.0), (12.0, 15.0), (0.0, 3.0)]  # clipped to [0, 15]
     assert plain[1].score == pytest.approx(0.8 * math.exp(-((2 / 6) ** 2) / 0.3))
+
+
+def test_decode_streams_refuses_no_outputs_and_an_unknown_fusion_by_name():
+    with pytest.raises(ValueError, match=r"^decode_streams: no stream outputs$"):
+        decode_streams([], 0, 0.0, 10.0, InferConfig())
+    out = DetectorOutput(**{f: None for f in DetectorOutput.__dataclass_fields__})
+    with pytest.raises(ValueError, match=r"^infer.fusion='mean': choose 'logits' or 'detections'$"):
+        decode_streams([out], 0, 0.0, 10.0, InferConfig(fusion="mean"))

@@ -179,3 +179,32 @@ def test_soft_nms_top_k_keeps_the_loops_first_k() -> None:
     assert len(got_sc) == 4
     np.testing.assert_allclose(got_sc, [s for _, s in ref], rtol=1e-9)
     np.testing.assert_array_equal(got_seg, seg[[i for i, _ in ref]])
+
+
+def test_float32_input_is_computed_in_float64() -> None:
+    """The same numbers given as float32 give the float64 result bit for bit (decays are not rounded to float32)."""
+    seg32, sc32 = random_candidates(np.random.default_rng(5), 60)
+    seg32, sc32 = np.asarray(seg32, np.float32), np.asarray(sc32, np.float32)
+    labels = np.zeros(60, np.int64)
+    want = soft_nms_scores(seg32.astype(np.float64), sc32.astype(np.float64), labels, 0.5)
+    got = soft_nms_scores(seg32, sc32, labels, 0.5)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, want)
+
+
+def test_a_decayed_score_exactly_at_the_threshold_is_kept_and_a_tiou_exactly_at_the_gate_does_not_decay() -> None:
+    # B lies on A (tIoU 1): decayed to 0.5 * exp(-1 / 0.5), which is the threshold itself: kept ("below" drops)
+    floor = 0.5 * math.exp(-1.0 / 0.5)
+    kept = soft_nms_scores(np.array([[0.0, 1.0], [0.0, 1.0]]), np.array([1.0, 0.5]), np.zeros(2, np.int64), 0.5,
+                           None, floor)  # fmt: skip
+    assert kept.tolist() == [1.0, floor]
+    # tIoU of [0, 2] and [1, 2] is exactly 0.5: a gate of 0.5 decays only above it
+    kept = soft_nms_scores(np.array([[0.0, 2.0], [1.0, 2.0]]), np.array([0.9, 0.8]), np.zeros(2, np.int64), 0.5, 0.5)
+    assert kept.tolist() == [0.9, 0.8]
+
+
+def test_non_finite_input_is_refused_by_name() -> None:
+    with pytest.raises(
+        ValueError, match=r"^Soft-NMS: segments and scores must be finite \(a NaN came out of the network\?\)$"
+    ):
+        soft_nms_scores(np.array([[0.0, 1.0]]), np.array([np.nan]), np.zeros(1, np.int64), 0.5)

@@ -66,9 +66,10 @@ def stop_signals_raise() -> Iterator[None]:
 
 class StopSignals:
     """Records a stop request on ``signals`` while installed (``with``, or :meth:`install` and :meth:`restore`):
-    ``received`` names the signal, ``requested`` (an event other threads may wait on) is set. A SIGINT (Ctrl-C) after a stop
-    was already recorded (a second Ctrl-C, when SIGINT is among ``signals``) raises ``KeyboardInterrupt`` at once. Only the main thread installs anything (Python delivers signals
-    there); elsewhere the previous handlers stay and nothing is recorded."""
+    ``received`` names the signal, ``requested`` (an event other threads may wait on) is set. A SIGINT (Ctrl-C)
+    after a stop was already recorded (a second Ctrl-C, when SIGINT is among ``signals``) raises
+    ``KeyboardInterrupt`` at once. Only the main thread installs anything (Python delivers signals there);
+    elsewhere the previous handlers stay and nothing is recorded."""
 
     def __init__(self, signals: tuple[signal.Signals, ...]):
         self.signals = signals
